@@ -1,0 +1,256 @@
+"""create_app(settings, ...) -> Starlette: the HTTP surface. Routes parse, hand
+the request to the pipeline, and write JSON or SSE; every failure leaves as an
+OpenAI-shaped error body."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from router import errors
+from router.config import Settings
+from router.pipeline import Pipeline, Reply
+from router.protocol import DONE, max_tokens, parse_request, sse
+from router.types import Caller, Endpoint
+
+log = logging.getLogger("thinkgate.app")
+
+
+class BodyLimit:
+    """Rejects bodies over `limit` bytes with 413, by Content-Length when given
+    and by counting otherwise, before the body is parsed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.limit
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await _send_error(send, self._error())
+                    return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limit:
+                    raise self._error()
+            return msg
+
+        await self.app(scope, limited, send)
+
+    def _error(self) -> errors.PayloadTooLarge:
+        return errors.PayloadTooLarge(f"request body is larger than the limit of {self.limit} bytes")
+
+
+async def _send_error(send: Send, e: errors.ThinkgateError) -> None:
+    resp = error_response(e)
+    await send({"type": "http.response.start", "status": resp.status_code, "headers": resp.raw_headers})
+    await send({"type": "http.response.body", "body": resp.body})
+
+
+def error_response(e: errors.ThinkgateError) -> JSONResponse:
+    return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
+
+
+def _caller(request: Request) -> Caller:
+    state = request.scope.get("state") or {}
+    caller = state.get("caller") if isinstance(state, dict) else None
+    return caller if isinstance(caller, Caller) else Caller()
+
+
+class Gateway:
+    """The route handlers, holding the pipeline and the parts /readyz checks."""
+
+    def __init__(self, settings: Settings, pipeline: Pipeline, parts: dict[str, Any]) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.parts = parts  # name -> object with `async ready()`, for /readyz
+        self.created = int(time.time())
+
+    async def chat(self, request: Request) -> Response:
+        return await self._serve(request, "chat")
+
+    async def completions(self, request: Request) -> Response:
+        return await self._serve(request, "completion")
+
+    async def _serve(self, request: Request, endpoint: Endpoint) -> Response:
+        raw = await request.body()
+        req = parse_request(endpoint, raw, request.headers)
+        req.caller = _caller(request)
+        limits = self.settings.limits
+        if len(req.messages) > limits.max_messages:
+            raise errors.InvalidRequest(
+                f"too many messages: {len(req.messages)} > {limits.max_messages}", param="messages", code="too_many_messages"
+            )
+        if max_tokens(req, 0) > limits.max_tokens:
+            raise errors.InvalidRequest(
+                f"max_tokens is over the limit of {limits.max_tokens}", param="max_tokens", code="invalid_value"
+            )
+        reply = await self.pipeline.handle(req)
+        headers = reply.decision.headers()
+        headers.update(reply.extra_headers)
+        if reply.body is not None:
+            return JSONResponse(reply.body, headers=headers)
+        assert reply.chunks is not None
+        headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
+        return StreamingResponse(_sse_body(reply), media_type="text/event-stream", headers=headers)
+
+    async def models(self, request: Request) -> Response:
+        caller = _caller(request)
+        seen: dict[str, str] = {}
+        for alias in self.settings.routes:
+            seen[alias] = "thinkgate"
+        for name, ms in self.settings.models.items():
+            seen.setdefault(name, "thinkgate")
+            if ms.model:
+                seen.setdefault(ms.model, ms.provider)
+        data = [
+            {"id": mid, "object": "model", "created": self.created, "owned_by": owner}
+            for mid, owner in seen.items()
+            if caller.aliases is None or mid in caller.aliases
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        async def check(name: str, part: Any) -> tuple[str, dict[str, Any]]:
+            try:
+                with anyio.fail_after(3.0):
+                    return name, await part.ready()
+            except Exception as e:  # a readiness probe reports failures, it never raises
+                return name, {"ok": False, "error": type(e).__name__}
+
+        results = dict(await asyncio.gather(*(check(n, p) for n, p in self.parts.items())))
+        # upstreams must answer; cache and log degrade the service but don't stop it
+        ok = all(v.get("ok") for n, v in results.items() if n.startswith("upstream:"))
+        degraded = [n for n, v in results.items() if not v.get("ok")]
+        return JSONResponse(
+            {"status": "ready" if ok else "unavailable", "degraded": degraded, "checks": results},
+            status_code=200 if ok else 503,
+        )
+
+
+async def _sse_body(reply: Reply) -> AsyncIterator[bytes]:
+    assert reply.chunks is not None
+    chunks = reply.chunks
+    try:
+        async for chunk in chunks:
+            yield sse(chunk)
+        yield DONE
+    finally:
+        # the client may be gone (task cancelled): still close the upstream side
+        with anyio.CancelScope(shield=True):
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()
+
+
+async def _thinkgate_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.ThinkgateError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    kind = {404: errors.NotFound, 405: errors.InvalidRequest}.get(exc.status_code, errors.InvalidRequest)
+    message = {404: f"no route {request.url.path}", 405: f"method {request.method} not allowed on {request.url.path}"}.get(
+        exc.status_code, str(exc.detail)
+    )
+    return error_response(kind(message, status=exc.status_code, code="not_found" if exc.status_code == 404 else "method_not_allowed"))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+    return error_response(errors.ThinkgateError("internal error; the gateway logged the details"))
+
+
+def create_app(
+    settings: Settings,
+    *,
+    upstreams: dict[str, Any],
+    embedder: Any = None,
+    classifier: Any = None,
+    cache: Any = None,
+    log_sink: Any = None,
+    metrics: Any = None,
+    routes: Sequence[BaseRoute] = (),
+    middleware: Sequence[Middleware] = (),
+    on_close: Sequence[Any] = (),
+) -> Starlette:
+    """Assemble the app from parts built elsewhere (state passed in, nothing global).
+
+    `routes` adds extra endpoints (dashboard, metrics, admin); `middleware` wraps the
+    app inside the body limit (auth, rate limits); `on_close` are extra async
+    callables run at shutdown after in-flight work drains.
+    """
+    pipeline = Pipeline(
+        settings, upstreams, embedder=embedder, classifier=classifier, cache=cache, log_sink=log_sink, metrics=metrics
+    )
+    parts: dict[str, Any] = {f"upstream:{name}": u for name, u in upstreams.items()}
+    if cache is not None and hasattr(cache, "ready"):
+        parts["cache"] = cache
+    if log_sink is not None and hasattr(log_sink, "ready"):
+        parts["decisions"] = log_sink
+    gw = Gateway(settings, pipeline, parts)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await pipeline.drain()
+        for part in [*upstreams.values(), cache, log_sink]:
+            close = getattr(part, "close", None)
+            if close is not None:
+                try:
+                    await close()
+                except Exception:  # shutdown goes on whatever one part does
+                    log.exception("error while closing %r", part)
+        for fn in on_close:
+            await fn()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", gw.chat, methods=["POST"]),
+            Route("/v1/completions", gw.completions, methods=["POST"]),
+            Route("/v1/models", gw.models, methods=["GET"]),
+            Route("/healthz", gw.healthz, methods=["GET"]),
+            Route("/readyz", gw.readyz, methods=["GET"]),
+            *routes,
+        ],
+        middleware=[Middleware(BodyLimit, limit=settings.server.max_body_bytes), *middleware],
+        exception_handlers={
+            errors.ThinkgateError: _thinkgate_error,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.pipeline = pipeline
+    app.state.settings = settings
+    return app

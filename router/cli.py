@@ -1,0 +1,82 @@
+"""`thinkgate serve | calibrate | replay | check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from router import config
+    from router.build import build_app
+
+    try:
+        settings = config.load(args.config)
+    except config.ConfigError as e:
+        print(f"thinkgate: {e}", file=sys.stderr)
+        return 2
+    host = args.host or settings.server.host
+    port = args.port if args.port is not None else settings.server.port
+    logging.basicConfig(level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app = build_app(settings)
+    except Exception as e:  # start-up failures (missing model package, ...) get one clear line
+        print(f"thinkgate: cannot start: {e}", file=sys.stderr)
+        return 1
+    print(f"thinkgate: serving on http://{host}:{port}/v1 (models: {', '.join(settings.routes)})", file=sys.stderr, flush=True)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=int(settings.server.drain_s) or None,
+        access_log=False,
+    )
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from router import config
+
+    try:
+        settings = config.load(args.config)
+    except config.ConfigError as e:
+        print(f"thinkgate: {e}", file=sys.stderr)
+        return 2
+    print(f"ok: {len(settings.models)} models, aliases: {', '.join(settings.routes)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # calibrate and replay own their argument parsing
+    if argv and argv[0] == "calibrate":
+        from calibrate.cli import main as calibrate_main
+
+        return int(calibrate_main(argv[1:]) or 0)
+    if argv and argv[0] == "replay":
+        from router.replay import main as replay_main
+
+        return int(replay_main(argv[1:]) or 0)
+
+    parser = argparse.ArgumentParser(prog="thinkgate", description="OpenAI-compatible gateway that routes between a fast and a reasoning model")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve", help="run the gateway")
+    s.add_argument("--config", help="YAML config (default: the embedded CPU-only default)")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.set_defaults(fn=_serve)
+    c = sub.add_parser("check-config", help="validate a config file and exit")
+    c.add_argument("--config")
+    c.set_defaults(fn=_check_config)
+    sub.add_parser("calibrate", help="train the difficulty classifier and choose thresholds (see `thinkgate calibrate -h`)")
+    sub.add_parser("replay", help="re-score logged decisions under other thresholds (see `thinkgate replay -h`)")
+    args = parser.parse_args(argv)
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

