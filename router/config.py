@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -44,6 +44,9 @@ class DeerSettings(_Section):
     )
     probe_max_tokens: int = Field(20, ge=1, le=64)
     max_probes: int = Field(10, ge=0)
+    # at the probe cap: "continue" thinks on without probing (the reference), "exit" stops there
+    on_max_probes: Literal["continue", "exit"] = "continue"
+    max_tokens: int = Field(4096, ge=16, description="thinking + answer when the request sets no max_tokens")
     thinking_budget: float = Field(0.8, gt=0, le=1, description="share of max_tokens for thinking")
     wall_clock_s: float = Field(120.0, gt=0)
     probe_timeout_s: float = Field(10.0, gt=0)
@@ -51,6 +54,22 @@ class DeerSettings(_Section):
     template: Literal["server", "local"] = "server"  # how the prompt is rendered
     chat_template: str | None = None  # jinja template for template=local (else from the GGUF)
     thinking_prompt: str | None = None  # system prompt for models that don't think natively
+
+    @model_validator(mode="after")
+    def _family_defaults(self) -> DeerSettings:
+        # Qwen3 is over-confident: the reference scores it with the geometric mean
+        # and only trusts a probe that also closes </think>; explicit keys win
+        if self.family == "qwen3":
+            if "confidence" not in self.model_fields_set:
+                self.confidence = "geometric"
+            if "require_think_close" not in self.model_fields_set:
+                self.require_think_close = True
+        if not self.transitions or not all(self.transitions):
+            raise ValueError("deer.transitions: needs at least one non-empty string")
+        missing = {"math", "choice", "text"} - set(self.answer_suffix)
+        if missing:
+            raise ValueError(f"deer.answer_suffix: missing {', '.join(sorted(missing))}")
+        return self
 
 
 class ModelSettings(_Section):
@@ -116,6 +135,9 @@ class SelfRefSettings(_Section):
 
 
 class CacheSettings(_Section):
+    """Response cache (router/cache/). redis_url None: the embedded in-process
+    backend (not shared between replicas, lost on restart)."""
+
     enabled: bool = True
     redis_url: str | None = None  # None: embedded in-process backend
     exact: bool = True
@@ -123,9 +145,17 @@ class CacheSettings(_Section):
     semantic_threshold: float = Field(0.95, gt=0, le=1)
     deterministic_only: bool = True  # cache only temperature 0 unless opted in
     ttl_s: int = Field(3600, ge=1)
-    ttl_per_route: dict[str, int] = Field(default_factory=dict)
+    ttl_per_route: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, description="seconds by route (fast | reasoning) or alias; 0: never store"
+    )
     max_entries: int = Field(100_000, ge=1)
-    timeout_ms: float = Field(20.0, gt=0)
+    max_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="embedded backend: payload bytes kept")
+    max_entry_bytes: int = Field(2 * 1024 * 1024, ge=256, description="larger (compressed) entries are not stored")
+    timeout_ms: float = Field(20.0, gt=0, description="per Redis command on the request path")
+    connect_timeout_ms: float = Field(1000.0, gt=0, description="background (re)connects")
+    max_connections: int = Field(64, ge=1, description="Redis connection pool size per process")
+    vector_search: Literal["auto", "local", "redis"] = "auto"  # auto: Redis FT.* when the server has it
+    dim: int = Field(384, ge=1, description="embedding dimension")
     namespace: str = "thinkgate"
 
 
@@ -134,7 +164,7 @@ class DecisionLogSettings(_Section):
     redis_url: str | None = None  # None: in-memory ring (the cache's redis_url if set there)
     stream_key: str = "thinkgate:decisions"
     max_records: int = Field(10_000, ge=10)  # stream trimmed with MAXLEN ~ (approximate)
-    timeout_ms: float = Field(50.0, gt=0, description="per XADD; reads get 20x")
+    timeout_ms: float = Field(250.0, gt=0, description="per XADD (logging runs after the reply); reads get 20x")
     retry_s: float = Field(5.0, ge=0, description="after a Redis failure, use the local ring this long")
     summary_window: int = Field(2000, ge=10, description="records the dashboard summary aggregates")
     store_prompt: bool = False
@@ -178,7 +208,7 @@ class LimitSettings(_Section):
     tpm: int | None = Field(None, ge=1)
     window_s: int = Field(60, ge=1, description="rate-limit window (fixed, aligned)")
     redis_url: str | None = None  # None: the cache's redis_url; neither: per-process counters
-    redis_timeout_ms: float = Field(50.0, gt=0)
+    redis_timeout_ms: float = Field(100.0, gt=0)
     namespace: str = "thinkgate"
     max_concurrent_streams: int = Field(256, ge=1)  # per process
     max_streams_per_key: int | None = Field(None, ge=1)

@@ -1,13 +1,19 @@
-"""A direct httpx client for any OpenAI-compatible server (vLLM, llama.cpp's
-server, a local fake). It is the fast path: no provider translation, one
-pooled connection set, errors mapped once at this boundary."""
+"""A direct client for any OpenAI-compatible server (vLLM, llama.cpp's server,
+a local fake). It is the fast path: no provider translation, one pooled
+connection set, errors mapped once at this boundary.
+
+It speaks aiohttp: measured side by side on loopback, an aiohttp request costs
+about half of an httpx one, and this client sits on every request's path.
+(`map_transport_error` keeps mapping httpx errors for modules that use httpx.)"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import httpx
 
 from router import errors
@@ -34,6 +40,12 @@ def _error_message(resp_text: str, status: int) -> str:
     return f"upstream answered HTTP {status}"
 
 
+def map_aiohttp_error(exc: BaseException, upstream: str) -> errors.UpstreamError:
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return errors.UpstreamTimeout(f"upstream {upstream} timed out", upstream=upstream)
+    return errors.UpstreamUnavailable(f"upstream {upstream} is unreachable ({type(exc).__name__})", upstream=upstream)
+
+
 class OpenAICompatUpstream:
     def __init__(
         self,
@@ -44,41 +56,45 @@ class OpenAICompatUpstream:
         api_key: str | None = None,
         timeout: float = 60.0,
         connect_timeout: float = 5.0,
-        client: httpx.AsyncClient | None = None,
+        max_connections: int = 512,
     ) -> None:
         self.name = name
         self.model = model
         self.api_base = api_base.rstrip("/")
         self.timeout = timeout
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = client or httpx.AsyncClient(
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
-        )
+        self.connect_timeout = connect_timeout
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
 
-    @property
-    def client(self) -> httpx.AsyncClient:
-        return self._client
+    def session(self) -> aiohttp.ClientSession:
+        # created on first use: an aiohttp session belongs to the running loop
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                connector=aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300),
+                json_serialize=lambda o: json.dumps(o, separators=(",", ":")),
+            )
+        return self._session
 
     def _url(self, body: dict[str, Any]) -> str:
         return f"{self.api_base}/chat/completions" if "messages" in body else f"{self.api_base}/completions"
 
-    def _timeout(self, ctx: CallContext) -> httpx.Timeout:
-        t = ctx.timeout or self.timeout
-        return httpx.Timeout(t, connect=min(t, 5.0))
-
     async def complete(self, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
         body = {**body, "stream": False}
         body.pop("stream_options", None)
+        t = ctx.timeout or self.timeout
+        timeout = aiohttp.ClientTimeout(total=t, connect=min(t, self.connect_timeout))
         try:
-            resp = await self._client.post(self._url(body), json=body, timeout=self._timeout(ctx))
-        except httpx.HTTPError as e:
-            raise map_transport_error(e, self.name) from None
-        if resp.status_code >= 400:
-            raise errors.from_status(resp.status_code, _error_message(resp.text, resp.status_code), upstream=self.name)
+            async with self.session().post(self._url(body), json=body, timeout=timeout) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            raise map_aiohttp_error(e, self.name) from None
+        if status >= 400:
+            raise errors.from_status(status, _error_message(raw.decode(errors="replace"), status), upstream=self.name)
         try:
-            data = resp.json()
+            data = json.loads(raw)
         except ValueError:
             raise errors.UpstreamUnavailable(f"upstream {self.name} returned invalid JSON", upstream=self.name) from None
         if not isinstance(data, dict) or not data.get("choices"):
@@ -90,33 +106,42 @@ class OpenAICompatUpstream:
         if "messages" in body:
             # ask for usage so thinkgate can report it whatever the client asked
             body["stream_options"] = {"include_usage": True}
+        t = ctx.timeout or self.timeout
+        # a stream may run long: bound the wait for each piece, not the whole
+        timeout = aiohttp.ClientTimeout(total=None, connect=min(t, self.connect_timeout), sock_read=t)
+        finished = False
         try:
-            async with self._client.stream("POST", self._url(body), json=body, timeout=self._timeout(ctx)) as resp:
-                if resp.status_code >= 400:
-                    text = (await resp.aread()).decode(errors="replace")
-                    raise errors.from_status(resp.status_code, _error_message(text, resp.status_code), upstream=self.name)
-                async for line in resp.aiter_lines():
-                    if not line.startswith("data:"):
+            async with self.session().post(self._url(body), json=body, timeout=timeout) as resp:
+                if resp.status >= 400:
+                    text = (await resp.read()).decode(errors="replace")
+                    raise errors.from_status(resp.status, _error_message(text, resp.status), upstream=self.name)
+                async for raw_line in resp.content:
+                    line = raw_line.strip()
+                    if not line.startswith(b"data:"):
                         continue
                     data = line[5:].strip()
-                    if data == "[DONE]":
+                    if data == b"[DONE]":
                         return
                     try:
                         chunk = json.loads(data)
                     except ValueError:
                         raise errors.UpstreamUnavailable(f"upstream {self.name} sent a malformed event", upstream=self.name) from None
                     if isinstance(chunk, dict) and "error" in chunk:
-                        raise errors.UpstreamUnavailable(_error_message(data, 500), upstream=self.name)
+                        raise errors.UpstreamUnavailable(_error_message(data.decode(errors="replace"), 500), upstream=self.name)
+                    finished = finished or any(c.get("finish_reason") for c in chunk.get("choices") or [])
                     yield chunk
-        except httpx.HTTPError as e:
-            raise map_transport_error(e, self.name) from None
+            if not finished:  # closed with neither [DONE] nor a finish_reason: an incomplete answer
+                raise errors.UpstreamUnavailable(f"upstream {self.name} ended the stream early", upstream=self.name)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            raise map_aiohttp_error(e, self.name) from None
 
     async def ready(self) -> dict[str, Any]:
         try:
-            resp = await self._client.get(f"{self.api_base}/models", timeout=2.0)
-            return {"ok": resp.status_code < 500, "status": resp.status_code, "base": self.api_base}
-        except httpx.HTTPError as e:
+            async with self.session().get(f"{self.api_base}/models", timeout=aiohttp.ClientTimeout(total=2.0)) as resp:
+                return {"ok": resp.status < 500, "status": resp.status, "base": self.api_base}
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
             return {"ok": False, "error": type(e).__name__, "base": self.api_base}
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()

