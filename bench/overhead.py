@@ -113,7 +113,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="tg-overhead-"))
     try:
         up = free_port()
-        procs.append(start([sys.executable, "-m", "router.fake_server", "--port", str(up)]))
+        procs.append(start([sys.executable, "-m", "router.upstreams.fake_server", "--port", str(up)]))
         wait_ready(f"http://127.0.0.1:{up}/v1/models", procs[-1])
         upstream = f"http://127.0.0.1:{up}/v1"
 

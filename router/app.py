@@ -148,8 +148,10 @@ class Gateway:
                 return name, {"ok": False, "error": type(e).__name__}
 
         results = dict(await asyncio.gather(*(check(n, p) for n, p in self.parts.items())))
-        # upstreams must answer; cache and log degrade the service but don't stop it
-        ok = all(v.get("ok") for n, v in results.items() if n.startswith("upstream:"))
+        # Ready while some model can answer: routes fall back to each other, so one
+        # model down must not pull every replica out of the load balancer. Cache,
+        # log and limits degrade the service but don't stop it.
+        ok = any(v.get("ok") for n, v in results.items() if n.startswith("upstream:"))
         degraded = [n for n, v in results.items() if not v.get("ok")]
         return JSONResponse(
             {"status": "ready" if ok else "unavailable", "degraded": degraded, "checks": results},
@@ -203,6 +205,7 @@ def create_app(
     routes: Sequence[BaseRoute] = (),
     middleware: Sequence[Middleware] = (),
     on_close: Sequence[Any] = (),
+    extra_ready: dict[str, Any] | None = None,
 ) -> Starlette:
     """Assemble the app from parts built elsewhere (state passed in, nothing global).
 
@@ -218,6 +221,7 @@ def create_app(
         parts["cache"] = cache
     if log_sink is not None and hasattr(log_sink, "ready"):
         parts["decisions"] = log_sink
+    parts.update(extra_ready or {})
     gw = Gateway(settings, pipeline, parts)
 
     @asynccontextmanager

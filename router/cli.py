@@ -12,6 +12,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from router import config
     from router.build import build_app
+    from router.shutdown import uvicorn_options
 
     try:
         settings = config.load(args.config)
@@ -27,14 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"thinkgate: cannot start: {e}", file=sys.stderr)
         return 1
     print(f"thinkgate: serving on http://{host}:{port}/v1 (models: {', '.join(settings.routes)})", file=sys.stderr, flush=True)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        timeout_graceful_shutdown=int(settings.server.drain_s) or None,
-        access_log=False,
-    )
+    uvicorn.run(app, **{**uvicorn_options(settings.server), "host": host, "port": port, "log_level": "warning"})
     return 0
 
 

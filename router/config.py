@@ -117,11 +117,15 @@ class RouteSettings(_Section):
 
 
 class ClassifierSettings(_Section):
+    """The difficulty router (issue 3): embedder + trained classifier."""
+
     enabled: bool = True
-    artifact: str | None = "default"  # a directory under models/, a path, or null
-    embedder: Literal["onnx", "torch", "auto"] = "auto"
+    artifact: str | None = "default"  # a directory under models/, a path, or null (embedder only)
+    # onnx: int8 MiniLM on onnxruntime (exported once to ~/.cache/thinkgate); torch:
+    # sentence-transformers; hash: no model (tests/demos); auto: onnx, else torch
+    embedder: Literal["onnx", "onnx-fp32", "torch", "hash", "auto"] = "auto"
     batch_max: int = Field(32, ge=1)
-    batch_wait_ms: float = Field(1.0, ge=0)
+    batch_wait_ms: float = Field(0.0, ge=0, description="extra wait to grow a batch; 0: batch only what queued up")
 
 
 class SelfRefSettings(_Section):

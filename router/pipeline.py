@@ -216,6 +216,7 @@ class Pipeline:
             if selfref:
                 body = await self._call(req, d, target, **self._logprob_args(req))
                 if self._escalate(req, d, body):
+                    self._charge_discarded(d, target, body)
                     target = self._target(rs, "reasoning")
                     body = await self._call(req, d, target)
                 else:
@@ -288,17 +289,25 @@ class Pipeline:
         d.prompt_tokens, d.completion_tokens = int(pt), int(ct)
         d.upstream, d.upstream_model = target.model_name, target.upstream.model
         d.route = target.route
-        price = self.settings.models[target.model_name].price
-        d.cost = (pt * price.input + ct * price.output) / 1e6
+        d.cost += self._price(target.model_name, int(pt), int(ct))
         rs = self.settings.routes.get(req.alias)
         reasoning_name = rs.reasoning if rs and rs.pin is None else None
         if reasoning_name and reasoning_name in self.settings.models:
             rp = self.settings.models[reasoning_name].price
             # what the always-reasoning baseline would have paid for the same tokens
             # (a lower bound: a reasoning model also writes its thinking)
-            d.baseline_cost = max(d.cost, (pt * rp.input + ct * rp.output) / 1e6)
+            d.baseline_cost = (pt * rp.input + ct * rp.output) / 1e6
         else:
             d.baseline_cost = d.cost
+
+    def _price(self, model_name: str, prompt_tokens: int, completion_tokens: int) -> float:
+        price = self.settings.models[model_name].price
+        return (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
+
+    def _charge_discarded(self, d: Decision, target: _Target, completion: dict[str, Any]) -> None:
+        """An escalated fast answer was paid for even though the client never sees it."""
+        usage = completion.get("usage") or {}
+        d.cost += self._price(target.model_name, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
 
     # -- streaming ----------------------------------------------------------------------
 
@@ -323,6 +332,7 @@ class Pipeline:
                         buffered = to_chunks(completion)
                     self._account(req, d, target, completion)
                     return Reply(d, chunks=self._replay(req, d, buffered, embedding, completion, t0))
+                self._charge_discarded(d, target, completion)
                 target = self._target(rs, "reasoning")
 
         ctx = CallContext(controls=req.controls)

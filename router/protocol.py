@@ -97,7 +97,7 @@ def _check_messages(messages: list[Any]) -> None:
         if not isinstance(m, dict):
             raise InvalidRequest(f"'{where}' must be an object", param=where, code="invalid_type")
         role = m.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise InvalidRequest(
                 f"'{where}.role' must be one of {', '.join(sorted(ROLES))}", param=f"{where}.role", code="invalid_value"
             )

@@ -43,7 +43,9 @@ def is_fault(exc: BaseException) -> bool:
 
 
 class CircuitBreaker:
-    def __init__(self, name: str, settings: BreakerSettings | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, name: str, settings: BreakerSettings | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.name = name
         self.s = settings or BreakerSettings()
         self._clock = clock
@@ -80,7 +82,9 @@ class CircuitBreaker:
     def success(self) -> None:
         self._consecutive = 0
         self._recent.append(False)
-        if self.state != "closed":
+        if self._current() == "open":
+            return  # a call that began before the breaker opened; only a probe may close it
+        if self.state == "half_open":
             log.info("breaker %s: closed (probe succeeded)", self.name)
             self.state = "closed"
             self._cooldown = self.s.cooldown_s
@@ -182,7 +186,9 @@ class ResilientUpstream:
                 async with asyncio.timeout(self._timeout(ctx)):
                     result = await self.inner.complete(body, ctx)
             except TimeoutError:
-                err: errors.ThinkgateError = errors.UpstreamTimeout(f"upstream {self.name} timed out", upstream=self.name)
+                err: errors.ThinkgateError = errors.UpstreamTimeout(
+                    f"upstream {self.name} timed out", upstream=self.name
+                )
             except errors.ThinkgateError as e:
                 err = e
             except BaseException:
@@ -294,7 +300,9 @@ def wrap(upstream: Upstream, ms: ModelSettings, settings: BreakerSettings | None
     return ResilientUpstream(upstream, retries=ms.retries, timeout=timeout, settings=settings)
 
 
-def wrap_all(upstreams: dict[str, Upstream], models: dict[str, ModelSettings], settings: BreakerSettings | None = None) -> dict[str, Upstream]:
+def wrap_all(
+    upstreams: dict[str, Upstream], models: dict[str, ModelSettings], settings: BreakerSettings | None = None
+) -> dict[str, Upstream]:
     return {name: wrap(u, models[name], settings) if name in models else u for name, u in upstreams.items()}
 
 
@@ -318,7 +326,9 @@ class BreakerCollector:
         state = GaugeMetricFamily(
             "thinkgate_upstream_breaker_state", "circuit breaker: 0 closed, 1 half-open, 2 open", labels=["upstream"]
         )
-        opened = CounterMetricFamily("thinkgate_upstream_breaker_opened", "times the breaker opened", labels=["upstream"])
+        opened = CounterMetricFamily(
+            "thinkgate_upstream_breaker_opened", "times the breaker opened", labels=["upstream"]
+        )
         retries = CounterMetricFamily("thinkgate_upstream_retries", "upstream attempts retried", labels=["upstream"])
         failures = CounterMetricFamily("thinkgate_upstream_failures", "failed upstream attempts", labels=["upstream"])
         for name, snap in snapshot(self.upstreams).items():
