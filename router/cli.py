@@ -8,6 +8,11 @@ import sys
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    # Small numpy products (cache index, classifier) must not wake a BLAS thread
+    # pool per call on a busy server: measured ~20 ms instead of ~20 us.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import uvicorn
 
     from router import config

@@ -36,7 +36,7 @@ class Classifier(Protocol):
 
 class Cache(Protocol):
     def needs_embedding(self, req: ChatRequest) -> bool: ...
-    async def get(self, req: ChatRequest, embedding: Any) -> Any: ...
+    async def get(self, req: ChatRequest, embedding: Any, *, exact: bool = True) -> Any: ...
     async def put(self, req: ChatRequest, embedding: Any, response: dict[str, Any], chunks: list[dict[str, Any]] | None, route: str) -> None: ...
 
 
@@ -137,6 +137,8 @@ class Pipeline:
         embedding = None
         cache_on = self.cache is not None
         d.cache = "miss" if cache_on else "off"
+        if cache_on and getattr(self.cache, "state", "up") == "down":
+            d.cache = "bypass"  # Redis is down: requests skip the cache and still succeed
         if cache_on and not req.controls.cache.no_cache:
             hit = await self.cache.get(req, None)  # type: ignore[union-attr]
             if hit is not None:
@@ -151,7 +153,7 @@ class Pipeline:
             if self.settings.decisions.store_embedding:
                 d.embedding = [round(float(x), 5) for x in embedding]
             if wants_semantic:
-                hit = await self.cache.get(req, embedding)  # type: ignore[union-attr]
+                hit = await self.cache.get(req, embedding, exact=False)  # type: ignore[union-attr]
                 if hit is not None:
                     return self._cache_reply(req, d, hit, t0)
 

@@ -179,10 +179,12 @@ def _float(value: Any, param: str, lo: float | None = None, hi: float | None = N
 
 
 def _parse_cache_control(value: str) -> CacheControl:
-    no_cache = no_store = False
+    no_cache = no_store = opt_in = False
     max_age = None
     for part in filter(None, (p.strip().lower() for p in value.split(","))):
-        if part == "no-cache":
+        if part == "opt-in":
+            opt_in = True
+        elif part == "no-cache":
             no_cache = True
         elif part == "no-store":
             no_store = True
@@ -190,11 +192,11 @@ def _parse_cache_control(value: str) -> CacheControl:
             max_age = int(_float(part.split("=", 1)[1], "x-thinkgate-cache-control max-age", lo=0))
         else:
             raise InvalidRequest(
-                f"x-thinkgate-cache-control: unknown directive '{part}' (use no-cache, no-store, max-age=N)",
+                f"x-thinkgate-cache-control: unknown directive '{part}' (use no-cache, no-store, max-age=N, opt-in)",
                 param="x-thinkgate-cache-control",
                 code="invalid_value",
             )
-    return CacheControl(no_cache=no_cache, no_store=no_store, max_age=max_age)
+    return CacheControl(no_cache=no_cache, no_store=no_store, max_age=max_age, opt_in=opt_in)
 
 
 def _parse_deer(value: str) -> DeerControl:

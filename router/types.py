@@ -23,6 +23,7 @@ class CacheControl:
     no_cache: bool = False  # do not read the cache for this request
     no_store: bool = False  # do not write the response to the cache
     max_age: int | None = None  # accept only entries younger than this (seconds)
+    opt_in: bool = False  # cache this request even though it is not deterministic
 
 
 @dataclass(frozen=True)

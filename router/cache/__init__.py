@@ -1,0 +1,16 @@
+"""Response cache: exact and semantic, on Redis or embedded in-process.
+
+    cache = build_cache(settings.cache)
+    hit = await cache.get(req, embedding)        # exact first, then semantic
+    await cache.put(req, embedding, response, chunks, route)
+
+Modules: keys (what makes two requests the same), index (in-process vector
+index), store (the storage seam + the embedded MemoryStore), redis_store
+(shared Redis backend), vsearch (Redis FT.* vector search), response_cache
+(the policy the pipeline calls), testing (a throwaway redis-server for tests
+and benchmarks). The admin route is router/cache_admin.py.
+"""
+
+from router.cache.response_cache import CacheHit, ResponseCache, build_cache
+
+__all__ = ["CacheHit", "ResponseCache", "build_cache"]
