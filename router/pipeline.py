@@ -341,6 +341,8 @@ class Pipeline:
         if self.settings.models[target.model_name].reasoning:
             ctx.deer = DeerStats()
             d.deer = ctx.deer
+        # headers go out before the stream ends: name the model that answers now
+        d.upstream, d.upstream_model = target.model_name, target.upstream.model
         gen = target.upstream.stream(req.upstream_body(target.upstream.model), ctx)
         t = time.perf_counter()
         try:
@@ -352,7 +354,11 @@ class Pipeline:
             if other is None:
                 raise
             d.fallback_from, d.reason, target = target.model_name, "fallback", other
+            d.route, d.upstream, d.upstream_model = target.route, target.model_name, target.upstream.model
             ctx = CallContext(controls=req.controls)
+            if self.settings.models[target.model_name].reasoning:
+                ctx.deer = DeerStats()
+                d.deer = ctx.deer
             gen = target.upstream.stream(req.upstream_body(target.upstream.model), ctx)
             first = await gen.__anext__()
         d.upstream_ms += (time.perf_counter() - t) * 1000
