@@ -226,8 +226,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        warmup = getattr(embedder, "warmup", None)
+        if warmup is not None:
+            await warmup()  # the first request should not pay for loading the encoder
         yield
         await pipeline.drain()
+        close_embedder = getattr(embedder, "close", None)
+        if close_embedder is not None:
+            close_embedder()
         for part in [*upstreams.values(), cache, log_sink]:
             close = getattr(part, "close", None)
             if close is not None:

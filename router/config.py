@@ -124,15 +124,18 @@ class ClassifierSettings(_Section):
     # onnx: int8 MiniLM on onnxruntime (exported once to ~/.cache/thinkgate); torch:
     # sentence-transformers; hash: no model (tests/demos); auto: onnx, else torch
     embedder: Literal["onnx", "onnx-fp32", "torch", "hash", "auto"] = "auto"
-    batch_max: int = Field(32, ge=1)
+    batch_max: int = Field(16, ge=1)  # throughput flattens past 16 on CPU (bench/routing.py)
+    threads: int | None = Field(None, ge=1, description="encoder threads; None: half the cores (THINKGATE_ORT_THREADS)")
     batch_wait_ms: float = Field(0.0, ge=0, description="extra wait to grow a batch; 0: batch only what queued up")
 
 
 class SelfRefSettings(_Section):
+    """Self-Ref escalation (policies.selfref); calibrate with `thinkgate calibrate selfref`."""
+
     enabled: bool = True
     mode: Literal["mean_logprob", "min_prob", "quantile_prob", "answer_span", "confidence_token"] = "mean_logprob"
-    threshold: float = Field(0.5, ge=0)
-    quantile: float = Field(0.1, gt=0, lt=1)
+    threshold: float = Field(0.5, ge=0, description="escalate below this confidence; above 1: always, 0: never")
+    quantile: float = Field(0.1, gt=0, lt=1, description="the low quantile for mode quantile_prob")
     top_logprobs: int = Field(5, ge=0, le=20)
     on_missing_logprobs: Literal["trust", "escalate"] = "trust"
     stream: Literal["buffer"] = "buffer"

@@ -1,0 +1,179 @@
+"""Routing decision latency: embed + classify + policy, per prompt length,
+the serving path (ONNX int8 through AsyncEmbedder) beside the batch-1 torch
+path, and throughput under concurrent requests.
+
+    .venv/bin/python bench/routing.py [--iters 200] [--torch-iters 30] [--concurrency 32] [--json]
+
+Prompts are real (../shared/data/prompts/arena-hard-v2.jsonl) cut to exactly
+16/128/512 word pieces (the model reads at most 256; 512 shows the cap)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+DATA = Path(os.environ.get("THINKGATE_DATA") or ROOT / ".." / "shared" / "data")
+
+
+def prompts_of(tokens: int, count: int) -> list[str]:
+    from router.encoders import _tokenizer
+
+    tok = _tokenizer(max_tokens=4096)
+    tok.no_padding()
+    out: list[str] = []
+    with open(DATA / "prompts" / "arena-hard-v2.jsonl") as fh:
+        for line in fh:
+            text = json.loads(line)["prompt"]
+            enc = tok.encode(text, add_special_tokens=False)
+            if len(enc.ids) >= tokens:
+                start, end = enc.offsets[0][0], enc.offsets[tokens - 1][1]
+                out.append(text[start:end])
+            if len(out) == count:
+                break
+    return out
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs) * 1e3, q))
+
+
+def decide_sync(encoder, clf, text_messages) -> str:  # type: ignore[no-untyped-def]
+    from policies.difficulty import decide
+    from policies.features import conversation_text
+
+    emb = encoder.encode([conversation_text(text_messages)])[0]
+    return decide(clf.predict(text_messages, emb), clf.threshold)
+
+
+async def decide_async(embedder, clf, messages) -> str:  # type: ignore[no-untyped-def]
+    from policies.difficulty import decide
+
+    emb = await embedder.embed(messages)
+    return decide(clf.predict(messages, emb), clf.threshold)
+
+
+def bench_sync(encoder, clf, texts: list[str], iters: int) -> list[float]:  # type: ignore[no-untyped-def]
+    times = []
+    for i in range(iters):
+        msgs = [{"role": "user", "content": texts[i % len(texts)]}]
+        t0 = time.perf_counter()
+        decide_sync(encoder, clf, msgs)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+async def bench_async_single(embedder, clf, texts: list[str], iters: int) -> list[float]:  # type: ignore[no-untyped-def]
+    times = []
+    for i in range(iters):
+        # A unique suffix defeats the embedder's memo of recent texts.
+        msgs = [{"role": "user", "content": f"{texts[i % len(texts)]} {i}"}]
+        t0 = time.perf_counter()
+        await decide_async(embedder, clf, msgs)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+async def bench_concurrent(embedder, clf, texts: list[str], total: int, concurrency: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    sem = asyncio.Semaphore(concurrency)
+    lat: list[float] = []
+
+    async def one(i: int) -> None:
+        async with sem:
+            msgs = [{"role": "user", "content": f"{texts[i % len(texts)]} #{i}"}]
+            t0 = time.perf_counter()
+            await decide_async(embedder, clf, msgs)
+            lat.append(time.perf_counter() - t0)
+
+    b0 = embedder.batches
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(total)))
+    wall = time.perf_counter() - t0
+    batches = embedder.batches - b0
+    return {"rps": total / wall, "p50": pct(lat, 50), "p99": pct(lat, 99), "mean_batch": total / max(batches, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--torch-iters", type=int, default=30, help="0 skips the torch path")
+    ap.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads (1: no spin contention)")
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--requests", type=int, default=256, help="requests in the concurrency test")
+    ap.add_argument("--lengths", default="16,128,512")
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    from policies.difficulty import DifficultyClassifier
+    from router.embedding import AsyncEmbedder
+    from router.encoders import OnnxEncoder, TorchEncoder
+
+    clf = DifficultyClassifier.load(args.model)
+    onnx = OnnxEncoder()
+    lengths = [int(x) for x in args.lengths.split(",")]
+    texts = {n: prompts_of(n, 16) for n in lengths}
+    rows: list[dict[str, object]] = []
+
+    onnx.encode(["warm up"] * 4)
+    for n in lengths:
+        t = bench_sync(onnx, clf, texts[n], args.iters)
+        rows.append({"path": "onnx-int8 sync", "tokens": n, "p50_ms": pct(t, 50), "p99_ms": pct(t, 99), "iters": len(t)})
+
+    async def run_async() -> dict[str, object]:
+        embedder = AsyncEmbedder(onnx)
+        for n in lengths:
+            t = await bench_async_single(embedder, clf, texts[n], args.iters)
+            rows.append({"path": "onnx-int8 AsyncEmbedder", "tokens": n, "p50_ms": pct(t, 50), "p99_ms": pct(t, 99), "iters": len(t)})
+        conc = {}
+        for n in (16, 128):
+            if n in texts:
+                conc[n] = await bench_concurrent(embedder, clf, texts[n], args.requests, args.concurrency)
+        embedder.close()
+        return conc
+
+    concurrent = asyncio.run(run_async())
+
+    if args.torch_iters:
+        torch_enc = TorchEncoder(threads=args.torch_threads)
+        torch_enc.encode(["warm up"])
+        for n in lengths:
+            t = bench_sync(torch_enc, clf, texts[n], args.torch_iters)
+            rows.append({"path": "torch batch-1 (sentence-transformers)", "tokens": n, "p50_ms": pct(t, 50), "p99_ms": pct(t, 99), "iters": len(t)})
+
+    # One decision without the embedding: the classifier + policy alone.
+    emb = onnx.encode([texts[lengths[0]][0]])[0]
+    msgs = [{"role": "user", "content": texts[lengths[0]][0]}]
+    t = []
+    for _ in range(2000):
+        t0 = time.perf_counter()
+        clf.route(clf.predict(msgs, emb))
+        t.append(time.perf_counter() - t0)
+    classify = {"p50_ms": pct(t, 50), "p99_ms": pct(t, 99)}
+
+    print(f"routing decision latency (embed + classify + policy), {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}")
+    print(f"{'path':40s} {'tokens':>6s} {'p50 ms':>8s} {'p99 ms':>8s} {'n':>5s}")
+    for r in rows:
+        print(f"{r['path']:40s} {r['tokens']:>6} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['iters']:>5}")
+    print(f"{'classifier + policy only':40s} {'-':>6s} {classify['p50_ms']:>8.3f} {classify['p99_ms']:>8.3f}")
+    for n, c in concurrent.items():
+        print(
+            f"{args.concurrency} concurrent, {n}-token prompts: {c['rps']:.0f} decisions/s, "
+            f"p50 {c['p50']:.1f} ms, p99 {c['p99']:.1f} ms, mean batch {c['mean_batch']:.1f}"
+        )
+    if args.json:
+        print(json.dumps({"rows": rows, "classifier": classify, "concurrent": concurrent}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""The calibrate subcommands (registered in calibrate/cli.py). Each is an
+object with configure(parser) and run(args) -> exit code. Progress goes to
+stderr; results to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+
+def _out(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _json(obj: Any) -> str:
+    """Strict JSON: NaN (e.g. APGR when the strong model is not better) -> null."""
+
+    def clean(x: Any) -> Any:
+        if isinstance(x, float) and x != x:
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+
+    return json.dumps(clean(obj), allow_nan=False)
+
+
+# -- shared loading --------------------------------------------------------------
+
+
+def load_outcomes(paths: list[str]) -> Any:
+    """Read and concatenate outcome files (ids prefixed when several)."""
+    from calibrate.outcomes import Outcomes, read
+
+    parts = [read(p) for p in paths]
+    if len(parts) == 1:
+        return parts[0]
+    out = Outcomes([], [], [], [], [])
+    for path, o in zip(paths, parts):
+        out.ids += [f"{Path(path).stem}:{i}" for i in o.ids]
+        out.prompts += o.prompts
+        out.fast += o.fast
+        out.strong += o.strong
+        out.extra += o.extra or [{} for _ in o.ids]
+    return out
+
+
+def featurise(o: Any, embedder: str, cache: bool, progress: bool = True) -> tuple[np.ndarray, np.ndarray, str]:
+    from calibrate.embed import embed_prompts
+    from policies.features import cheap_features
+    from router.encoders import make_encoder
+
+    enc = make_encoder(embedder)
+    E = embed_prompts(o.prompts, encoder=enc, use_cache=cache, progress=progress)
+    F = np.asarray([cheap_features(o.messages(i)) for i in range(len(o))], np.float64)
+    return E, F, enc.id
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--outcomes", action="append", required=True, metavar="FILE", help="outcome JSONL (repeatable)")
+    p.add_argument("--embedder", default="auto", choices=["auto", "onnx", "onnx-fp32", "torch", "hash"])
+    p.add_argument("--no-cache", action="store_true", help="do not use the embedding cache (~/.cache/thinkgate)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_target_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("threshold target (one)")
+    g.add_argument("--target-share", type=float, help="share of prompts sent to the reasoning route (0..1)")
+    g.add_argument("--target-quality", type=float, help="absolute mean quality to reach (e.g. 0.82)")
+    g.add_argument("--target-pgr", type=float, help="share of the fast-to-strong quality gap to recover (0..1)")
+    g.add_argument("--max-cost", type=float, help="mean cost per request, with --fast-cost/--strong-cost")
+    g.add_argument("--fast-cost", type=float, default=1.0, help="cost of one fast request (any unit)")
+    g.add_argument("--strong-cost", type=float, default=10.0, help="cost of one reasoning request (same unit)")
+
+
+def _targets(args: argparse.Namespace, default_pgr: float | None = None) -> dict[str, Any]:
+    t = {k: getattr(args, k) for k in ("target_share", "target_quality", "target_pgr", "max_cost")}
+    if all(v is None for v in t.values()) and default_pgr is not None:
+        t["target_pgr"] = default_pgr
+    return {**t, "fast_cost": args.fast_cost, "strong_cost": args.strong_cost}
+
+
+# -- convert ---------------------------------------------------------------------
+
+
+def _convert_configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", help="CSV/TSV/JSONL files or directories (e.g. routellm/mmlu/)")
+    p.add_argument("-o", "--out", default="-", help="outcome JSONL to write (default stdout)")
+    p.add_argument("--prompt-col", help="prompt column (default: prompt, messages, question, ...)")
+    p.add_argument("--fast-col", help="fast model's score column (default: detected)")
+    p.add_argument("--strong-col", help="strong model's score column (default: detected)")
+
+
+def _convert_run(args: argparse.Namespace) -> int:
+    from calibrate.outcomes import convert, write
+
+    n = write(convert(args.inputs, fast=args.fast_col, strong=args.strong_col, prompt=args.prompt_col), args.out)
+    _err(f"wrote {n} outcomes to {args.out if args.out != '-' else 'stdout'}")
+    return 0
+
+
+convert = SimpleNamespace(configure=_convert_configure, run=_convert_run)
+
+
+# -- evaluate --------------------------------------------------------------------
+
+
+def _evaluate_configure(p: argparse.ArgumentParser) -> None:
+    _add_data_args(p)
+    p.add_argument("--cv", type=int, default=5, help="folds (default 5)")
+    p.add_argument("--json", action="store_true", help="print only the JSON summary line")
+    p.add_argument("--plots", metavar="DIR", help="write cost_quality.png and reliability.png here")
+    p.add_argument("--baseline", action="store_true", help="also evaluate the plain baseline (LR on embeddings), same folds")
+
+
+def _evaluate_run(args: argparse.Namespace) -> int:
+    from calibrate import train
+    from calibrate.metrics import needs_strong
+
+    o = load_outcomes(args.outcomes)
+    if len(o) < 2 * args.cv:
+        raise ValueError(f"{len(o)} outcomes are too few for {args.cv}-fold CV")
+    E, F, _ = featurise(o, args.embedder, not args.no_cache, not args.quiet)
+    res = train.cross_validate(E, F, o.fast, o.strong, args.cv, train.TrainConfig(seed=args.seed), not args.quiet)
+    s = res["summary"]
+    if args.baseline:
+        b = train.cross_validate_baseline(E, o.fast, o.strong, args.cv, args.seed)
+        s["baseline"] = {k: b[k] for k in ("apgr", "apgr_std", "cpt", "auroc", "procedure")}
+        if not args.json:
+            _out(f"baseline (LR on embeddings): APGR {b['apgr']:.3f} ± {b['apgr_std']:.3f}, CPT(80%) {100 * b['cpt']['80']:.1f}%")
+    if args.plots:
+        from calibrate import plots
+
+        d = Path(args.plots)
+        d.mkdir(parents=True, exist_ok=True)
+        plots.cost_quality(res["scores"], o.fast, o.strong, d / "cost_quality.png", title=", ".join(Path(p).stem for p in args.outcomes))
+        plots.reliability(res["probs"], needs_strong(o.fast, o.strong), d / "reliability.png")
+        s["plots"] = [str(d / "cost_quality.png"), str(d / "reliability.png")]
+    if not args.json:
+        _out(format_summary(s))
+    _out(_json(s))
+    return 0
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    rows = [
+        ("prompts", f"{s['n']}"),
+        ("quality fast / strong / oracle", f"{s['q_fast']:.3f} / {s['q_strong']:.3f} / {s.get('q_oracle', float('nan')):.3f}"),
+        ("APGR (mean ± sd over folds)", f"{s['apgr']:.3f} ± {s.get('apgr_std', 0):.3f}  (pooled {s.get('pooled', s)['apgr']:.3f}; random ≈ 0.5)"),
+        ("CPT 50/80/95 % (fold mean)", " / ".join(f"{100 * s['cpt'][k]:.1f}%" for k in ("50", "80", "95"))),
+        ("quality at 50 % strong", f"{s['quality_at_50']:.3f}"),
+        ("AUROC (strong better)", f"{s['auroc']:.3f}"),
+        ("ECE", f"{s['ece']:.3f}"),
+    ]
+    w = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
+
+
+evaluate = SimpleNamespace(configure=_evaluate_configure, run=_evaluate_run)
+
+
+# -- train -----------------------------------------------------------------------
+
+
+def _train_configure(p: argparse.ArgumentParser) -> None:
+    _add_data_args(p)
+    p.add_argument("--out", required=True, help="artifact directory, e.g. models/mine")
+    p.add_argument("--cv", type=int, default=5, help="also run out-of-fold evaluation and store it (0: skip)")
+    _add_target_args(p)
+
+
+def _train_run(args: argparse.Namespace) -> int:
+    from calibrate import train
+
+    o = load_outcomes(args.outcomes)
+    E, F, enc_id = featurise(o, args.embedder, not args.no_cache, not args.quiet)
+    cfg = train.TrainConfig(seed=args.seed)
+    cv = None
+    if args.cv:
+        res = train.cross_validate(E, F, o.fast, o.strong, args.cv, cfg, not args.quiet)
+        cv = res["summary"]
+        _err(format_summary(cv))
+    fitted = train.fit(E, F, o.fast, o.strong, cfg, not args.quiet)
+    fast, strong = np.asarray(o.fast), np.asarray(o.strong)
+    # The threshold table comes from held-out scores: the outer CV's when run,
+    # else the inner CV's of the final fit.
+    probs = res["probs"] if args.cv else fitted.probs(fitted.oof_scores)
+    table = train.calibration_table(probs, fast, strong)
+    thr, rule = train.choose_threshold(table, **_targets(args, default_pgr=0.8))
+    data = {
+        "files": [Path(p).name for p in args.outcomes],
+        "sha256": o.digest(),
+        "n": len(o),
+        "q_fast": float(fast.mean()),
+        "q_strong": float(strong.mean()),
+    }
+    out = train.write_artifact(args.out, fitted, data=data, cv=cv, table=table, threshold=thr, rule=rule, embedder_variant=enc_id)
+    _err(f"alpha={fitted.alpha:g} feature_weight={fitted.feature_weight:g} threshold={thr:.4f} ({rule['rule']}, share {rule['share']:.2f})")
+    _out(_json({"artifact": str(out), "threshold": thr, "apgr": cv["apgr"] if cv else None}))
+    return 0
+
+
+train = SimpleNamespace(configure=_train_configure, run=_train_run)
+
+
+# -- threshold -------------------------------------------------------------------
+
+
+def _threshold_configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help="artifact directory or name under models/")
+    p.add_argument("--outcomes", action="append", metavar="FILE",
+                   help="held-out outcomes to calibrate on (default: the artifact's stored out-of-fold table)")
+    p.add_argument("--embedder", default="auto", choices=["auto", "onnx", "onnx-fp32", "torch", "hash"])
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help="print the threshold, do not write it")
+    p.add_argument("--quiet", action="store_true")
+    _add_target_args(p)
+
+
+def _threshold_run(args: argparse.Namespace) -> int:
+    from calibrate import train as tr
+    from policies.difficulty import DifficultyClassifier, resolve
+
+    path = resolve(args.model)
+    clf = DifficultyClassifier.load(path)
+    if args.outcomes:
+        o = load_outcomes(args.outcomes)
+        if o.digest() == clf.meta.get("training_data", {}).get("sha256"):
+            raise ValueError("these outcomes are the artifact's training data, so its scores are not held-out; "
+                             "omit --outcomes to use the stored out-of-fold table")
+        E, F, _ = featurise(o, args.embedder, not args.no_cache, not args.quiet)
+        table = tr.calibration_table(clf.predict_many(F, E), np.asarray(o.fast), np.asarray(o.strong))
+    else:
+        table = clf.meta["calibration"]
+    thr, rule = tr.choose_threshold(table, **_targets(args))
+    if not args.dry_run:
+        tr.set_threshold(path, thr, rule)
+    _err(f"threshold {thr:.4f}: {100 * rule['share']:.1f}% to reasoning, expected quality {rule['expected_quality']:.3f}"
+         + (" (dry run)" if args.dry_run else f" -> {path}/meta.json"))
+    _out(_json({"threshold": thr, **rule}))
+    return 0
+
+
+threshold = SimpleNamespace(configure=_threshold_configure, run=_threshold_run)
+
+
+# -- report ----------------------------------------------------------------------
+
+
+def _report_configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help="artifact directory or name under models/")
+    p.add_argument("--out", default="-", help="report file (.md or .html; default: markdown on stdout)")
+    p.add_argument("--plots", metavar="DIR", help="link these plots (from `evaluate --plots DIR`)")
+
+
+def _report_run(args: argparse.Namespace) -> int:
+    from calibrate.report import render
+    from policies.difficulty import DifficultyClassifier, resolve
+
+    path = resolve(args.model)
+    clf = DifficultyClassifier.load(path)
+    html = args.out.endswith(".html")
+    text = render(clf.meta, args.model, plots=args.plots, html=html)
+    if args.out == "-":
+        _out(text)
+    else:
+        Path(args.out).write_text(text)
+        _err(f"wrote {args.out}")
+    return 0
+
+
+report = SimpleNamespace(configure=_report_configure, run=_report_run)
+
+
+# -- export-onnx -----------------------------------------------------------------
+
+
+def _export_configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fp32", action="store_true", help="the unquantised model")
+    p.add_argument("--force", action="store_true", help="re-export even if cached")
+
+
+def _export_run(args: argparse.Namespace) -> int:
+    from router.encoders import export_onnx as export
+
+    _out(str(export(quantize=not args.fp32, force=args.force)))
+    return 0
+
+
+export_onnx = SimpleNamespace(configure=_export_configure, run=_export_run)

@@ -1,0 +1,138 @@
+"""A human-readable summary of a classifier artifact (markdown, or HTML)."""
+
+from __future__ import annotations
+
+import html as _html
+from pathlib import Path
+from typing import Any
+
+
+def render(meta: dict[str, Any], where: str, plots: str | None = None, html: bool = False) -> str:
+    md = markdown(meta, where, plots)
+    if not html:
+        return md
+    return _to_html(md)
+
+
+def markdown(meta: dict[str, Any], where: str, plots: str | None = None) -> str:
+    data = meta.get("training_data", {})
+    hp = meta.get("hyperparameters", {})
+    rule = meta.get("threshold_rule", {})
+    out = [
+        f"# Difficulty router: `{where}`",
+        "",
+        f"- procedure: `{meta.get('procedure')}`; embedder `{meta.get('embedder')}` ({meta.get('embedder_variant')}); "
+        f"features `{meta.get('feature_version')}`",
+        f"- trained {meta.get('created')} on {data.get('n')} prompts from {', '.join(data.get('files', []))} "
+        f"(sha256 `{str(data.get('sha256', ''))[:16]}…`)",
+        f"- chosen by inner CV: alpha = {hp.get('alpha')}, feature weight = {hp.get('feature_weight')}",
+        f"- P = {meta.get('probability')}",
+        "",
+        "## Threshold",
+        "",
+        f"**{meta.get('threshold', 0):.4f}** — rule `{rule.get('rule')}` (target {rule.get('target')}): "
+        f"{100 * rule.get('share', 0):.1f}% of prompts go to the reasoning route, expected quality "
+        f"{rule.get('expected_quality', float('nan')):.3f}. Change it with `thinkgate calibrate threshold "
+        "--target-share S | --target-quality Q | --target-pgr X | --max-cost C`, or per route (`routes.<alias>.threshold`).",
+        "",
+    ]
+    m = meta.get("metrics")
+    if m:
+        out += [
+            f"## Out-of-fold evaluation ({m.get('cv')}-fold CV of the whole procedure)",
+            "",
+            "| metric | value |",
+            "|---|---|",
+            f"| prompts | {m['n']} |",
+            f"| quality fast / strong / oracle | {m['q_fast']:.3f} / {m['q_strong']:.3f} / {m.get('q_oracle', float('nan')):.3f} |",
+            f"| APGR (random ≈ 0.5) | {m['apgr']:.3f} ± {m.get('apgr_std', 0):.3f} |",
+            "| CPT 50 / 80 / 95 % | " + " / ".join(f"{100 * m['cpt'][k]:.1f}%" for k in ("50", "80", "95")) + " |",
+            f"| quality at 50 % strong | {m['quality_at_50']:.3f} |",
+            f"| AUROC (strong better) | {m['auroc']:.3f} ± {m.get('auroc_std', 0):.3f} |",
+            f"| ECE | {m['ece']:.3f} |",
+            "",
+        ]
+        if m.get("folds"):
+            out += ["| fold | n | APGR | CPT(80%) | AUROC | alpha | feature weight |", "|---|---|---|---|---|---|---|"]
+            out += [
+                f"| {i + 1} | {f['n']} | {f['apgr']:.3f} | {100 * f['cpt80']:.1f}% | {f['auroc']:.3f} | {f['alpha']:g} | {f['feature_weight']:g} |"
+                for i, f in enumerate(m["folds"])
+            ]
+            out.append("")
+    cal = meta.get("calibration")
+    if cal:
+        out += ["## Share → threshold → quality (held-out)", "", "| strong share | threshold | quality |", "|---|---|---|"]
+        for i in range(0, len(cal["shares"]), 10):
+            out.append(f"| {100 * cal['shares'][i]:.0f}% | {min(cal['threshold_at_share'][i], 1.0):.4f} | {cal['quality_at_share'][i]:.3f} |")
+        out.append("")
+    if plots:
+        for name in ("cost_quality.png", "reliability.png"):
+            p = Path(plots) / name
+            if p.exists():
+                out += [f"![{name}]({p})", ""]
+    out += [
+        "## Retrain on your own data",
+        "",
+        "```",
+        "thinkgate calibrate convert my_results.csv --fast-col small_ok --strong-col big_ok -o outcomes.jsonl",
+        "thinkgate calibrate evaluate --outcomes outcomes.jsonl --cv 5 --plots plots/",
+        "thinkgate calibrate train --outcomes outcomes.jsonl --out models/mine --target-share 0.3",
+        "```",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _to_html(md: str) -> str:
+    """A tiny markdown subset (headings, tables, lists, code, images) -> HTML."""
+    body, in_table, in_code, in_list = [], False, False, False
+    for line in md.splitlines():
+        if line.startswith("```"):
+            body.append("</pre>" if in_code else "<pre>")
+            in_code = not in_code
+            continue
+        if in_code:
+            body.append(_html.escape(line))
+            continue
+        if in_list and not line.startswith("- "):
+            body.append("</ul>")
+            in_list = False
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if all(set(c) <= {"-"} for c in cells):
+                continue
+            if not in_table:
+                body.append("<table>")
+                in_table = True
+            body.append("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            body.append("</table>")
+            in_table = False
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{_inline(line[level:].strip())}</h{level}>")
+        elif line.startswith("- "):
+            if not in_list:
+                body.append("<ul>")
+                in_list = True
+            body.append(f"<li>{_inline(line[2:])}</li>")
+        elif line.startswith("!["):
+            alt, src = line[2:].split("](", 1)
+            body.append(f'<img alt="{_html.escape(alt)}" src="{_html.escape(src.rstrip(")"))}">')
+        elif line.strip():
+            body.append(f"<p>{_inline(line)}</p>")
+    if in_table:
+        body.append("</table>")
+    if in_list:
+        body.append("</ul>")
+    style = "body{font-family:system-ui;max-width:60rem;margin:2rem auto}td{padding:.2rem .6rem;border-bottom:1px solid #ddd}"
+    return f"<!doctype html><meta charset=utf-8><title>thinkgate router report</title><style>{style}</style>\n" + "\n".join(body)
+
+
+def _inline(text: str) -> str:
+    import re
+
+    t = _html.escape(text)
+    t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)

@@ -1,0 +1,329 @@
+"""The training procedure for the difficulty classifier, and its out-of-fold
+evaluation (the same procedure, refitted per fold).
+
+Procedure `ridge-gain/1`:
+- inputs: the MiniLM embedding of conversation_text() (standardised) and the
+  cheap features (standardised, multiplied by a weight w so the 13 features
+  are penalised less than the 384 embedding dimensions);
+- target: the gain of the strong model, strong - fast (in [-1, 1]). Ranking
+  prompts by its expectation is exactly what maximises the quality-vs-share
+  curve (APGR), and it uses both kinds of disagreement (strong right / fast
+  wrong and the reverse) instead of a lossy binary label;
+- model: ridge regression; alpha and w chosen by inner k-fold CV on APGR;
+- calibration: Platt scaling of the inner out-of-fold scores against
+  "strong is better than fast", so P is calibrated and strictly monotone in
+  the score (the ranking, hence APGR, is untouched).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calibrate import metrics
+from policies.difficulty import FORMAT
+from policies.features import CHEAP_FEATURE_NAMES, FEATURE_VERSION
+
+PROCEDURE = "ridge-gain/1"
+
+
+@dataclass
+class TrainConfig:
+    alphas: tuple[float, ...] = (100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0, 100000.0)
+    feature_weights: tuple[float, ...] = (1.0, 5.0)
+    inner_folds: int = 3
+    seed: int = 0
+
+
+@dataclass
+class Fitted:
+    arrays: dict[str, np.ndarray]
+    alpha: float
+    feature_weight: float
+    inner_apgr: float
+    oof_scores: np.ndarray  # inner out-of-fold scores of the chosen config (training rows)
+    grid: list[dict[str, float]] = field(default_factory=list)
+
+    def scores(self, E: np.ndarray, F: np.ndarray) -> np.ndarray:
+        a = self.arrays
+        Ze = (E - a["emb_mean"]) / a["emb_scale"]
+        Zf = (F - a["feat_mean"]) / a["feat_scale"] * a["feat_weight"]
+        return Ze @ a["coef_emb"] + Zf @ a["coef_feat"] + float(a["intercept"])
+
+    def probs(self, scores: np.ndarray) -> np.ndarray:
+        a = self.arrays
+        return 1.0 / (1.0 + np.exp(-(float(a["platt_a"]) * scores + float(a["platt_b"]))))
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """The fits are small; multi-threaded BLAS on a busy machine makes them
+    ~10x slower (threads wait for each other), so run them single-threaded."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    with threadpool_limits(1):
+        yield
+
+
+def _kfold(n: int, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import KFold
+
+    return list(KFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(n)))
+
+
+def _standardise(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = X.mean(0)
+    scale = X.std(0)
+    scale[scale < 1e-8] = 1.0
+    return mean, scale
+
+
+def _ridge_path(
+    E: np.ndarray, F: np.ndarray, y: np.ndarray, alphas: tuple[float, ...], w: float
+) -> list[dict[str, np.ndarray]]:
+    """Ridge regression (intercept unpenalised) for several alphas from one
+    SVD of the standardised design: the whole alpha grid costs one fit."""
+    em, es = _standardise(E)
+    fm, fs = _standardise(F)
+    X = np.hstack([(E - em) / es, (F - fm) / fs * w])  # columns have mean 0
+    ym = float(y.mean())
+    U, sv, Vt = np.linalg.svd(X, full_matrices=False)
+    Uty = U.T @ (y - ym)
+    d = E.shape[1]
+    out = []
+    for alpha in alphas:
+        coef = Vt.T @ (sv / (sv**2 + alpha) * Uty)
+        out.append({
+            "emb_mean": em, "emb_scale": es, "feat_mean": fm, "feat_scale": fs,
+            "feat_weight": np.float64(w), "coef_emb": coef[:d].copy(), "coef_feat": coef[d:].copy(),
+            "intercept": np.float64(ym),
+        })
+    return out
+
+
+def _score(a: dict[str, np.ndarray], E: np.ndarray, F: np.ndarray) -> np.ndarray:
+    return ((E - a["emb_mean"]) / a["emb_scale"]) @ a["coef_emb"] + (
+        (F - a["feat_mean"]) / a["feat_scale"] * a["feat_weight"]
+    ) @ a["coef_feat"] + float(a["intercept"])
+
+
+def _platt(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    from sklearn.linear_model import LogisticRegression
+
+    if labels.min() == labels.max():
+        return 0.0, float(np.log((labels.mean() + 1e-3) / (1 - labels.mean() + 1e-3)))
+    sd = scores.std() or 1.0
+    m = LogisticRegression(C=1e4, max_iter=1000).fit((scores / sd).reshape(-1, 1), labels)
+    return float(m.coef_[0, 0] / sd), float(m.intercept_[0])
+
+
+def fit(
+    E: np.ndarray, F: np.ndarray, fast: np.ndarray, strong: np.ndarray,
+    cfg: TrainConfig | None = None, progress: bool = True,
+) -> Fitted:
+    with _one_blas_thread():
+        return _fit(E, F, fast, strong, cfg or TrainConfig(), progress)
+
+
+def _fit(E: np.ndarray, F: np.ndarray, fast: np.ndarray, strong: np.ndarray, cfg: TrainConfig, progress: bool) -> Fitted:
+    from tqdm import tqdm
+
+    E, F = np.asarray(E, np.float64), np.asarray(F, np.float64)
+    fast, strong = np.asarray(fast, float), np.asarray(strong, float)
+    y = strong - fast
+    n = len(y)
+    k = max(2, min(cfg.inner_folds, n // 20 or 2))
+    folds = _kfold(n, k, cfg.seed)
+    grid, best = [], None
+    bar = tqdm(total=len(cfg.feature_weights) * k, desc="model selection", unit="fit", disable=not progress, file=sys.stderr, leave=False)
+    for w in cfg.feature_weights:
+        oof = np.zeros((len(cfg.alphas), n))
+        for tr, te in folds:
+            for j, arrays in enumerate(_ridge_path(E[tr], F[tr], y[tr], cfg.alphas, w)):
+                oof[j, te] = _score(arrays, E[te], F[te])
+            bar.update(1)
+        for j, alpha in enumerate(cfg.alphas):
+            # Per-fold APGR averaged: scores from different fits are not on one scale.
+            per = [v for v in (metrics.apgr(oof[j, te], fast[te], strong[te]) for _, te in folds) if v == v]
+            score = float(np.mean(per)) if per else float("-inf")  # -inf: the strong model is never better
+            grid.append({"alpha": alpha, "feature_weight": w, "inner_apgr": score})
+            if best is None or score > best[0]:
+                best = (score, alpha, w, oof[j])
+    bar.close()
+    assert best is not None
+    score, alpha, w, oof = best
+    (arrays,) = _ridge_path(E, F, y, (alpha,), w)
+    a, b = _platt(oof, metrics.needs_strong(fast, strong))
+    arrays["platt_a"], arrays["platt_b"] = np.float64(a), np.float64(b)
+    return Fitted(arrays, alpha, w, score, oof, grid)
+
+
+def cross_validate(
+    E: np.ndarray, F: np.ndarray, fast: Any, strong: Any, folds: int = 5,
+    cfg: TrainConfig | None = None, progress: bool = True,
+) -> dict[str, Any]:
+    """Out-of-fold scores and probabilities of the whole procedure (model
+    selection included), the pooled summary and the per-fold spread."""
+    with _one_blas_thread():
+        return _cross_validate(E, F, fast, strong, folds, cfg, progress)
+
+
+def _cross_validate(
+    E: np.ndarray, F: np.ndarray, fast: Any, strong: Any, folds: int, cfg: TrainConfig | None, progress: bool
+) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    cfg = cfg or TrainConfig()
+    fast, strong = np.asarray(fast, float), np.asarray(strong, float)
+    n = len(fast)
+    scores, probs = np.zeros(n), np.zeros(n)
+    per_fold, chosen = [], []
+    for tr, te in tqdm(_kfold(n, folds, cfg.seed + 1), desc="cross-validation", unit="fold", disable=not progress, file=sys.stderr):
+        m = fit(E[tr], F[tr], fast[tr], strong[tr], cfg, progress=False)
+        s = m.scores(np.asarray(E[te], np.float64), np.asarray(F[te], np.float64))
+        scores[te], probs[te] = s, m.probs(s)
+        per_fold.append(metrics.summary(s, probs[te], fast[te], strong[te]))
+        chosen.append({"alpha": m.alpha, "feature_weight": m.feature_weight})
+    out = metrics.summary(scores, probs, fast, strong)
+    # Pooled figures rank scores of different fold models together; the
+    # per-fold means are the primary figures, the pooled ones are kept beside.
+    out["pooled"] = {"apgr": out["apgr"], "cpt": out["cpt"], "quality_at_50": out["quality_at_50"]}
+    out["apgr"] = float(np.mean([f["apgr"] for f in per_fold]))
+    out["cpt"] = {k: float(np.mean([f["cpt"][k] for f in per_fold])) for k in out["cpt"]}
+    out["quality_at_50"] = float(np.mean([f["quality_at_50"] for f in per_fold]))
+    out["apgr_std"] = float(np.std([f["apgr"] for f in per_fold]))
+    out["cpt80_std"] = float(np.std([f["cpt"]["80"] for f in per_fold]))
+    out["auroc_std"] = float(np.std([f["auroc"] for f in per_fold]))
+    out["folds"] = [{"apgr": f["apgr"], "cpt80": f["cpt"]["80"], "auroc": f["auroc"], "n": f["n"], **c} for f, c in zip(per_fold, chosen)]
+    out["cv"] = folds
+    out["procedure"] = PROCEDURE
+    return {"summary": out, "scores": scores, "probs": probs}
+
+
+# -- thresholds ------------------------------------------------------------------
+
+
+def calibration_table(probs: np.ndarray, fast: np.ndarray, strong: np.ndarray, points: int = 101) -> dict[str, Any]:
+    """What `threshold` needs later without the data: held-out probability
+    quantiles and the quality reached at each strong share."""
+    shares = np.linspace(0, 1, points)
+    all_shares, q = metrics.quality_curve(probs, fast, strong)
+    return {
+        "shares": [round(float(s), 4) for s in shares],
+        "threshold_at_share": [float(np.quantile(probs, 1 - s)) if 0 < s < 1 else (1.0 + 1e-9 if s == 0 else 0.0) for s in shares],
+        "quality_at_share": [float(np.interp(s, all_shares, q)) for s in shares],
+        "q_fast": float(np.mean(fast)),
+        "q_strong": float(np.mean(strong)),
+    }
+
+
+def choose_threshold(
+    table: dict[str, Any], *, target_share: float | None = None, target_quality: float | None = None,
+    target_pgr: float | None = None, max_cost: float | None = None, fast_cost: float = 1.0, strong_cost: float = 10.0,
+) -> tuple[float, dict[str, Any]]:
+    """Pick a threshold on held-out probabilities (RouteLLM's quantile rule).
+    Exactly one target: a strong share; an absolute quality; a share of the
+    fast-to-strong gap (pgr); or a mean cost per request with the two prices."""
+    given = [x is not None for x in (target_share, target_quality, target_pgr, max_cost)]
+    if sum(given) != 1:
+        raise ValueError("give exactly one of --target-share, --target-quality, --target-pgr, --max-cost")
+    shares = np.asarray(table["shares"])
+    quality = np.asarray(table["quality_at_share"])
+    pgr = target_pgr
+    if pgr is not None:
+        target_quality = table["q_fast"] + pgr * (table["q_strong"] - table["q_fast"])
+    if target_share is not None:
+        share = float(np.clip(target_share, 0, 1))
+        rule = {"rule": "share", "target": target_share}
+    elif target_quality is not None:
+        ok = np.flatnonzero(quality >= target_quality - 1e-12)
+        share = float(shares[ok[0]]) if len(ok) else 1.0
+        rule = {"rule": "quality", "target": target_quality, "reached": bool(len(ok))}
+        if pgr is not None:
+            rule = {"rule": "pgr", "target": pgr, "quality": target_quality, "reached": bool(len(ok))}
+    else:
+        assert max_cost is not None
+        if strong_cost <= fast_cost:
+            share = 1.0
+        else:
+            share = float(np.clip((max_cost - fast_cost) / (strong_cost - fast_cost), 0, 1))
+        share = float(shares[shares <= share + 1e-12].max()) if (shares <= share + 1e-12).any() else 0.0
+        rule = {"rule": "max_cost", "target": max_cost, "fast_cost": fast_cost, "strong_cost": strong_cost}
+    thr = float(np.interp(share, shares, np.asarray(table["threshold_at_share"])))
+    rule.update({"share": share, "expected_quality": float(np.interp(share, shares, quality))})
+    return thr, rule
+
+
+# -- artifacts ---------------------------------------------------------------------
+
+
+def write_artifact(
+    out: str | Path, fitted: Fitted, *, data: dict[str, Any], cv: dict[str, Any] | None,
+    table: dict[str, Any], threshold: float, rule: dict[str, Any], embedder_variant: str,
+) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "weights.npz", **{k: np.asarray(v) for k, v in fitted.arrays.items()})
+    import sklearn
+
+    meta = {
+        "format": FORMAT,
+        "procedure": PROCEDURE,
+        "embedder": embedder_variant.split("@")[0],  # e.g. sentence-transformers/all-MiniLM-L6-v2
+        "embedder_variant": embedder_variant,  # e.g. ...@onnx-int8 (variants agree to cosine >= 0.98)
+        "embedding_dim": int(fitted.arrays["coef_emb"].shape[0]),
+        "feature_version": FEATURE_VERSION,
+        "features": list(CHEAP_FEATURE_NAMES),
+        "probability": "P(strong answer better than fast answer), Platt-calibrated on inner out-of-fold scores",
+        "hyperparameters": {"alpha": fitted.alpha, "feature_weight": fitted.feature_weight, "inner_apgr": fitted.inner_apgr},
+        "model_selection": fitted.grid,
+        "training_data": data,
+        "metrics": cv,
+        "threshold": threshold,
+        "threshold_rule": rule,
+        "calibration": table,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "sklearn": sklearn.__version__,
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return out
+
+
+def set_threshold(path: str | Path, threshold: float, rule: dict[str, Any]) -> None:
+    p = Path(path) / "meta.json"
+    meta = json.loads(p.read_text())
+    meta["threshold"], meta["threshold_rule"] = threshold, rule
+    p.write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def cross_validate_baseline(E: np.ndarray, fast: Any, strong: Any, folds: int = 5, seed: int = 0) -> dict[str, Any]:
+    """The plain baseline under the same folds: LogisticRegression (C=1) on the
+    raw embeddings, label "strong better than fast"; for comparison only."""
+    from sklearn.linear_model import LogisticRegression
+
+    fast, strong = np.asarray(fast, float), np.asarray(strong, float)
+    y = metrics.needs_strong(fast, strong)
+    probs = np.zeros(len(y))
+    per_fold = []
+    with _one_blas_thread():
+        for tr, te in _kfold(len(y), folds, seed + 1):
+            m = LogisticRegression(C=1.0, max_iter=2000).fit(E[tr], y[tr])
+            probs[te] = m.predict_proba(E[te])[:, 1]
+            per_fold.append(metrics.summary(probs[te], probs[te], fast[te], strong[te]))
+    out = metrics.summary(probs, probs, fast, strong)
+    out["apgr"] = float(np.mean([f["apgr"] for f in per_fold]))
+    out["apgr_std"] = float(np.std([f["apgr"] for f in per_fold]))
+    out["cpt"] = {k: float(np.mean([f["cpt"][k] for f in per_fold])) for k in out["cpt"]}
+    out["procedure"] = "baseline: LogisticRegression(C=1) on embeddings"
+    return out

@@ -1,0 +1,125 @@
+"""P(needs reasoning) from a conversation's embedding and cheap features, and
+the routing rule `p >= threshold -> reasoning`.
+
+The artifact is a directory (models/NAME/) with `meta.json` and `weights.npz`
+(plain arrays, no pickle): a linear scorer over [standardised embedding,
+weighted standardised cheap features] and a Platt map from score to a
+calibrated probability. Predicting is a dot product: no scikit-learn at
+serving time. calibrate/train.py writes it."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from policies.features import CHEAP_FEATURE_NAMES, FEATURE_VERSION, cheap_features
+
+FORMAT = "thinkgate-difficulty/1"
+EMBEDDER_ID = "sentence-transformers/all-MiniLM-L6-v2"  # = router.encoders.EMBEDDER_ID
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+class ArtifactError(ValueError):
+    """The artifact is missing, malformed, or was built for another embedder
+    or feature set; the message says which and how to fix it."""
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """`default` -> models/default; anything else is a directory path."""
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        return p
+    if isinstance(name_or_path, str) and "/" not in name_or_path and (MODELS_DIR / name_or_path).is_dir():
+        return MODELS_DIR / name_or_path
+    raise ArtifactError(f"no classifier artifact at {name_or_path!r} (a directory with meta.json, or a name under {MODELS_DIR})")
+
+
+def decide(p: float, threshold: float) -> str:
+    """The routing policy: at or above the threshold the prompt goes to the reasoning route."""
+    return "reasoning" if p >= threshold else "fast"
+
+
+class DifficultyClassifier:
+    def __init__(self, meta: dict[str, Any], weights: dict[str, np.ndarray]) -> None:
+        self.meta = meta
+        w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
+        # Fold standardisation into one weight vector per block:
+        #   score = e.(coef_emb/emb_scale) + f.(feat_weight*coef_feat/feat_scale) + bias
+        self._we = w["coef_emb"] / w["emb_scale"]
+        self._wf = float(w["feat_weight"]) * w["coef_feat"] / w["feat_scale"]
+        self._bias = float(w["intercept"] - w["emb_mean"] @ self._we - w["feat_mean"] @ self._wf)
+        self._feat_mean = w["feat_mean"]
+        self._a = float(w["platt_a"])
+        self._b = float(w["platt_b"])
+        self.threshold = float(meta.get("threshold", 0.5))
+
+    # -- loading ---------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | Path, *, embedder_id: str = EMBEDDER_ID) -> DifficultyClassifier:
+        d = resolve(path)
+        try:
+            meta = json.loads((d / "meta.json").read_text())
+        except FileNotFoundError:
+            raise ArtifactError(f"{d}: no meta.json — not a thinkgate classifier artifact") from None
+        except json.JSONDecodeError as e:
+            raise ArtifactError(f"{d}/meta.json: not valid JSON ({e.msg})") from None
+        check(meta, embedder_id=embedder_id, where=str(d))
+        try:
+            with np.load(d / "weights.npz") as z:
+                weights = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as e:
+            raise ArtifactError(f"{d}/weights.npz: cannot read ({e})") from None
+        dim = int(meta.get("embedding_dim", 384))
+        if weights.get("coef_emb", np.zeros(0)).shape != (dim,) or weights["coef_feat"].shape != (len(CHEAP_FEATURE_NAMES),):
+            raise ArtifactError(f"{d}/weights.npz: weight shapes do not match meta.json")
+        return cls(meta, weights)
+
+    def save(self, path: str | Path) -> None:  # pragma: no cover - the trainer writes artifacts
+        raise NotImplementedError("use calibrate.train.write_artifact")
+
+    # -- scoring ---------------------------------------------------------------
+
+    def score(self, messages: list[dict[str, Any]], embedding: np.ndarray) -> float:
+        """The raw ranking score (higher = more likely to need reasoning).
+        Without messages (e.g. replaying stored embeddings) the cheap features
+        are taken at their training means: an embedding-only estimate."""
+        e = np.asarray(embedding, np.float64).reshape(-1)
+        f = np.asarray(cheap_features(messages), np.float64) if messages else self._feat_mean
+        return float(e @ self._we + f @ self._wf + self._bias)
+
+    def calibrate(self, score: float) -> float:
+        z = self._a * score + self._b
+        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+    def predict(self, messages: list[dict[str, Any]], embedding: np.ndarray) -> float:
+        """Calibrated P(needs reasoning): the probability that the strong
+        (reasoning) model's answer is better than the fast model's."""
+        return self.calibrate(self.score(messages, embedding))
+
+    def predict_many(self, features: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+        s = np.asarray(embeddings, np.float64) @ self._we + np.asarray(features, np.float64) @ self._wf + self._bias
+        return 1.0 / (1.0 + np.exp(-(self._a * s + self._b)))
+
+    def route(self, p: float, threshold: float | None = None) -> str:
+        return decide(p, self.threshold if threshold is None else threshold)
+
+
+def check(meta: dict[str, Any], *, embedder_id: str = EMBEDDER_ID, where: str = "artifact") -> None:
+    """Refuse artifacts this code cannot serve correctly."""
+    if meta.get("format") != FORMAT:
+        raise ArtifactError(f"{where}: format {meta.get('format')!r}, this thinkgate reads {FORMAT!r}")
+    if meta.get("embedder") != embedder_id:
+        raise ArtifactError(
+            f"{where}: trained on embeddings from {meta.get('embedder')!r} but the router embeds with "
+            f"{embedder_id!r}; retrain it (thinkgate calibrate train) for this embedder"
+        )
+    if meta.get("feature_version") != FEATURE_VERSION:
+        raise ArtifactError(
+            f"{where}: built for feature set {meta.get('feature_version')!r} but this thinkgate computes "
+            f"{FEATURE_VERSION!r}; retrain it (thinkgate calibrate train --outcomes FILE --out DIR)"
+        )

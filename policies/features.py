@@ -1,0 +1,146 @@
+"""What the difficulty router sees of a conversation: one text for the embedder
+and a few cheap numeric features. Training (calibrate/) and serving
+(router/embedding.py, policies/difficulty.py) both call these functions, so
+the classifier always meets the same representation it was trained on.
+
+Pure Python, no heavy imports."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+# Bump when conversation_text() or cheap_features() change: artifacts record
+# it and refuse to load under a different version.
+FEATURE_VERSION = "conv-v1+cheap-v1"
+
+# Roughly the embedder's window (256 word pieces ~ 1000 characters of English).
+# Context beyond it would be truncated by the tokenizer anyway.
+_CONTEXT_CHARS = 1200
+_HEAD_CHARS = 8000
+
+
+def message_text(content: Any) -> str:
+    """The text of an OpenAI message `content`: a string or a list of parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+        return "\n".join(parts)
+    return str(content)
+
+
+def as_messages(prompt: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An outcome-file prompt (a string or a message list) as chat messages."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return list(prompt)
+
+
+def _last_user_index(messages: list[dict[str, Any]]) -> int | None:
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].get("role") == "user":
+            return i
+    return None
+
+
+def conversation_text(messages: list[dict[str, Any]]) -> str:
+    """The text the embedder sees.
+
+    The last user turn comes first, verbatim: it is what the next answer must
+    solve, and the encoder truncates at 256 word pieces from the end, so
+    putting it first guarantees it is always fully seen. The rest of the
+    conversation follows as context, most recent turn first, each line tagged
+    with its role, e.g.
+
+        <last user turn>
+        [assistant] <previous answer>
+        [user] <previous question>
+        [system] <system prompt>
+
+    A single user message maps to exactly its text, so prompts from outcome
+    files (plain strings) and one-turn chat requests embed identically.
+    """
+    if not messages:
+        return ""
+    last = _last_user_index(messages)
+    if last is None:
+        last = len(messages) - 1
+    # The encoder keeps 256 word pieces; capping the characters first only
+    # bounds tokenisation time for huge prompts (the embedding is the same).
+    head = message_text(messages[last].get("content")).strip()[:_HEAD_CHARS]
+    context: list[str] = []
+    budget = _CONTEXT_CHARS
+    for i in range(len(messages) - 1, -1, -1):
+        if i == last or budget <= 0:
+            continue
+        text = message_text(messages[i].get("content")).strip()
+        if not text:
+            continue
+        text = text[:budget]
+        budget -= len(text)
+        context.append(f"[{messages[i].get('role', 'user')}] {text}")
+    return "\n".join([head, *context]) if context else head
+
+
+_MATH = re.compile(r"[=+\-*/^<>%√∑∫π]|\\(?:frac|sqrt|sum|int|cdot|times|le|ge)|\$")
+_CODE = re.compile(r"```|\bdef |\bclass |\breturn\b|\bimport |[{};]\s*$|#include|\bfunction\b|=>", re.M)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_CHOICE = re.compile(r"^\s*\(?[A-Da-d][.)]\s", re.M)
+_WORD = re.compile(r"\w+")
+_SENTENCE = re.compile(r"[.!?](?:\s|$)")
+_REASONING_WORDS = re.compile(
+    r"\b(prove|proof|derive|calculate|compute|solve|how many|how much|probability|optimi[sz]e|"
+    r"step by step|explain why|algorithm|complexity|integral|equation|percent|total|remaining)\b",
+    re.I,
+)
+
+CHEAP_FEATURE_NAMES = (
+    "log_chars",
+    "log_words",
+    "log_sentences",
+    "log_numbers",
+    "digit_share",
+    "math_marks_per_100c",
+    "code_marks",
+    "choices",
+    "reasoning_words",
+    "question_marks",
+    "log_turns",
+    "has_system",
+    "log_context_chars",
+)
+
+
+def cheap_features(messages: list[dict[str, Any]]) -> list[float]:
+    """A few numeric features that embeddings capture poorly (size, counts of
+    numbers and operators, code, answer options, turn structure). Computed on
+    the last user turn, plus the conversation's shape. Order = CHEAP_FEATURE_NAMES."""
+    last = _last_user_index(messages) if messages else None
+    text = message_text(messages[last].get("content")) if last is not None else ""
+    context = sum(len(message_text(m.get("content"))) for i, m in enumerate(messages) if i != last)
+    chars = len(text)
+    digits = sum(c.isdigit() for c in text)
+    return [
+        math.log1p(chars),
+        math.log1p(len(_WORD.findall(text))),
+        math.log1p(len(_SENTENCE.findall(text))),
+        math.log1p(len(_NUMBER.findall(text))),
+        digits / chars if chars else 0.0,
+        100.0 * len(_MATH.findall(text)) / (chars + 100.0),
+        math.log1p(len(_CODE.findall(text))),
+        min(len(_CHOICE.findall(text)), 10) / 4.0,
+        math.log1p(len(_REASONING_WORDS.findall(text))),
+        math.log1p(text.count("?")),
+        math.log1p(sum(1 for m in messages if m.get("role") in ("user", "assistant"))),
+        1.0 if any(m.get("role") in ("system", "developer") for m in messages) else 0.0,
+        math.log1p(context),
+    ]

@@ -1,0 +1,92 @@
+"""The training procedure on real data: a small RouteLLM subset, real MiniLM
+embeddings (ONNX, cached under ~/.cache/thinkgate after the first run)."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibrate.cli import main
+from calibrate.outcomes import convert, write
+from policies.difficulty import ArtifactError, DifficultyClassifier
+
+DATA = Path(os.environ.get("THINKGATE_DATA") or Path(__file__).resolve().parents[2] / ".." / "shared" / "data")
+pytestmark = pytest.mark.skipif(not (DATA / "routellm").exists(), reason="../shared/data/routellm is not present")
+
+KEYS = {"n", "q_fast", "q_strong", "apgr", "cpt", "quality_at_50", "auroc", "ece"}
+
+
+@pytest.fixture(scope="module")
+def subset(tmp_path_factory) -> Path:
+    rows = list(convert([DATA / "routellm" / "gsm8k_responses.csv"], progress=False))
+    rng = np.random.default_rng(7)
+    pick = sorted(rng.choice(len(rows), 600, replace=False))
+    path = tmp_path_factory.mktemp("outcomes") / "gsm8k600.jsonl"
+    write((rows[i] for i in pick), path)
+    return path
+
+
+def last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_evaluate_json_and_beats_random(subset, tmp_path, capsys):
+    plots = tmp_path / "plots"
+    rc = main(["evaluate", "--outcomes", str(subset), "--cv", "3", "--json", "--quiet", "--plots", str(plots)])
+    assert rc == 0
+    s = last_json(capsys.readouterr().out)
+    assert KEYS <= set(s) and set(s["cpt"]) == {"50", "80", "95"}
+    assert s["n"] == 600
+    # random routing gives 0.5; the trained router must clearly beat it out of fold
+    assert s["apgr"] > 0.56, s
+    assert s["auroc"] > 0.55, s
+    assert s["ece"] < 0.1, s
+    assert (plots / "cost_quality.png").stat().st_size > 1000
+    assert (plots / "reliability.png").stat().st_size > 1000
+
+
+def test_train_threshold_report(subset, tmp_path, capsys):
+    art = tmp_path / "mine"
+    assert main(["train", "--outcomes", str(subset), "--out", str(art), "--cv", "0", "--quiet", "--target-share", "0.3"]) == 0
+    capsys.readouterr()
+    clf = DifficultyClassifier.load(art)
+    meta = clf.meta
+    assert meta["training_data"]["n"] == 600 and len(meta["training_data"]["sha256"]) == 64
+    assert meta["threshold_rule"]["rule"] == "share"
+    assert 0 < clf.threshold < 1
+
+    # about 30 % of held-out-like scores are above the threshold
+    q = np.asarray(meta["calibration"]["threshold_at_share"])
+    assert q[30] == pytest.approx(clf.threshold)
+
+    assert main(["threshold", "--model", str(art), "--target-share", "0.6"]) == 0
+    moved = last_json(capsys.readouterr().out)
+    assert DifficultyClassifier.load(art).threshold == pytest.approx(moved["threshold"])
+    assert moved["threshold"] < clf.threshold
+
+    assert main(["threshold", "--model", str(art), "--max-cost", "2", "--fast-cost", "1", "--strong-cost", "11", "--dry-run"]) == 0
+    assert last_json(capsys.readouterr().out)["share"] == pytest.approx(0.1)
+
+    # the training data is not held-out: refuse to calibrate on it
+    assert main(["threshold", "--model", str(art), "--outcomes", str(subset), "--target-share", "0.5"]) == 1
+
+    out = tmp_path / "report.html"
+    assert main(["report", "--model", str(art), "--out", str(out)]) == 0
+    assert "<table>" in out.read_text()
+
+
+def test_train_with_other_embedder_is_refused_at_serving(subset, tmp_path, capsys):
+    art = tmp_path / "hashed"
+    assert main(["train", "--outcomes", str(subset), "--out", str(art), "--cv", "0", "--quiet", "--embedder", "hash"]) == 0
+    with pytest.raises(ArtifactError, match="hash-bow-384"):
+        DifficultyClassifier.load(art)
+
+
+def test_evaluate_when_strong_is_never_better(tmp_path, capsys):
+    path = tmp_path / "flat.jsonl"
+    write(({"id": str(i), "prompt": f"question number {i}", "fast": 1.0, "strong": float(i % 2)} for i in range(40)), path)
+    assert main(["evaluate", "--outcomes", str(path), "--cv", "2", "--json", "--quiet", "--embedder", "hash", "--no-cache"]) == 0
+    s = last_json(capsys.readouterr().out)  # strict JSON: NaN becomes null
+    assert s["apgr"] is None and s["q_strong"] < s["q_fast"]
