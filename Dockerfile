@@ -10,5 +10,7 @@ COPY examples examples
 # set PIP_EXTRA_INDEX_URL at build time to take a CPU-only torch wheel
 ARG PIP_EXTRA_INDEX_URL=
 RUN pip install --no-cache-dir -e .
+# export the int8 ONNX embedder once, at build time, so replicas start fast
+RUN thinkgate calibrate export-onnx
 EXPOSE 8000
 CMD ["thinkgate", "serve", "--config", "/etc/thinkgate/config.yaml", "--host", "0.0.0.0"]

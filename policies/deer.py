@@ -207,8 +207,10 @@ def probe_stops(kind: AnswerKind, think_close_tag: str = "</think>", require_thi
     if require_think_close:
         return [think_close_tag]
     if kind == "math":
-        # where \boxed{...} usually ends; `answer_span` trims the exact brace group
-        return ["}\n", "}.", "}$", "} ", "}}", "}\\", ")}"]
+        # where \boxed{...} usually ends; `answer_span` trims the exact brace group.
+        # At most 4: OpenAI and vLLM reject longer stop lists (HTTP 400), which
+        # would silently turn every math probe into "not confident".
+        return ["}\n", "}.", "}$", "} "]
     if kind == "choice":
         return [")"]
     return ["\n\n", think_close_tag]

@@ -524,7 +524,9 @@ class DeerUpstream:
             data = await asyncio.wait_for(self._api.create(payload, self._timeout(ctx)), s.probe_timeout_s)
         except (errors.UpstreamError, TimeoutError) as e:
             trace.update(error=type(e).__name__, latency_ms=(time.perf_counter() - t0) * 1000, cpu_ms=cpu * 1000)
-            log.info("deer probe %d failed (%s); thinking continues", step, type(e).__name__)
+            # a rejected probe (4xx) is a configuration problem, not load: say so loudly
+            level = logging.WARNING if isinstance(e, errors.UpstreamRejected) else logging.INFO
+            log.log(level, "deer probe %d failed (%s: %s); thinking continues", step, type(e).__name__, getattr(e, "message", ""))
             return None, 0, trace
         trace["latency_ms"] = (time.perf_counter() - t0) * 1000
         cpu1 = time.process_time()

