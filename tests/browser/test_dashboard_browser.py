@@ -2,7 +2,7 @@
 uvicorn on a loopback port, API keys on) whose fake upstreams have served real
 HTTP requests from the OpenAI client: the charts and the table show the counts
 the responses' headers reported, filters work, a decision opens, and the page
-updates live. Screenshots land in the test's tmp dir and /tmp/dashboard.png."""
+updates live. Screenshots land in the test's tmp dir (and in $THINKGATE_SCREENSHOT_DIR if set)."""
 
 from __future__ import annotations
 
@@ -309,7 +309,8 @@ def test_dashboard_shows_real_traffic(gateway: Gateway, browser: Any, tmp_path: 
     assert {s["id"] for s in sent if s["id"]} <= set(ids)
     assert ids[0] == gateway.log.newest(1)[0]["id"]
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
-    shutil.copyfile(tmp_path / "dashboard.png", "/tmp/dashboard.png")
+    if os.environ.get("THINKGATE_SCREENSHOT_DIR"):  # keep a copy to look at
+        shutil.copyfile(tmp_path / "dashboard.png", os.path.join(os.environ["THINKGATE_SCREENSHOT_DIR"], "dashboard.png"))
 
     # filters narrow the table
     page.select_option("#f-route", "reasoning")
