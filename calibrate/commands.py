@@ -124,6 +124,7 @@ def _evaluate_configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print only the JSON summary line")
     p.add_argument("--plots", metavar="DIR", help="write cost_quality.png and reliability.png here")
     p.add_argument("--baseline", action="store_true", help="also evaluate the plain baseline (LR on embeddings), same folds")
+    p.add_argument("--compare", action="store_true", help="also evaluate the previous procedure (ridge-gain/1, no lexical part), same folds")
 
 
 def _evaluate_run(args: argparse.Namespace) -> int:
@@ -134,13 +135,19 @@ def _evaluate_run(args: argparse.Namespace) -> int:
     if len(o) < 2 * args.cv:
         raise ValueError(f"{len(o)} outcomes are too few for {args.cv}-fold CV")
     E, F, _ = featurise(o, args.embedder, not args.no_cache, not args.quiet)
-    res = train.cross_validate(E, F, o.fast, o.strong, args.cv, train.TrainConfig(seed=args.seed), not args.quiet)
+    L = train.lexical_matrix([o.messages(i) for i in range(len(o))])
+    res = train.cross_validate(E, F, o.fast, o.strong, args.cv, train.TrainConfig(seed=args.seed), not args.quiet, L=L)
     s = res["summary"]
     if args.baseline:
         b = train.cross_validate_baseline(E, o.fast, o.strong, args.cv, args.seed)
         s["baseline"] = {k: b[k] for k in ("apgr", "apgr_std", "cpt", "auroc", "procedure")}
         if not args.json:
             _out(f"baseline (LR on embeddings): APGR {b['apgr']:.3f} ± {b['apgr_std']:.3f}, CPT(80%) {100 * b['cpt']['80']:.1f}%")
+    if args.compare:
+        r = train.cross_validate(E, F, o.fast, o.strong, args.cv, train.TrainConfig(seed=args.seed), not args.quiet)["summary"]
+        s["previous"] = {k: r[k] for k in ("apgr", "apgr_std", "cpt", "auroc", "procedure")}
+        if not args.json:
+            _out(f"previous ({r['procedure']}): APGR {r['apgr']:.3f} ± {r['apgr_std']:.3f}, CPT(80%) {100 * r['cpt']['80']:.1f}%")
     if args.plots:
         from calibrate import plots
 
@@ -187,13 +194,14 @@ def _train_run(args: argparse.Namespace) -> int:
 
     o = load_outcomes(args.outcomes)
     E, F, enc_id = featurise(o, args.embedder, not args.no_cache, not args.quiet)
+    L = train.lexical_matrix([o.messages(i) for i in range(len(o))])
     cfg = train.TrainConfig(seed=args.seed)
     cv = None
     if args.cv:
-        res = train.cross_validate(E, F, o.fast, o.strong, args.cv, cfg, not args.quiet)
+        res = train.cross_validate(E, F, o.fast, o.strong, args.cv, cfg, not args.quiet, L=L)
         cv = res["summary"]
         _err(format_summary(cv))
-    fitted = train.fit(E, F, o.fast, o.strong, cfg, not args.quiet)
+    fitted = train.fit(E, F, o.fast, o.strong, cfg, not args.quiet, L=L)
     fast, strong = np.asarray(o.fast), np.asarray(o.strong)
     # The threshold table comes from held-out scores: the outer CV's when run,
     # else the inner CV's of the final fit.
@@ -242,7 +250,8 @@ def _threshold_run(args: argparse.Namespace) -> int:
             raise ValueError("these outcomes are the artifact's training data, so its scores are not held-out; "
                              "omit --outcomes to use the stored out-of-fold table")
         E, F, _ = featurise(o, args.embedder, not args.no_cache, not args.quiet)
-        table = tr.calibration_table(clf.predict_many(F, E), np.asarray(o.fast), np.asarray(o.strong))
+        msgs = [o.messages(i) for i in range(len(o))]
+        table = tr.calibration_table(clf.predict_many(F, E, msgs), np.asarray(o.fast), np.asarray(o.strong))
     else:
         table = clf.meta["calibration"]
     thr, rule = tr.choose_threshold(table, **_targets(args))

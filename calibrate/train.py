@@ -13,6 +13,19 @@ Procedure `ridge-gain/1`:
 - calibration: Platt scaling of the inner out-of-fold scores against
   "strong is better than fast", so P is calibrated and strictly monotone in
   the score (the ranking, hence APGR, is untouched).
+
+Procedure `ridge-gain-lex/2` adds a second ranker and blends the two:
+- a ridge regression of the same gain on hashed word 1-2-grams of the text
+  (policies.features.lexical_indices: binary, L2-normalised, 2^18 buckets),
+  which sees surface cues (operators, numbers, phrasing, answer formats) the
+  sentence embedding smooths away;
+- score = z(embedding ridge) + lambda * z(lexical ridge), each z-scored with
+  the mean and sd of its inner out-of-fold scores; the lexical alpha and
+  lambda (0 included, i.e. no lexical part) are chosen by the same inner CV,
+  on the same folds, after the embedding ridge's own selection;
+- Platt scaling then calibrates the blended inner out-of-fold score.
+The blend is linear, so the artifact stays a dot product: the z-scoring and
+lambda are folded into the stored weights.
 """
 
 from __future__ import annotations
@@ -30,15 +43,17 @@ import numpy as np
 
 from calibrate import metrics
 from policies.difficulty import FORMAT
-from policies.features import CHEAP_FEATURE_NAMES, FEATURE_VERSION
+from policies.features import CHEAP_FEATURE_NAMES, FEATURE_VERSION, LEXICAL_DIM, LEXICAL_VERSION
 
-PROCEDURE = "ridge-gain/1"
+PROCEDURE = "ridge-gain-lex/2"
 
 
 @dataclass
 class TrainConfig:
     alphas: tuple[float, ...] = (100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0, 100000.0)
     feature_weights: tuple[float, ...] = (1.0, 5.0)
+    lexical_alphas: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)
+    lexical_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)  # lambda; 0 = embedding ridge alone
     inner_folds: int = 3
     seed: int = 0
 
@@ -51,12 +66,22 @@ class Fitted:
     inner_apgr: float
     oof_scores: np.ndarray  # inner out-of-fold scores of the chosen config (training rows)
     grid: list[dict[str, float]] = field(default_factory=list)
+    lexical_alpha: float | None = None
+    lexical_weight: float = 0.0
+    procedure: str = PROCEDURE
 
-    def scores(self, E: np.ndarray, F: np.ndarray) -> np.ndarray:
+    def scores(self, E: np.ndarray, F: np.ndarray, L: Any = None) -> np.ndarray:
+        """Blended scores; L: the lexical matrix of the same rows (required
+        when the fit has a lexical part)."""
         a = self.arrays
         Ze = (E - a["emb_mean"]) / a["emb_scale"]
         Zf = (F - a["feat_mean"]) / a["feat_scale"] * a["feat_weight"]
-        return Ze @ a["coef_emb"] + Zf @ a["coef_feat"] + float(a["intercept"])
+        s = Ze @ a["coef_emb"] + Zf @ a["coef_feat"] + float(a["intercept"])
+        if "lex_coef" in a:
+            if L is None:
+                raise ValueError("this fit has a lexical part: pass the lexical matrix")
+            s = s + np.asarray(L @ a["lex_coef"].astype(np.float64)).ravel() + float(a["lex_bias"])
+        return s
 
     def probs(self, scores: np.ndarray) -> np.ndarray:
         a = self.arrays
@@ -118,6 +143,31 @@ def _score(a: dict[str, np.ndarray], E: np.ndarray, F: np.ndarray) -> np.ndarray
     ) @ a["coef_feat"] + float(a["intercept"])
 
 
+def lexical_matrix(messages: list[list[dict[str, Any]]]) -> Any:
+    """The binary, L2-normalised hashed n-gram matrix (scipy CSR, rows =
+    conversations): what policies.features.lexical_indices gives one at a time."""
+    from scipy import sparse
+
+    from policies.features import lexical_indices
+
+    rows = [lexical_indices(m) for m in messages]
+    indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])])
+    indices = np.fromiter((j for r in rows for j in r), np.int64, int(indptr[-1]))
+    data = np.concatenate([np.full(len(r), 1.0 / np.sqrt(len(r))) for r in rows if r] or [np.zeros(0)])
+    return sparse.csr_matrix((data, indices, indptr), shape=(len(rows), LEXICAL_DIM))
+
+
+def _lexical_fit(L: Any, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
+    from sklearn.linear_model import Ridge
+
+    m = Ridge(alpha=alpha, solver="sparse_cg", tol=1e-4, max_iter=300).fit(L, y)
+    return np.asarray(m.coef_, np.float64), float(m.intercept_)
+
+
+def _z(s: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    return (s - ref.mean()) / (ref.std() or 1.0)
+
+
 def _platt(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     from sklearn.linear_model import LogisticRegression
 
@@ -130,13 +180,15 @@ def _platt(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
 
 def fit(
     E: np.ndarray, F: np.ndarray, fast: np.ndarray, strong: np.ndarray,
-    cfg: TrainConfig | None = None, progress: bool = True,
+    cfg: TrainConfig | None = None, progress: bool = True, L: Any = None,
 ) -> Fitted:
+    """L: the lexical matrix (lexical_matrix()) of the same rows; None fits
+    the embedding ridge alone (procedure ridge-gain/1)."""
     with _one_blas_thread():
-        return _fit(E, F, fast, strong, cfg or TrainConfig(), progress)
+        return _fit(E, F, fast, strong, cfg or TrainConfig(), progress, L)
 
 
-def _fit(E: np.ndarray, F: np.ndarray, fast: np.ndarray, strong: np.ndarray, cfg: TrainConfig, progress: bool) -> Fitted:
+def _fit(E: np.ndarray, F: np.ndarray, fast: np.ndarray, strong: np.ndarray, cfg: TrainConfig, progress: bool, L: Any = None) -> Fitted:
     from tqdm import tqdm
 
     E, F = np.asarray(E, np.float64), np.asarray(F, np.float64)
@@ -146,7 +198,9 @@ def _fit(E: np.ndarray, F: np.ndarray, fast: np.ndarray, strong: np.ndarray, cfg
     k = max(2, min(cfg.inner_folds, n // 20 or 2))
     folds = _kfold(n, k, cfg.seed)
     grid, best = [], None
-    bar = tqdm(total=len(cfg.feature_weights) * k, desc="model selection", unit="fit", disable=not progress, file=sys.stderr, leave=False)
+    lexical = L is not None and any(lam > 0 for lam in cfg.lexical_weights)
+    steps = (len(cfg.feature_weights) + (len(cfg.lexical_alphas) if lexical else 0)) * k
+    bar = tqdm(total=steps, desc="model selection", unit="fit", disable=not progress, file=sys.stderr, leave=False)
     for w in cfg.feature_weights:
         oof = np.zeros((len(cfg.alphas), n))
         for tr, te in folds:
@@ -160,27 +214,63 @@ def _fit(E: np.ndarray, F: np.ndarray, fast: np.ndarray, strong: np.ndarray, cfg
             grid.append({"alpha": alpha, "feature_weight": w, "inner_apgr": score})
             if best is None or score > best[0]:
                 best = (score, alpha, w, oof[j])
-    bar.close()
     assert best is not None
     score, alpha, w, oof = best
     (arrays,) = _ridge_path(E, F, y, (alpha,), w)
-    a, b = _platt(oof, metrics.needs_strong(fast, strong))
+    # The blend: z-score both rankers with their inner out-of-fold statistics.
+    ma, sa = float(oof.mean()), float(oof.std() or 1.0)
+    for key in ("coef_emb", "coef_feat"):
+        arrays[key] = arrays[key] / sa
+    arrays["intercept"] = np.float64((float(arrays["intercept"]) - ma) / sa)
+    blended, lex_alpha, lam = (oof - ma) / sa, None, 0.0
+    if lexical:
+        L = L.tocsr()
+        oof_lex = {}
+        for la in cfg.lexical_alphas:
+            o = np.zeros(n)
+            for tr, te in folds:
+                coef, icpt = _lexical_fit(L[tr], y[tr], la)
+                o[te] = L[te] @ coef + icpt
+                bar.update(1)
+            oof_lex[la] = o
+        best_blend = (score, None, 0.0)
+        for la, o in oof_lex.items():
+            for lw in cfg.lexical_weights:
+                if lw <= 0:
+                    continue
+                s = _z(oof, oof) + lw * _z(o, o)
+                per = [v for v in (metrics.apgr(s[te], fast[te], strong[te]) for _, te in folds) if v == v]
+                sc = float(np.mean(per)) if per else float("-inf")
+                grid.append({"lexical_alpha": la, "lexical_weight": lw, "inner_apgr": sc})
+                if sc > best_blend[0] + 1e-9:
+                    best_blend = (sc, la, lw)
+        score, lex_alpha, lam = best_blend
+        if lex_alpha is not None:
+            o = oof_lex[lex_alpha]
+            ml, sl = float(o.mean()), float(o.std() or 1.0)
+            coef, icpt = _lexical_fit(L, y, lex_alpha)
+            arrays["lex_coef"] = (coef * lam / sl).astype(np.float32)
+            arrays["lex_bias"] = np.float64(lam * (icpt - ml) / sl)
+            blended = blended + lam * (o - ml) / sl
+    bar.close()
+    a, b = _platt(blended, metrics.needs_strong(fast, strong))
     arrays["platt_a"], arrays["platt_b"] = np.float64(a), np.float64(b)
-    return Fitted(arrays, alpha, w, score, oof, grid)
+    return Fitted(arrays, alpha, w, score, blended, grid, lex_alpha, lam, PROCEDURE if lexical else "ridge-gain/1")
 
 
 def cross_validate(
     E: np.ndarray, F: np.ndarray, fast: Any, strong: Any, folds: int = 5,
-    cfg: TrainConfig | None = None, progress: bool = True,
+    cfg: TrainConfig | None = None, progress: bool = True, L: Any = None,
 ) -> dict[str, Any]:
     """Out-of-fold scores and probabilities of the whole procedure (model
     selection included), the pooled summary and the per-fold spread."""
     with _one_blas_thread():
-        return _cross_validate(E, F, fast, strong, folds, cfg, progress)
+        return _cross_validate(E, F, fast, strong, folds, cfg, progress, L)
 
 
 def _cross_validate(
-    E: np.ndarray, F: np.ndarray, fast: Any, strong: Any, folds: int, cfg: TrainConfig | None, progress: bool
+    E: np.ndarray, F: np.ndarray, fast: Any, strong: Any, folds: int, cfg: TrainConfig | None, progress: bool,
+    L: Any = None,
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
@@ -190,11 +280,12 @@ def _cross_validate(
     scores, probs = np.zeros(n), np.zeros(n)
     per_fold, chosen = [], []
     for tr, te in tqdm(_kfold(n, folds, cfg.seed + 1), desc="cross-validation", unit="fold", disable=not progress, file=sys.stderr):
-        m = fit(E[tr], F[tr], fast[tr], strong[tr], cfg, progress=False)
-        s = m.scores(np.asarray(E[te], np.float64), np.asarray(F[te], np.float64))
+        m = fit(E[tr], F[tr], fast[tr], strong[tr], cfg, progress=False, L=None if L is None else L[tr])
+        s = m.scores(np.asarray(E[te], np.float64), np.asarray(F[te], np.float64), None if L is None else L[te])
         scores[te], probs[te] = s, m.probs(s)
         per_fold.append(metrics.summary(s, probs[te], fast[te], strong[te]))
-        chosen.append({"alpha": m.alpha, "feature_weight": m.feature_weight})
+        chosen.append({"alpha": m.alpha, "feature_weight": m.feature_weight,
+                       "lexical_alpha": m.lexical_alpha, "lexical_weight": m.lexical_weight})
     out = metrics.summary(scores, probs, fast, strong)
     # Pooled figures rank scores of different fold models together; the
     # per-fold means are the primary figures, the pooled ones are kept beside.
@@ -207,7 +298,7 @@ def _cross_validate(
     out["auroc_std"] = float(np.std([f["auroc"] for f in per_fold]))
     out["folds"] = [{"apgr": f["apgr"], "cpt80": f["cpt"]["80"], "auroc": f["auroc"], "n": f["n"], **c} for f, c in zip(per_fold, chosen)]
     out["cv"] = folds
-    out["procedure"] = PROCEDURE
+    out["procedure"] = PROCEDURE if L is not None else "ridge-gain/1"
     return {"summary": out, "scores": scores, "probs": probs}
 
 
@@ -274,19 +365,22 @@ def write_artifact(
 ) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "weights.npz", **{k: np.asarray(v) for k, v in fitted.arrays.items()})
+    np.savez_compressed(out / "weights.npz", **{k: np.asarray(v) for k, v in fitted.arrays.items()})
     import sklearn
 
     meta = {
         "format": FORMAT,
-        "procedure": PROCEDURE,
+        "procedure": fitted.procedure,
         "embedder": embedder_variant.split("@")[0],  # e.g. sentence-transformers/all-MiniLM-L6-v2
         "embedder_variant": embedder_variant,  # e.g. ...@onnx-int8 (variants agree to cosine >= 0.98)
         "embedding_dim": int(fitted.arrays["coef_emb"].shape[0]),
         "feature_version": FEATURE_VERSION,
         "features": list(CHEAP_FEATURE_NAMES),
+        **({"lexical_version": LEXICAL_VERSION, "lexical_dim": LEXICAL_DIM} if "lex_coef" in fitted.arrays else {}),
         "probability": "P(strong answer better than fast answer), Platt-calibrated on inner out-of-fold scores",
-        "hyperparameters": {"alpha": fitted.alpha, "feature_weight": fitted.feature_weight, "inner_apgr": fitted.inner_apgr},
+        "hyperparameters": {"alpha": fitted.alpha, "feature_weight": fitted.feature_weight,
+                            "lexical_alpha": fitted.lexical_alpha, "lexical_weight": fitted.lexical_weight,
+                            "inner_apgr": fitted.inner_apgr},
         "model_selection": fitted.grid,
         "training_data": data,
         "metrics": cv,

@@ -3,9 +3,10 @@ the routing rule `p >= threshold -> reasoning`.
 
 The artifact is a directory (models/NAME/) with `meta.json` and `weights.npz`
 (plain arrays, no pickle): a linear scorer over [standardised embedding,
-weighted standardised cheap features] and a Platt map from score to a
-calibrated probability. Predicting is a dot product: no scikit-learn at
-serving time. calibrate/train.py writes it."""
+weighted standardised cheap features] plus, in format 2, a linear scorer over
+hashed word n-grams (policies.features.lexical_indices; a sparse dot product),
+and a Platt map from score to a calibrated probability. Predicting is a dot
+product: no scikit-learn at serving time. calibrate/train.py writes it."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from policies.features import CHEAP_FEATURE_NAMES, FEATURE_VERSION, cheap_features
+from policies.features import CHEAP_FEATURE_NAMES, FEATURE_VERSION, LEXICAL_DIM, LEXICAL_VERSION, cheap_features, lexical_indices
 
-FORMAT = "thinkgate-difficulty/1"
+FORMAT = "thinkgate-difficulty/2"  # 2 = 1 + optional lexical weights (lex_coef, lex_bias)
+READABLE_FORMATS = ("thinkgate-difficulty/1", FORMAT)
 EMBEDDER_ID = "sentence-transformers/all-MiniLM-L6-v2"  # = router.encoders.EMBEDDER_ID
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
@@ -53,6 +55,10 @@ class DifficultyClassifier:
         self._wf = float(w["feat_weight"]) * w["coef_feat"] / w["feat_scale"]
         self._bias = float(w["intercept"] - w["emb_mean"] @ self._we - w["feat_mean"] @ self._wf)
         self._feat_mean = w["feat_mean"]
+        # Lexical part (format 2): score += sum(lex_coef[idx]) / sqrt(len(idx)) + lex_bias.
+        # Its bias centres it on the training prompts, so without messages it adds ~0.
+        self._wl = w["lex_coef"] if "lex_coef" in w else None
+        self._lex_bias = float(w["lex_bias"]) if "lex_bias" in w else 0.0
         self._a = float(w["platt_a"])
         self._b = float(w["platt_b"])
         self.threshold = float(meta.get("threshold", 0.5))
@@ -77,6 +83,8 @@ class DifficultyClassifier:
         dim = int(meta.get("embedding_dim", 384))
         if weights.get("coef_emb", np.zeros(0)).shape != (dim,) or weights["coef_feat"].shape != (len(CHEAP_FEATURE_NAMES),):
             raise ArtifactError(f"{d}/weights.npz: weight shapes do not match meta.json")
+        if "lex_coef" in weights and weights["lex_coef"].shape != (int(meta.get("lexical_dim", -1)),):
+            raise ArtifactError(f"{d}/weights.npz: lexical weight shape does not match meta.json")
         return cls(meta, weights)
 
     def save(self, path: str | Path) -> None:  # pragma: no cover - the trainer writes artifacts
@@ -90,7 +98,13 @@ class DifficultyClassifier:
         are taken at their training means: an embedding-only estimate."""
         e = np.asarray(embedding, np.float64).reshape(-1)
         f = np.asarray(cheap_features(messages), np.float64) if messages else self._feat_mean
-        return float(e @ self._we + f @ self._wf + self._bias)
+        return float(e @ self._we + f @ self._wf + self._bias + self._lexical(messages))
+
+    def _lexical(self, messages: list[dict[str, Any]] | None) -> float:
+        if self._wl is None or not messages:
+            return 0.0
+        idx = lexical_indices(messages)
+        return float(self._wl[idx].sum(dtype=np.float64)) / math.sqrt(len(idx)) + self._lex_bias if idx else self._lex_bias
 
     def calibrate(self, score: float) -> float:
         z = self._a * score + self._b
@@ -101,8 +115,14 @@ class DifficultyClassifier:
         (reasoning) model's answer is better than the fast model's."""
         return self.calibrate(self.score(messages, embedding))
 
-    def predict_many(self, features: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+    def predict_many(
+        self, features: np.ndarray, embeddings: np.ndarray, messages: list[list[dict[str, Any]]] | None = None
+    ) -> np.ndarray:
+        """Batch predict; messages (one conversation per row) feed the lexical
+        part, which is taken at its training mean (0) without them."""
         s = np.asarray(embeddings, np.float64) @ self._we + np.asarray(features, np.float64) @ self._wf + self._bias
+        if messages is not None:
+            s = s + np.asarray([self._lexical(m) for m in messages])
         return 1.0 / (1.0 + np.exp(-(self._a * s + self._b)))
 
     def route(self, p: float, threshold: float | None = None) -> str:
@@ -111,8 +131,8 @@ class DifficultyClassifier:
 
 def check(meta: dict[str, Any], *, embedder_id: str = EMBEDDER_ID, where: str = "artifact") -> None:
     """Refuse artifacts this code cannot serve correctly."""
-    if meta.get("format") != FORMAT:
-        raise ArtifactError(f"{where}: format {meta.get('format')!r}, this thinkgate reads {FORMAT!r}")
+    if meta.get("format") not in READABLE_FORMATS:
+        raise ArtifactError(f"{where}: format {meta.get('format')!r}, this thinkgate reads {' or '.join(map(repr, READABLE_FORMATS))}")
     if meta.get("embedder") != embedder_id:
         raise ArtifactError(
             f"{where}: trained on embeddings from {meta.get('embedder')!r} but the router embeds with "
@@ -122,4 +142,9 @@ def check(meta: dict[str, Any], *, embedder_id: str = EMBEDDER_ID, where: str = 
         raise ArtifactError(
             f"{where}: built for feature set {meta.get('feature_version')!r} but this thinkgate computes "
             f"{FEATURE_VERSION!r}; retrain it (thinkgate calibrate train --outcomes FILE --out DIR)"
+        )
+    if "lexical_version" in meta and (meta["lexical_version"], meta.get("lexical_dim")) != (LEXICAL_VERSION, LEXICAL_DIM):
+        raise ArtifactError(
+            f"{where}: built for lexical features {meta['lexical_version']!r} (dim {meta.get('lexical_dim')}) but this "
+            f"thinkgate computes {LEXICAL_VERSION!r} (dim {LEXICAL_DIM}); retrain it (thinkgate calibrate train)"
         )

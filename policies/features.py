@@ -1,7 +1,8 @@
-"""What the difficulty router sees of a conversation: one text for the embedder
-and a few cheap numeric features. Training (calibrate/) and serving
-(router/embedding.py, policies/difficulty.py) both call these functions, so
-the classifier always meets the same representation it was trained on.
+"""What the difficulty router sees of a conversation: one text for the embedder,
+a few cheap numeric features and a hashed bag of word n-grams. Training
+(calibrate/) and serving (router/embedding.py, policies/difficulty.py) both
+call these functions, so the classifier always meets the same representation
+it was trained on.
 
 Pure Python, no heavy imports."""
 
@@ -9,11 +10,16 @@ from __future__ import annotations
 
 import math
 import re
+import zlib
 from typing import Any
 
 # Bump when conversation_text() or cheap_features() change: artifacts record
 # it and refuse to load under a different version.
 FEATURE_VERSION = "conv-v1+cheap-v1"
+
+# Bump when lexical_indices() changes (artifacts with lexical weights record it).
+LEXICAL_VERSION = "lex-v1"
+LEXICAL_DIM = 1 << 18
 
 # Roughly the embedder's window (256 word pieces ~ 1000 characters of English).
 # Context beyond it would be truncated by the tokenizer anyway.
@@ -144,3 +150,22 @@ def cheap_features(messages: list[dict[str, Any]]) -> list[float]:
         1.0 if any(m.get("role") in ("system", "developer") for m in messages) else 0.0,
         math.log1p(context),
     ]
+
+
+# -- lexical features --------------------------------------------------------------
+
+_LEX_CHARS = 2000
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def lexical_indices(messages: list[dict[str, Any]]) -> list[int]:
+    """The hashed bag of word unigrams and bigrams of the conversation text
+    (lower-cased; punctuation and operators are tokens too, so `=`, `$`, `?`
+    count), as sorted distinct bucket indices in [0, LEXICAL_DIM). The
+    feature vector is binary and L2-normalised: 1/sqrt(len) at each index.
+    CRC32 hashing (stdlib, deterministic across processes and versions);
+    only the first _LEX_CHARS characters, which bounds the cost (~0.1 ms)."""
+    text = conversation_text(messages)[:_LEX_CHARS].lower() if messages else ""
+    tokens = _TOKEN.findall(text)
+    grams = tokens + [f"{a} {b}" for a, b in zip(tokens, tokens[1:])]
+    return sorted({zlib.crc32(g.encode()) % LEXICAL_DIM for g in grams})

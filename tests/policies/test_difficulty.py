@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 
 from policies.difficulty import MODELS_DIR, ArtifactError, DifficultyClassifier, decide
-from policies.features import CHEAP_FEATURE_NAMES, FEATURE_VERSION, cheap_features, conversation_text
+from policies.features import (
+    CHEAP_FEATURE_NAMES,
+    FEATURE_VERSION,
+    LEXICAL_DIM,
+    cheap_features,
+    conversation_text,
+    lexical_indices,
+)
 
 
 @pytest.fixture
@@ -36,7 +43,7 @@ def test_default_artifact_loads_and_predicts():
     assert 0.0 <= p <= 1.0
     assert clf.route(p) == decide(p, clf.threshold)
     # the batch path agrees with the single one
-    many = clf.predict_many(np.asarray([cheap_features(msgs)]), _unit(0)[None, :])
+    many = clf.predict_many(np.asarray([cheap_features(msgs)]), _unit(0)[None, :], [msgs])
     assert many[0] == pytest.approx(p)
 
 
@@ -85,6 +92,40 @@ def test_refuses_unknown_format_and_missing(default_copy, tmp_path):
         DifficultyClassifier.load(tmp_path / "empty")
 
 
+def test_default_artifact_has_a_lexical_part_that_counts():
+    clf = DifficultyClassifier.load("default")
+    assert clf.meta["format"] == "thinkgate-difficulty/2" and clf.meta["lexical_dim"] == LEXICAL_DIM
+    a = [{"role": "user", "content": "Solve 3x + 5 = 20. How many apples are left?"}]
+    b = [{"role": "user", "content": "hi"}]
+    f = np.asarray([cheap_features(a)] * 2)
+    e = np.zeros((2, 384))  # a neutral embedding keeps P away from 0 and 1
+    # same embedding and cheap features, other words: only the lexical part differs
+    p = clf.predict_many(f, e, [a, b])
+    assert p[0] != pytest.approx(p[1])
+    # without messages the lexical part is left out (~ its training mean)
+    assert clf.predict_many(f, e)[0] == pytest.approx(clf.predict_many(f, e)[1])
+
+
+def test_format_1_artifact_without_lexical_weights_still_loads(default_copy):
+    with np.load(default_copy / "weights.npz") as z:
+        w = {k: z[k] for k in z.files if not k.startswith("lex_")}
+    np.savez(default_copy / "weights.npz", **w)
+    meta = json.loads((default_copy / "meta.json").read_text())
+    for k in ("lexical_version", "lexical_dim"):
+        meta.pop(k, None)
+    meta["format"] = "thinkgate-difficulty/1"
+    (default_copy / "meta.json").write_text(json.dumps(meta))
+    clf = DifficultyClassifier.load(default_copy)
+    msgs = [{"role": "user", "content": "What is the capital of France?"}]
+    assert clf.predict(msgs, _unit(0)) == pytest.approx(clf.predict_many(np.asarray([cheap_features(msgs)]), _unit(0)[None, :])[0])
+
+
+def test_refuses_other_lexical_version(default_copy):
+    _edit_meta(default_copy, lexical_version="lex-v0")
+    with pytest.raises(ArtifactError, match="lexical features 'lex-v0'"):
+        DifficultyClassifier.load(default_copy)
+
+
 def test_refuses_wrong_weight_shapes(default_copy):
     _edit_meta(default_copy, embedding_dim=768)
     with pytest.raises(ArtifactError, match="shapes"):
@@ -118,3 +159,16 @@ def test_cheap_features_shape_and_signals():
     multi = cheap_features([{"role": "system", "content": "s"}, {"role": "user", "content": "a"},
                             {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}])
     assert multi[i("has_system")] == 1.0 and multi[i("log_turns")] > plain[i("log_turns")]
+
+
+def test_lexical_indices_are_stable_hashed_word_ngrams():
+    msgs = [{"role": "user", "content": "Solve x = 2 + 2"}]
+    idx = lexical_indices(msgs)
+    # 6 tokens (solve x = 2 + 2) -> 5 distinct unigrams + 5 bigrams, sorted, in range
+    assert idx == sorted(set(idx)) and 0 <= idx[0] and idx[-1] < LEXICAL_DIM
+    assert len(idx) == 10
+    assert lexical_indices([{"role": "user", "content": "SOLVE x = 2 + 2"}]) == idx  # lower-cased
+    assert lexical_indices([]) == [] and lexical_indices([{"role": "user", "content": ""}]) == []
+    import zlib
+
+    assert zlib.crc32(b"solve") % LEXICAL_DIM in idx  # CRC32: the same in every process
