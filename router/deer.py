@@ -565,7 +565,10 @@ class DeerUpstream:
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         payload = self._payload(run, run.prompt, run.state.thinking_budget, [self.close_tag])
         if s.template == "server":
-            payload["stream_options"] = {"include_usage": True}
+            # vLLM: usage on every event. Counting events undercounts (vLLM sends no
+            # event for tokens it holds back while matching a stop string), and the
+            # final usage event arrives after the finish event this loop stops at.
+            payload["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
 
         async def read() -> None:
             try:
@@ -609,6 +612,7 @@ class DeerUpstream:
                     run.state.thinking_tokens += item.tokens
                     if item.usage and isinstance(item.usage.get("completion_tokens"), int):
                         usage_tokens = item.usage["completion_tokens"]
+                        run.state.thinking_tokens = usage_tokens  # the server's count wins
                     if item.finish_reason:
                         ended = True
                         run.finish_reason = item.finish_reason
