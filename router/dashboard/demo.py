@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
 
 from router.types import Decision, DeerStats
 
