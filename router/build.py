@@ -16,7 +16,7 @@ from router.cache import build_cache
 from router.config import Settings
 from router.decisions import build_log
 from router.embedding import build_router_model
-from router.metrics import Metrics
+from router.metrics import CacheStateCollector, Metrics
 from router.upstreams import LocalServers, build_upstreams
 from router.upstreams.resilient import BreakerCollector, wrap_all
 
@@ -37,6 +37,8 @@ def build_app(settings: Settings, *, local: LocalServers | None = None, env: dic
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     registry.register(BreakerCollector(upstreams))
+    if cache is not None:
+        registry.register(CacheStateCollector(cache))
 
     keys = auth.KeyStore.from_settings(settings.auth, env)
     limiter = limits.build_limiter(settings, limits.key_limits_from(keys))

@@ -9,6 +9,7 @@ exit reasons are small fixed sets; error kinds are reduced to a short code.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -55,7 +56,7 @@ class Metrics:
             "request_latency_seconds", "End-to-end request time", ["route"], namespace=ns, registry=r, buckets=LATENCY_UPSTREAM
         )
         self.difficulty = Histogram("difficulty", "Classifier P(needs reasoning)", namespace=ns, registry=r, buckets=DIFFICULTY)
-        self.cache_lookups = Counter("cache_lookups", "Cache lookups by result (exact | semantic | miss)", ["result"], namespace=ns, registry=r)
+        self.cache_lookups = Counter("cache_lookups", "Cache lookups by result (exact | semantic | miss | bypass: Redis down)", ["result"], namespace=ns, registry=r)
         self.cache_hits = Counter("cache_hits", "Cache hits by kind (exact | semantic)", ["kind"], namespace=ns, registry=r)
         self.escalations = Counter("escalations", "Fast answers escalated to the reasoning route by Self-Ref", namespace=ns, registry=r)
         self.fallbacks = Counter("fallbacks", "Requests served by the other route after an upstream failure", ["from_route"], namespace=ns, registry=r)
@@ -69,7 +70,7 @@ class Metrics:
         for o in ("ok", "client_error", "server_error"):  # export zeros so rates work from the first scrape
             for route in ("fast", "reasoning", "cache"):
                 self.requests.labels(route, o)
-        for k in ("exact", "semantic", "miss"):
+        for k in ("exact", "semantic", "miss", "bypass"):
             self.cache_lookups.labels(k)
         for k in ("exact", "semantic"):
             self.cache_hits.labels(k)
@@ -96,7 +97,7 @@ class Metrics:
             self.request_latency.labels(route).observe(d.total_ms / 1000.0)
         if d.difficulty is not None:
             self.difficulty.observe(d.difficulty)
-        if d.cache in ("exact", "semantic", "miss"):
+        if d.cache in ("exact", "semantic", "miss", "bypass"):
             self.cache_lookups.labels(d.cache).inc()
             if d.cache != "miss":
                 self.cache_hits.labels(d.cache).inc()
@@ -119,3 +120,22 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class CacheStateCollector:
+    """`thinkgate_cache_up`: 1 while the cache answers, 0 while Redis is down and
+    requests bypass it. Register with `registry.register(CacheStateCollector(cache))`."""
+
+    def __init__(self, cache: Any) -> None:
+        self.cache = cache
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        state = str(getattr(self.cache, "state", "up"))
+        g = GaugeMetricFamily("thinkgate_cache_up", "1 while the response cache answers, 0 while it is bypassed", labels=["state"])
+        g.add_metric([state], 1.0 if state in ("up", "off") else 0.0)
+        yield g

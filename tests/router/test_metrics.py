@@ -90,3 +90,26 @@ def test_error_kind_is_bounded() -> None:
     assert error_kind("rate_limit_exceeded: slow down") == "rate_limit_exceeded"
     assert error_kind("something went badly wrong") == "other"
     assert error_kind("x" * 100) == "other"
+
+
+def test_cache_state_gauge_follows_the_cache():
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from router.metrics import CacheStateCollector, Metrics
+
+    class Cache:
+        state = "up"
+
+    cache = Cache()
+    registry = CollectorRegistry()
+    m = Metrics(registry)
+    registry.register(CacheStateCollector(cache))
+
+    def up() -> float:
+        fams = {f.name: f for f in text_string_to_metric_families(m.render().decode())}
+        return fams["thinkgate_cache_up"].samples[0].value
+
+    assert up() == 1.0
+    cache.state = "down"
+    assert up() == 0.0
