@@ -100,7 +100,10 @@ class Gateway:
 
     async def _serve(self, request: Request, endpoint: Endpoint) -> Response:
         raw = await request.body()
-        req = parse_request(endpoint, raw, request.headers)
+        state = request.scope.get("state")
+        pre = state.get("parsed_body") if isinstance(state, dict) else None
+        parsed = pre[1] if pre is not None and pre[0] == raw else None
+        req = parse_request(endpoint, raw, request.headers, parsed)
         req.caller = _caller(request)
         limits = self.settings.limits
         if len(req.messages) > limits.max_messages:

@@ -317,6 +317,8 @@ class LimitMiddleware:
         if raw is None:  # the client left before sending its request
             return
         body = _json(raw)
+        if isinstance(state, dict) and body is not None:
+            state["parsed_body"] = (raw, body)  # the route reuses it instead of parsing again
         est = _estimate(body, raw)
         stream = bool(body.get("stream")) if body else False
         try:

@@ -213,11 +213,17 @@ def _parse_deer(value: str) -> DeerControl:
 # -- requests -------------------------------------------------------------------
 
 
-def parse_request(endpoint: Endpoint, raw: bytes, headers: Mapping[str, str]) -> ChatRequest:
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("the request body is not valid JSON", code="invalid_json") from None
+def parse_request(
+    endpoint: Endpoint, raw: bytes, headers: Mapping[str, str], parsed: dict[str, Any] | None = None
+) -> ChatRequest:
+    """`parsed`: the body already decoded by a middleware (the same `raw`), to skip a second json.loads."""
+    if parsed is not None:
+        data: Any = parsed
+    else:
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidRequest("the request body is not valid JSON", code="invalid_json") from None
     if not isinstance(data, dict):
         raise InvalidRequest("the request body must be a JSON object", code="invalid_json")
 
