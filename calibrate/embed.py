@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from policies.features import conversation_text
-from router.encoders import DIM, Encoder, cache_dir, make_encoder
+from router.encoders import Encoder, cache_dir, make_encoder
 
 
 class EmbeddingCache:
@@ -77,7 +77,7 @@ def embed_texts(
             bar.update(len(chunk))
     if cache:
         cache.close()
-    out = np.zeros((len(texts), DIM), np.float32)
+    out = np.zeros((len(texts), encoder.dim), np.float32)
     for i, k in enumerate(keys):
         out[i] = found[k]
     return out

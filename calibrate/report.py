@@ -25,7 +25,9 @@ def markdown(meta: dict[str, Any], where: str, plots: str | None = None) -> str:
         f"features `{meta.get('feature_version')}`" + (f" + lexical `{meta['lexical_version']}`" if meta.get("lexical_version") else ""),
         f"- trained {meta.get('created')} on {data.get('n')} prompts from {', '.join(data.get('files', []))} "
         f"(sha256 `{str(data.get('sha256', ''))[:16]}…`)",
-        f"- chosen by inner CV: alpha = {hp.get('alpha')}, feature weight = {hp.get('feature_weight')}"
+        f"- chosen by inner CV: embedding width = {hp.get('embedding_dim', meta.get('embedding_dim'))} "
+        "(384: sentence embedding; 2688: + layer means), "
+        f"alpha = {hp.get('alpha')}, feature weight = {hp.get('feature_weight')}"
         + (f", lexical alpha = {hp.get('lexical_alpha')}, lexical weight = {hp.get('lexical_weight')}" if "lexical_weight" in hp else ""),
         f"- P = {meta.get('probability')}",
         "",
@@ -54,10 +56,11 @@ def markdown(meta: dict[str, Any], where: str, plots: str | None = None) -> str:
             "",
         ]
         if m.get("folds"):
-            out += ["| fold | n | APGR | CPT(80%) | AUROC | alpha | feature weight | lexical alpha | lexical weight |",
-                    "|---|---|---|---|---|---|---|---|---|"]
+            out += ["| fold | n | APGR | CPT(80%) | AUROC | width | alpha | feature weight | lexical alpha | lexical weight |",
+                    "|---|---|---|---|---|---|---|---|---|---|"]
             out += [
-                f"| {i + 1} | {f['n']} | {f['apgr']:.3f} | {100 * f['cpt80']:.1f}% | {f['auroc']:.3f} | {f['alpha']:g} | {f['feature_weight']:g} "
+                f"| {i + 1} | {f['n']} | {f['apgr']:.3f} | {100 * f['cpt80']:.1f}% | {f['auroc']:.3f} | {f.get('embedding_dim', '–')} "
+                f"| {f['alpha']:g} | {f['feature_weight']:g} "
                 f"| {f.get('lexical_alpha') if f.get('lexical_alpha') is not None else '–'} | {f.get('lexical_weight', 0):g} |"
                 for i, f in enumerate(m["folds"])
             ]

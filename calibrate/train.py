@@ -26,6 +26,15 @@ Procedure `ridge-gain-lex/2` adds a second ranker and blends the two:
 - Platt scaling then calibrates the blended inner out-of-fold score.
 The blend is linear, so the artifact stays a dot product: the z-scoring and
 lambda are folded into the stored weights.
+
+Procedure `ridge-gain-lex/3` also chooses, by the same inner CV, what the
+embedding ridge reads of the routing vector (router/encoders.py): the sentence
+embedding alone (384 values) or with the mean-pooled hidden states of the six
+layers (2688). One forward pass gives both; which ranks better depends on the
+data (on RouteLLM MMLU the layers add ~0.01 APGR, on GSM8K they do not), so
+the data decides. With the cheap-v2 features (counts of quantities and of
+their relations) it lifted out-of-fold APGR on RouteLLM GSM8K from 0.670 to
+0.69 and on MMLU from 0.690 to 0.70 (models/default/REPORT.md).
 """
 
 from __future__ import annotations
@@ -44,14 +53,18 @@ import numpy as np
 from calibrate import metrics
 from policies.difficulty import FORMAT
 from policies.features import CHEAP_FEATURE_NAMES, FEATURE_VERSION, LEXICAL_DIM, LEXICAL_VERSION
+from router.encoders import DIM, LAYERS_DIM
 
-PROCEDURE = "ridge-gain-lex/2"
+PROCEDURE = "ridge-gain-lex/3"
 
 
 @dataclass
 class TrainConfig:
-    alphas: tuple[float, ...] = (100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0, 100000.0)
+    alphas: tuple[float, ...] = (100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0, 100000.0, 300000.0)
     feature_weights: tuple[float, ...] = (1.0, 5.0)
+    # widths of the routing vector the embedding ridge may read (those wider
+    # than the given embeddings are skipped): the sentence embedding, + layers
+    embedding_views: tuple[int, ...] = (DIM, DIM + LAYERS_DIM)
     lexical_alphas: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)
     lexical_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)  # lambda; 0 = embedding ridge alone
     inner_folds: int = 3
@@ -64,6 +77,7 @@ class Fitted:
     alpha: float
     feature_weight: float
     inner_apgr: float
+    embedding_dim: int
     oof_scores: np.ndarray  # inner out-of-fold scores of the chosen config (training rows)
     grid: list[dict[str, float]] = field(default_factory=list)
     lexical_alpha: float | None = None
@@ -74,7 +88,7 @@ class Fitted:
         """Blended scores; L: the lexical matrix of the same rows (required
         when the fit has a lexical part)."""
         a = self.arrays
-        Ze = (E - a["emb_mean"]) / a["emb_scale"]
+        Ze = (E[:, : self.embedding_dim] - a["emb_mean"]) / a["emb_scale"]
         Zf = (F - a["feat_mean"]) / a["feat_scale"] * a["feat_weight"]
         s = Ze @ a["coef_emb"] + Zf @ a["coef_feat"] + float(a["intercept"])
         if "lex_coef" in a:
@@ -123,12 +137,20 @@ def _ridge_path(
     fm, fs = _standardise(F)
     X = np.hstack([(E - em) / es, (F - fm) / fs * w])  # columns have mean 0
     ym = float(y.mean())
-    U, sv, Vt = np.linalg.svd(X, full_matrices=False)
-    Uty = U.T @ (y - ym)
     d = E.shape[1]
+    if X.shape[0] >= X.shape[1]:
+        # Tall design (e.g. 11k prompts x 2.7k columns): the eigenvectors of
+        # X'X cost a fraction of an SVD of X and give the same path.
+        lam, V = np.linalg.eigh(X.T @ X)
+        Vty = V.T @ (X.T @ (y - ym))
+        path = lambda alpha: V @ (Vty / (np.maximum(lam, 0.0) + alpha))  # noqa: E731
+    else:
+        U, sv, Vt = np.linalg.svd(X, full_matrices=False)
+        Uty = U.T @ (y - ym)
+        path = lambda alpha: Vt.T @ (sv / (sv**2 + alpha) * Uty)  # noqa: E731
     out = []
     for alpha in alphas:
-        coef = Vt.T @ (sv / (sv**2 + alpha) * Uty)
+        coef = path(alpha)
         out.append({
             "emb_mean": em, "emb_scale": es, "feat_mean": fm, "feat_scale": fs,
             "feat_weight": np.float64(w), "coef_emb": coef[:d].copy(), "coef_feat": coef[d:].copy(),
@@ -138,6 +160,7 @@ def _ridge_path(
 
 
 def _score(a: dict[str, np.ndarray], E: np.ndarray, F: np.ndarray) -> np.ndarray:
+    E = E[:, : len(a["coef_emb"])]
     return ((E - a["emb_mean"]) / a["emb_scale"]) @ a["coef_emb"] + (
         (F - a["feat_mean"]) / a["feat_scale"] * a["feat_weight"]
     ) @ a["coef_feat"] + float(a["intercept"])
@@ -199,24 +222,27 @@ def _fit(E: np.ndarray, F: np.ndarray, fast: np.ndarray, strong: np.ndarray, cfg
     folds = _kfold(n, k, cfg.seed)
     grid, best = [], None
     lexical = L is not None and any(lam > 0 for lam in cfg.lexical_weights)
-    steps = (len(cfg.feature_weights) + (len(cfg.lexical_alphas) if lexical else 0)) * k
+    views = sorted({v for v in cfg.embedding_views if v <= E.shape[1]} or {E.shape[1]})
+    steps = (len(views) * len(cfg.feature_weights) + (len(cfg.lexical_alphas) if lexical else 0)) * k
     bar = tqdm(total=steps, desc="model selection", unit="fit", disable=not progress, file=sys.stderr, leave=False)
-    for w in cfg.feature_weights:
-        oof = np.zeros((len(cfg.alphas), n))
-        for tr, te in folds:
-            for j, arrays in enumerate(_ridge_path(E[tr], F[tr], y[tr], cfg.alphas, w)):
-                oof[j, te] = _score(arrays, E[te], F[te])
-            bar.update(1)
-        for j, alpha in enumerate(cfg.alphas):
-            # Per-fold APGR averaged: scores from different fits are not on one scale.
-            per = [v for v in (metrics.apgr(oof[j, te], fast[te], strong[te]) for _, te in folds) if v == v]
-            score = float(np.mean(per)) if per else float("-inf")  # -inf: the strong model is never better
-            grid.append({"alpha": alpha, "feature_weight": w, "inner_apgr": score})
-            if best is None or score > best[0]:
-                best = (score, alpha, w, oof[j])
+    for view in views:
+        Ev = E[:, :view]
+        for w in cfg.feature_weights:
+            oof = np.zeros((len(cfg.alphas), n))
+            for tr, te in folds:
+                for j, arrays in enumerate(_ridge_path(Ev[tr], F[tr], y[tr], cfg.alphas, w)):
+                    oof[j, te] = _score(arrays, Ev[te], F[te])
+                bar.update(1)
+            for j, alpha in enumerate(cfg.alphas):
+                # Per-fold APGR averaged: scores from different fits are not on one scale.
+                per = [v for v in (metrics.apgr(oof[j, te], fast[te], strong[te]) for _, te in folds) if v == v]
+                score = float(np.mean(per)) if per else float("-inf")  # -inf: the strong model is never better
+                grid.append({"embedding_dim": view, "alpha": alpha, "feature_weight": w, "inner_apgr": score})
+                if best is None or score > best[0]:
+                    best = (score, alpha, w, view, oof[j])
     assert best is not None
-    score, alpha, w, oof = best
-    (arrays,) = _ridge_path(E, F, y, (alpha,), w)
+    score, alpha, w, view, oof = best
+    (arrays,) = _ridge_path(E[:, :view], F, y, (alpha,), w)
     # The blend: z-score both rankers with their inner out-of-fold statistics.
     ma, sa = float(oof.mean()), float(oof.std() or 1.0)
     for key in ("coef_emb", "coef_feat"):
@@ -255,7 +281,8 @@ def _fit(E: np.ndarray, F: np.ndarray, fast: np.ndarray, strong: np.ndarray, cfg
     bar.close()
     a, b = _platt(blended, metrics.needs_strong(fast, strong))
     arrays["platt_a"], arrays["platt_b"] = np.float64(a), np.float64(b)
-    return Fitted(arrays, alpha, w, score, blended, grid, lex_alpha, lam, PROCEDURE if lexical else "ridge-gain/1")
+    procedure = PROCEDURE if lexical else ("ridge-gain/1" if view == views[0] else "ridge-gain-layers/1")
+    return Fitted(arrays, alpha, w, score, view, blended, grid, lex_alpha, lam, procedure)
 
 
 def cross_validate(
@@ -284,7 +311,7 @@ def _cross_validate(
         s = m.scores(np.asarray(E[te], np.float64), np.asarray(F[te], np.float64), None if L is None else L[te])
         scores[te], probs[te] = s, m.probs(s)
         per_fold.append(metrics.summary(s, probs[te], fast[te], strong[te]))
-        chosen.append({"alpha": m.alpha, "feature_weight": m.feature_weight,
+        chosen.append({"embedding_dim": m.embedding_dim, "alpha": m.alpha, "feature_weight": m.feature_weight,
                        "lexical_alpha": m.lexical_alpha, "lexical_weight": m.lexical_weight})
     out = metrics.summary(scores, probs, fast, strong)
     # Pooled figures rank scores of different fold models together; the
@@ -378,7 +405,7 @@ def write_artifact(
         "features": list(CHEAP_FEATURE_NAMES),
         **({"lexical_version": LEXICAL_VERSION, "lexical_dim": LEXICAL_DIM} if "lex_coef" in fitted.arrays else {}),
         "probability": "P(strong answer better than fast answer), Platt-calibrated on inner out-of-fold scores",
-        "hyperparameters": {"alpha": fitted.alpha, "feature_weight": fitted.feature_weight,
+        "hyperparameters": {"embedding_dim": fitted.embedding_dim, "alpha": fitted.alpha, "feature_weight": fitted.feature_weight,
                             "lexical_alpha": fitted.lexical_alpha, "lexical_weight": fitted.lexical_weight,
                             "inner_apgr": fitted.inner_apgr},
         "model_selection": fitted.grid,
@@ -403,7 +430,7 @@ def set_threshold(path: str | Path, threshold: float, rule: dict[str, Any]) -> N
 
 def cross_validate_baseline(E: np.ndarray, fast: Any, strong: Any, folds: int = 5, seed: int = 0) -> dict[str, Any]:
     """The plain baseline under the same folds: LogisticRegression (C=1) on the
-    raw embeddings, label "strong better than fast"; for comparison only."""
+    raw sentence embeddings, label "strong better than fast"; for comparison only."""
     from sklearn.linear_model import LogisticRegression
 
     fast, strong = np.asarray(fast, float), np.asarray(strong, float)
@@ -412,8 +439,8 @@ def cross_validate_baseline(E: np.ndarray, fast: Any, strong: Any, folds: int = 
     per_fold = []
     with _one_blas_thread():
         for tr, te in _kfold(len(y), folds, seed + 1):
-            m = LogisticRegression(C=1.0, max_iter=2000).fit(E[tr], y[tr])
-            probs[te] = m.predict_proba(E[te])[:, 1]
+            m = LogisticRegression(C=1.0, max_iter=2000).fit(E[tr, :DIM], y[tr])
+            probs[te] = m.predict_proba(E[te, :DIM])[:, 1]
             per_fold.append(metrics.summary(probs[te], probs[te], fast[te], strong[te]))
     out = metrics.summary(probs, probs, fast, strong)
     out["apgr"] = float(np.mean([f["apgr"] for f in per_fold]))

@@ -2,7 +2,9 @@
 the routing rule `p >= threshold -> reasoning`.
 
 The artifact is a directory (models/NAME/) with `meta.json` and `weights.npz`
-(plain arrays, no pickle): a linear scorer over [standardised embedding,
+(plain arrays, no pickle): a linear scorer over [standardised embedding (the
+first `embedding_dim` values of the routing vector: 384 = the sentence
+embedding alone, 2688 = it and the six layer means; router/encoders.py),
 weighted standardised cheap features] plus, in format 2, a linear scorer over
 hashed word n-grams (policies.features.lexical_indices; a sparse dot product),
 and a Platt map from score to a calibrated probability. Predicting is a dot
@@ -20,6 +22,8 @@ import numpy as np
 from policies.features import CHEAP_FEATURE_NAMES, FEATURE_VERSION, LEXICAL_DIM, LEXICAL_VERSION, cheap_features, lexical_indices
 
 FORMAT = "thinkgate-difficulty/2"  # 2 = 1 + optional lexical weights (lex_coef, lex_bias)
+# (embedding_dim 2688 = sentence embedding + layer means is also format 2: the
+# scorer reads the first embedding_dim values of whatever routing vector it gets)
 READABLE_FORMATS = ("thinkgate-difficulty/1", FORMAT)
 EMBEDDER_ID = "sentence-transformers/all-MiniLM-L6-v2"  # = router.encoders.EMBEDDER_ID
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
@@ -52,6 +56,7 @@ class DifficultyClassifier:
         # Fold standardisation into one weight vector per block:
         #   score = e.(coef_emb/emb_scale) + f.(feat_weight*coef_feat/feat_scale) + bias
         self._we = w["coef_emb"] / w["emb_scale"]
+        self.embedding_dim = len(self._we)
         self._wf = float(w["feat_weight"]) * w["coef_feat"] / w["feat_scale"]
         self._bias = float(w["intercept"] - w["emb_mean"] @ self._we - w["feat_mean"] @ self._wf)
         self._feat_mean = w["feat_mean"]
@@ -96,9 +101,17 @@ class DifficultyClassifier:
         """The raw ranking score (higher = more likely to need reasoning).
         Without messages (e.g. replaying stored embeddings) the cheap features
         are taken at their training means: an embedding-only estimate."""
-        e = np.asarray(embedding, np.float64).reshape(-1)
+        e = self._head(np.asarray(embedding, np.float64).reshape(-1))
         f = np.asarray(cheap_features(messages), np.float64) if messages else self._feat_mean
         return float(e @ self._we + f @ self._wf + self._bias + self._lexical(messages))
+
+    def _head(self, e: np.ndarray) -> np.ndarray:
+        if e.shape[-1] < self.embedding_dim:
+            raise ArtifactError(
+                f"the classifier reads {self.embedding_dim} embedding values but got {e.shape[-1]}: it was trained on "
+                "sentence embedding + layer means (embedder onnx/torch), not on this embedder's vectors"
+            )
+        return e[..., : self.embedding_dim]
 
     def _lexical(self, messages: list[dict[str, Any]] | None) -> float:
         if self._wl is None or not messages:
@@ -120,7 +133,7 @@ class DifficultyClassifier:
     ) -> np.ndarray:
         """Batch predict; messages (one conversation per row) feed the lexical
         part, which is taken at its training mean (0) without them."""
-        s = np.asarray(embeddings, np.float64) @ self._we + np.asarray(features, np.float64) @ self._wf + self._bias
+        s = self._head(np.asarray(embeddings, np.float64)) @ self._we + np.asarray(features, np.float64) @ self._wf + self._bias
         if messages is not None:
             s = s + np.asarray([self._lexical(m) for m in messages])
         return 1.0 / (1.0 + np.exp(-(self._a * s + self._b)))

@@ -15,7 +15,7 @@ from typing import Any
 
 # Bump when conversation_text() or cheap_features() change: artifacts record
 # it and refuse to load under a different version.
-FEATURE_VERSION = "conv-v1+cheap-v1"
+FEATURE_VERSION = "conv-v1+cheap-v2"
 
 # Bump when lexical_indices() changes (artifacts with lexical weights record it).
 LEXICAL_VERSION = "lex-v1"
@@ -109,6 +109,30 @@ _REASONING_WORDS = re.compile(
     re.I,
 )
 
+# Markers of quantitative structure (cheap-v2): how many quantities a problem
+# juggles and how they relate. Multi-step word problems are where a fast model
+# slips, and a sentence embedding mostly sees their story, not their structure.
+# Each is counted on the last user turn and enters as log1p(count).
+_STRUCTURE = {
+    "percents": r"%|\bpercent",
+    "fractions": r"\b(?:half|halves|third|quarter|fourth|fifth|twice|double|triple|thrice)\b|\d+/\d+",
+    "decimals": r"\d+\.\d+",
+    "money": r"\$|\b(?:dollars?|cents?)\b",
+    "time_units": r"\b(?:hours?|minutes?|seconds?|days?|weeks?|months?|years?)\b",
+    "rates": r"\b(?:each|per|every|times|rate)\b",
+    "comparisons": r"\b(?:more|less|fewer|than|remaining|left|rest)\b",
+    "number_words": r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
+    r"hundred|thousand|dozen)\b",
+    "units": r"\b(?:feet|foot|inch(?:es)?|miles?|yards?|pounds?|ounces?|kg|kilograms?|grams?|liters?|litres?|gallons?|"
+    r"meters?|cm|km|mph)\b",
+    "conditions": r"\b(?:if|then|after|before|until|while|when|instead|only)\b",
+    "ordinals": r"\b(?:first|second|third|fourth|fifth|last|next|later|another)\b",
+    # capitalised words not opening a sentence: the named actors of a problem
+    "names": r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+\b",
+    "conjunctions": r"\band\b",
+}
+_STRUCTURE_RE = {k: re.compile(v, re.I if k != "names" else 0) for k, v in _STRUCTURE.items()}
+
 CHEAP_FEATURE_NAMES = (
     "log_chars",
     "log_words",
@@ -123,23 +147,28 @@ CHEAP_FEATURE_NAMES = (
     "log_turns",
     "has_system",
     "log_context_chars",
+    "log_distinct_numbers",
+    "log_longest_number",
+    *(f"log_{k}" for k in _STRUCTURE),
 )
 
 
 def cheap_features(messages: list[dict[str, Any]]) -> list[float]:
     """A few numeric features that embeddings capture poorly (size, counts of
-    numbers and operators, code, answer options, turn structure). Computed on
-    the last user turn, plus the conversation's shape. Order = CHEAP_FEATURE_NAMES."""
+    numbers and operators, code, answer options, turn structure, quantitative
+    structure). Computed on the last user turn, plus the conversation's shape.
+    Order = CHEAP_FEATURE_NAMES."""
     last = _last_user_index(messages) if messages else None
     text = message_text(messages[last].get("content")) if last is not None else ""
     context = sum(len(message_text(m.get("content"))) for i, m in enumerate(messages) if i != last)
     chars = len(text)
     digits = sum(c.isdigit() for c in text)
+    numbers = _NUMBER.findall(text)
     return [
         math.log1p(chars),
         math.log1p(len(_WORD.findall(text))),
         math.log1p(len(_SENTENCE.findall(text))),
-        math.log1p(len(_NUMBER.findall(text))),
+        math.log1p(len(numbers)),
         digits / chars if chars else 0.0,
         100.0 * len(_MATH.findall(text)) / (chars + 100.0),
         math.log1p(len(_CODE.findall(text))),
@@ -149,6 +178,9 @@ def cheap_features(messages: list[dict[str, Any]]) -> list[float]:
         math.log1p(sum(1 for m in messages if m.get("role") in ("user", "assistant"))),
         1.0 if any(m.get("role") in ("system", "developer") for m in messages) else 0.0,
         math.log1p(context),
+        math.log1p(len(set(numbers))),
+        math.log1p(max((len(n) for n in numbers), default=0)),
+        *(math.log1p(len(r.findall(text))) for r in _STRUCTURE_RE.values()),
     ]
 
 

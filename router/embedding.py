@@ -1,5 +1,7 @@
-"""The conversation embedder the pipeline awaits: one 384-d L2-normalised
-vector per request, shared by the difficulty classifier and the semantic cache.
+"""The conversation embedder the pipeline awaits: one routing vector per
+request (router.encoders: the 384-d L2-normalised sentence embedding, then the
+per-layer means), shared by the difficulty classifier (all of it) and the
+semantic cache (`sentence(v)`).
 
 Concurrent callers are batched: while one forward pass runs on the worker
 thread, new requests queue up and go together in the next pass, so under load
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from policies.features import conversation_text
-from router.encoders import DIM, Encoder, HashEncoder, make_encoder
+from router.encoders import Encoder, HashEncoder, make_encoder
 
 if TYPE_CHECKING:
     from policies.difficulty import DifficultyClassifier
@@ -33,7 +35,7 @@ class AsyncEmbedder:
     ) -> None:
         self.encoder = encoder
         self.id = encoder.id
-        self.dim = DIM
+        self.dim = encoder.dim
         self.batch_max = batch_max
         self.batch_wait = batch_wait_ms / 1000.0
         self._pending: list[tuple[str, asyncio.Future[np.ndarray]]] = []
@@ -113,7 +115,15 @@ def build_router_model(settings: ClassifierSettings) -> tuple[AsyncEmbedder | No
         return None, None
     from policies.difficulty import DifficultyClassifier
 
+    from policies.difficulty import ArtifactError
+
     classifier = DifficultyClassifier.load(settings.artifact) if settings.artifact else None
     encoder = make_encoder(settings.embedder, threads=settings.threads)
+    if classifier is not None and classifier.embedding_dim > encoder.dim:
+        raise ArtifactError(
+            f"{settings.artifact}: the classifier reads {classifier.embedding_dim} embedding values (sentence embedding + "
+            f"layer means) but embedder {settings.embedder!r} gives {encoder.dim}; use embedder onnx/torch/auto or "
+            "retrain the artifact on this embedder"
+        )
     embedder = AsyncEmbedder(encoder, batch_max=settings.batch_max, batch_wait_ms=settings.batch_wait_ms)
     return embedder, classifier

@@ -11,6 +11,16 @@ event loop and batches concurrent callers.
 - TorchEncoder: sentence-transformers, the reference (and the fallback when
   onnxruntime is missing).
 
+What an encoder returns per text is the *routing vector*: the L2-normalised
+sentence embedding (DIM = 384, what sentence-transformers gives and what the
+semantic cache compares) followed, for the MiniLM encoders, by the mean-pooled
+hidden states of the six transformer layers (LAYERS_DIM = 6 x 384). Those come
+from the same forward pass at no extra cost, and the difficulty classifier
+ranks better with them: the middle layers keep surface and topic cues that the
+last layer's sentence embedding smooths away (out-of-fold APGR on the RouteLLM
+MMLU outcomes 0.692 -> 0.701; calibrate/README in models/default/REPORT.md).
+`sentence(v)` takes the first DIM values back out.
+
 All heavy imports happen inside functions.
 """
 
@@ -32,17 +42,25 @@ log = logging.getLogger("thinkgate.embedding")
 
 EMBEDDER_ID = "sentence-transformers/all-MiniLM-L6-v2"
 DIM = 384
+LAYERS = 6
+LAYERS_DIM = LAYERS * DIM
 MAX_TOKENS = 256  # the model's max_seq_length
-_EXPORT_VERSION = "2"  # bump when the exported graph changes
+_EXPORT_VERSION = "3"  # bump when the exported graph changes (3: + per-layer means)
 
 
 class Encoder(Protocol):
     id: str
-    dim: int
+    dim: int  # DIM, or DIM + LAYERS_DIM when the encoder also gives layer means
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, dim) float32, L2-normalised rows."""
+        """(n, dim) float32 routing vectors; the first DIM values of each row
+        are the L2-normalised sentence embedding."""
         ...
+
+
+def sentence(vectors: np.ndarray) -> np.ndarray:
+    """The L2-normalised sentence embedding(s) inside routing vector(s)."""
+    return vectors[..., :DIM]
 
 
 def model_dir() -> Path:
@@ -118,11 +136,13 @@ def _export_fp32(target: Path) -> None:
             self.bert = bert
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]
-            mask = attention_mask.unsqueeze(-1).to(out.dtype)
-            summed = (out * mask).sum(1)
-            mean = summed / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(mean, p=2.0, dim=1)
+            out = self.bert(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, output_hidden_states=True
+            )
+            mask = attention_mask.unsqueeze(-1).to(out[0].dtype)
+            count = mask.sum(1).clamp(min=1e-9)
+            means = [(h * mask).sum(1) / count for h in out.hidden_states[1:]]  # layers 1..6
+            return torch.nn.functional.normalize(means[-1], p=2.0, dim=1), torch.cat(means, dim=1)
 
     bert = AutoModel.from_pretrained(str(model_dir())).eval()
     model = Pooled(bert).eval()
@@ -136,8 +156,11 @@ def _export_fp32(target: Path) -> None:
             (ids, torch.ones_like(ids), torch.zeros_like(ids)),
             str(tmp),
             input_names=["input_ids", "attention_mask", "token_type_ids"],
-            output_names=["embedding"],
-            dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes, "embedding": {0: "batch"}},
+            output_names=["embedding", "layers"],
+            dynamic_axes={
+                "input_ids": axes, "attention_mask": axes, "token_type_ids": axes,
+                "embedding": {0: "batch"}, "layers": {0: "batch"},
+            },
             opset_version=17,
             dynamo=False,
         )
@@ -157,13 +180,13 @@ class OnnxEncoder:
     """MiniLM through onnxruntime (int8 by default). Intra-op threads default
     to half the cores (THINKGATE_ORT_THREADS overrides)."""
 
-    dim = DIM
+    dim = DIM + LAYERS_DIM
 
     def __init__(self, path: str | Path | None = None, quantize: bool = True, threads: int | None = None) -> None:
         import onnxruntime as ort
 
         self.path = Path(path) if path else export_onnx(quantize)
-        self.id = f"{EMBEDDER_ID}@onnx-{'int8' if quantize else 'fp32'}"
+        self.id = f"{EMBEDDER_ID}@onnx-{'int8' if quantize else 'fp32'}+layers"
         opts = ort.SessionOptions()
         # Half the cores (1 on a 2-core box), no spin-waiting: on a shared
         # machine spinning intra-op threads starve each other (measured 2x
@@ -184,14 +207,15 @@ class OnnxEncoder:
         ids = np.asarray([e.ids for e in enc], dtype=np.int64)
         mask = np.asarray([e.attention_mask for e in enc], dtype=np.int64)
         self.forward_calls += 1
-        (out,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})
-        return np.ascontiguousarray(out, dtype=np.float32)
+        emb, layers = self._session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})
+        return np.ascontiguousarray(np.hstack([emb, layers]), dtype=np.float32)
 
 
 class TorchEncoder:
-    """The reference: sentence-transformers on torch (CPU)."""
+    """The reference: sentence-transformers on torch (CPU); the layer means
+    come from the same forward pass (the transformer module's hidden states)."""
 
-    dim = DIM
+    dim = DIM + LAYERS_DIM
 
     def __init__(self, threads: int | None = None) -> None:
         from sentence_transformers import SentenceTransformer
@@ -201,15 +225,29 @@ class TorchEncoder:
 
             torch.set_num_threads(threads)
         self._model = SentenceTransformer(str(model_dir()), device="cpu")
-        self.id = f"{EMBEDDER_ID}@torch"
+        self._model[0].auto_model.config.output_hidden_states = True
+        # `preprocess` in sentence-transformers >= 5.2, `tokenize` before
+        self._preprocess = getattr(self._model, "preprocess", None) or self._model.tokenize
+        self.id = f"{EMBEDDER_ID}@torch+layers"
         self.forward_calls = 0
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
         if not texts:
-            return np.zeros((0, DIM), np.float32)
+            return np.zeros((0, self.dim), np.float32)
         self.forward_calls += 1
-        out = self._model.encode(list(texts), batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-        return np.asarray(out, dtype=np.float32)
+        rows = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), 64):
+                feats = self._preprocess(list(texts[i : i + 64]))
+                out = self._model.forward(feats)
+                mask = feats["attention_mask"].unsqueeze(-1).float()
+                count = mask.sum(1).clamp(min=1e-9)
+                layers = [(h * mask).sum(1) / count for h in out["all_layer_embeddings"][1:]]
+                emb = torch.nn.functional.normalize(out["sentence_embedding"], p=2.0, dim=1)
+                rows.append(torch.cat([emb, *layers], dim=1).numpy())
+        return np.asarray(np.vstack(rows), dtype=np.float32)
 
 
 class HashEncoder:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from router import errors
 from router.config import RouteSettings, Settings
+from router.encoders import sentence
 from router.protocol import assemble, completion_text, estimate_tokens, message_text, to_chunks
 from router.types import ChatRequest, Decision, DeerStats, Route
 from router.upstreams.base import CallContext, Upstream
@@ -134,7 +135,7 @@ class Pipeline:
 
     async def _handle(self, req: ChatRequest, rs: RouteSettings, d: Decision, t0: float) -> Reply:
         # 2. cache: exact first (no embedding needed), semantic after embedding
-        embedding = None
+        vector = embedding = None
         cache_on = self.cache is not None
         d.cache = "miss" if cache_on else "off"
         if cache_on and getattr(self.cache, "state", "up") == "down":
@@ -144,12 +145,14 @@ class Pipeline:
             if hit is not None:
                 return self._cache_reply(req, d, hit, t0)
 
-        # 3-4. embed once; the vector serves the classifier and the semantic cache
+        # 3-4. embed once: the classifier reads the whole routing vector, the
+        # semantic cache and the decision log its sentence embedding
         forced = req.controls.force_route
         wants_classifier = rs.pin is None and forced is None and self.classifier is not None
         wants_semantic = cache_on and not req.controls.cache.no_cache and self.cache.needs_embedding(req)  # type: ignore[union-attr]
         if self.embedder is not None and (wants_classifier or wants_semantic):
-            embedding = await self.embedder.embed(req.messages)
+            vector = await self.embedder.embed(req.messages)
+            embedding = sentence(vector)
             if self.settings.decisions.store_embedding:
                 d.embedding = [round(float(x), 5) for x in embedding]
             if wants_semantic:
@@ -157,7 +160,7 @@ class Pipeline:
                 if hit is not None:
                     return self._cache_reply(req, d, hit, t0)
 
-        route, pinned = self._decide(req, rs, d, embedding)
+        route, pinned = self._decide(req, rs, d, vector)
         d.routing_ms = (time.perf_counter() - t0) * 1000
 
         # 5-6. call the route (Self-Ref on fast, DEER inside the reasoning upstream)
@@ -180,7 +183,7 @@ class Pipeline:
             body["thinkgate"] = d.to_dict()
         return Reply(d, body=body)
 
-    def _decide(self, req: ChatRequest, rs: RouteSettings, d: Decision, embedding: Any) -> tuple[Route, str | None]:
+    def _decide(self, req: ChatRequest, rs: RouteSettings, d: Decision, vector: Any) -> tuple[Route, str | None]:
         forced = req.controls.force_route
         if rs.pin is not None:
             route: Route = "reasoning" if self.settings.models[rs.pin].reasoning else "fast"
@@ -189,8 +192,8 @@ class Pipeline:
         if forced is not None:
             d.route, d.reason = forced, "forced"
             return forced, None
-        if self.classifier is not None and embedding is not None:
-            p = float(self.classifier.predict(req.messages, embedding))
+        if self.classifier is not None and vector is not None:
+            p = float(self.classifier.predict(req.messages, vector))
             threshold = rs.threshold if rs.threshold is not None else float(self.classifier.threshold)
             d.difficulty, d.threshold = p, threshold
             route = "reasoning" if p >= threshold else "fast"

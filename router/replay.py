@@ -217,7 +217,7 @@ def replay(records: list[dict[str, Any]], plan: Plan, outcomes: OutcomeIndex | N
     always_fast: list[float] = []
     always_strong: list[float] = []
     kept: dict[str, int] = {}
-    rescored = unknown_conf = matched = re_scored_difficulty = 0
+    rescored = unknown_conf = matched = re_scored_difficulty = too_narrow = 0
     changed = 0
     for rec in records:
         route = rec.get("route") or "none"
@@ -237,11 +237,16 @@ def replay(records: list[dict[str, Any]], plan: Plan, outcomes: OutcomeIndex | N
         logged.add(route, bool(rec.get("escalated")), float(rec.get("cost") or 0.0), baseline, quality(route, bool(rec.get("escalated"))))
 
         difficulty = rec.get("difficulty")
-        if plan.classifier is not None and rec.get("embedding"):
+        # The log keeps the sentence embedding only: an artifact that also reads
+        # the layer means cannot be re-scored from it (the logged P is kept).
+        stored = rec.get("embedding")
+        if plan.classifier is not None and stored and len(stored) >= plan.classifier.embedding_dim:
             import numpy as np
 
-            difficulty = float(plan.classifier.predict([], np.asarray(rec["embedding"], dtype=np.float32)))
+            difficulty = float(plan.classifier.predict([], np.asarray(stored, dtype=np.float32)))
             re_scored_difficulty += 1
+        elif plan.classifier is not None and stored:
+            too_narrow += 1
         threshold = plan.threshold if plan.threshold is not None else rec.get("threshold")
         if route not in ("fast", "reasoning") or rec.get("reason") not in RE_ROUTABLE or difficulty is None or threshold is None:
             why = "cache" if route == "cache" else ("no_difficulty" if difficulty is None else (rec.get("reason") or "other"))
@@ -273,6 +278,7 @@ def replay(records: list[dict[str, Any]], plan: Plan, outcomes: OutcomeIndex | N
         "kept_as_logged": kept,
         "unknown_confidence": unknown_conf,
         "difficulty_rescored": re_scored_difficulty,
+        "difficulty_not_rescorable": too_narrow,
         "fast_cost_ratio": ratio,
         "threshold": plan.threshold,
         "selfref_threshold": plan.selfref_threshold,
@@ -316,6 +322,11 @@ def format_report(res: dict[str, Any], source: str) -> str:
         lines.append(f"  {res['unknown_confidence']:,} moved to fast without a logged Self-Ref confidence (counted as not escalated)")
     if res["difficulty_rescored"]:
         lines.append(f"  difficulty re-scored from stored embeddings for {res['difficulty_rescored']:,}")
+    if res.get("difficulty_not_rescorable"):
+        lines.append(
+            f"  {res['difficulty_not_rescorable']:,} kept their logged difficulty: the artifact reads layer means, "
+            "the log stores sentence embeddings"
+        )
     lines += [
         "",
         f"  {'':24}{'logged':>14}{'replay':>14}",

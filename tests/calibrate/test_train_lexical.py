@@ -29,7 +29,7 @@ def test_lexical_part_is_chosen_and_served_identically(tmp_path):
     msgs, E, F, fast, strong = _data()
     L = train.lexical_matrix(msgs)
     m = train.fit(E, F, fast, strong, progress=False, L=L)
-    assert m.procedure == "ridge-gain-lex/2" and m.lexical_weight > 0 and "lex_coef" in m.arrays
+    assert m.procedure == train.PROCEDURE and m.lexical_weight > 0 and "lex_coef" in m.arrays
     # the words carry the signal, the embeddings here are noise: the blend wins the inner CV
     emb_only = max(g["inner_apgr"] for g in m.grid if "alpha" in g)
     assert m.inner_apgr > emb_only + 0.03

@@ -29,8 +29,12 @@ def _edit_meta(path, **changes):
 
 
 def _unit(seed: int) -> np.ndarray:
-    v = np.random.default_rng(seed).normal(size=384).astype(np.float32)
-    return v / np.linalg.norm(v)
+    """A routing vector: a unit sentence embedding, then layer means."""
+    from router.encoders import DIM, LAYERS_DIM
+
+    v = np.random.default_rng(seed).normal(size=DIM + LAYERS_DIM).astype(np.float32) * 0.1
+    v[:DIM] /= np.linalg.norm(v[:DIM])
+    return v
 
 
 def test_default_artifact_loads_and_predicts():
@@ -98,7 +102,7 @@ def test_default_artifact_has_a_lexical_part_that_counts():
     a = [{"role": "user", "content": "Solve 3x + 5 = 20. How many apples are left?"}]
     b = [{"role": "user", "content": "hi"}]
     f = np.asarray([cheap_features(a)] * 2)
-    e = np.zeros((2, 384))  # a neutral embedding keeps P away from 0 and 1
+    e = np.zeros((2, clf.embedding_dim))  # a neutral embedding keeps P away from 0 and 1
     # same embedding and cheap features, other words: only the lexical part differs
     p = clf.predict_many(f, e, [a, b])
     assert p[0] != pytest.approx(p[1])

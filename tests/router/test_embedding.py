@@ -114,9 +114,17 @@ async def test_fake_embedder_vectors_are_normalised():
 
 def test_build_router_model():
     assert build_router_model(ClassifierSettings(enabled=False)) == (None, None)
-    embedder, clf = build_router_model(ClassifierSettings(embedder="hash"))
-    assert embedder is not None and clf is not None and 0 < clf.threshold < 1
+    embedder, clf = build_router_model(ClassifierSettings(embedder="hash", artifact=None))
+    assert embedder is not None and clf is None and embedder.dim == 384
     embedder.close()
+
+
+def test_build_router_model_refuses_an_embedder_narrower_than_the_artifact():
+    from policies.difficulty import ArtifactError
+
+    # the default artifact reads the layer means too; the hashed stand-in has none
+    with pytest.raises(ArtifactError, match="layer means"):
+        build_router_model(ClassifierSettings(embedder="hash"))
 
 
 # -- the real encoder ------------------------------------------------------------------
@@ -139,20 +147,30 @@ def real_prompts(n: int = 48) -> list[str]:
 
 @pytest.mark.skipif(not (DATA / "prompts").exists(), reason="../shared/data/prompts is not present")
 def test_onnx_int8_parity_with_sentence_transformers():
-    from router.encoders import OnnxEncoder, TorchEncoder
+    from sentence_transformers import SentenceTransformer
+
+    from router.encoders import DIM, LAYERS, OnnxEncoder, TorchEncoder, model_dir, sentence
 
     texts = real_prompts()
+    # the sentence embedding against plain sentence-transformers
+    plain = SentenceTransformer(str(model_dir()), device="cpu").encode(texts, normalize_embeddings=True)
     ref = TorchEncoder().encode(texts)
+    assert np.allclose(sentence(ref), plain, atol=1e-5)
     fast = OnnxEncoder().encode(texts)
-    cos = (ref * fast).sum(1)
-    assert fast.shape == (len(texts), 384) and fast.dtype == np.float32
-    assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-4)
+    assert fast.shape == (len(texts), DIM * (1 + LAYERS)) and fast.dtype == np.float32
+    assert np.allclose(np.linalg.norm(sentence(fast), axis=1), 1.0, atol=1e-4)
+    cos = (sentence(ref) * sentence(fast)).sum(1)
     assert cos.min() >= 0.98, f"min cosine {cos.min():.4f}"
+    # each layer's mean against the torch forward pass
+    for layer in range(1, LAYERS + 1):
+        a, b = (x[:, DIM * layer : DIM * (layer + 1)] for x in (ref, fast))
+        c = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        assert c.min() >= 0.98, f"layer {layer}: min cosine {c.min():.4f}"
     # int8 activations are quantised per batch, so a prompt embedded alone
     # differs slightly from the same prompt in a padded batch: both must hold parity
     enc = OnnxEncoder()
     single = np.stack([enc.encode([t])[0] for t in texts])
-    cos_single = (ref * single).sum(1)
+    cos_single = (sentence(ref) * sentence(single)).sum(1)
     assert cos_single.min() >= 0.98, f"min cosine (batch of 1) {cos_single.min():.4f}"
 
 

@@ -113,3 +113,39 @@ async def test_cli_reads_the_redis_stream(redis_url: str, capsys: pytest.Capture
     assert main(["--from-redis", redis_url, "--key", "tg-test:replay", "--threshold", "0.8", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["records"] == 7 and data["replay"]["routes"]["reasoning"] == 3
+
+
+def test_artifact_rescoring_needs_as_wide_an_embedding_as_it_reads() -> None:
+    from policies.difficulty import DifficultyClassifier
+
+    clf = DifficultyClassifier.load("default")
+    records = sample()
+    for r in records[:2]:
+        r["embedding"] = [0.05] * 384  # the log keeps the sentence embedding only
+    assert clf.embedding_dim > 384  # the default reads the layer means too
+    res = replay(records, Plan(classifier=clf))
+    assert res["difficulty_rescored"] == 0 and res["difficulty_not_rescorable"] == 2  # logged P kept, and said so
+    assert "kept their logged difficulty" in "\n".join(format_report_lines(res))
+    # a sentence-only artifact (the first 384 values) re-scores them
+    narrow = DifficultyClassifier(clf.meta, {**_weights("default"), **_narrow(clf)})
+    assert replay(records, Plan(classifier=narrow))["difficulty_rescored"] == 2
+
+
+def format_report_lines(res: dict[str, Any]) -> list[str]:
+    from router.replay import format_report
+
+    return format_report(res, "test").splitlines()
+
+
+def _weights(name: str) -> dict[str, Any]:
+    import numpy as np
+
+    from policies.difficulty import resolve
+
+    with np.load(resolve(name) / "weights.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def _narrow(clf: Any) -> dict[str, Any]:
+    w = _weights("default")
+    return {k: w[k][:384] for k in ("coef_emb", "emb_mean", "emb_scale")}
