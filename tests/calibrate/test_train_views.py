@@ -50,3 +50,21 @@ def test_narrow_embeddings_skip_the_wide_view():
     msgs, V, F, fast, strong = _data(False, n=200)
     m = train.fit(V[:, :DIM], F, fast, strong, train.TrainConfig(alphas=(100.0,), feature_weights=(1.0,)), progress=False)
     assert m.embedding_dim == DIM and {g["embedding_dim"] for g in m.grid} == {DIM}
+
+
+def test_one_standard_error_rule():
+    clear = np.array([0.70, 0.71, 0.69]), np.array([0.66, 0.67, 0.66])
+    assert train._clearly_better(*clear)
+    # a higher mean that rests on one lucky fold is not clearly better
+    lucky = np.array([0.60, 0.80, 0.66]), np.array([0.66, 0.67, 0.66])
+    assert lucky[0].mean() > lucky[1].mean() and not train._clearly_better(*lucky)
+    # folds where APGR is undefined (NaN) are left out of the comparison
+    assert train._clearly_better(np.array([0.7, np.nan, 0.71, 0.72]), np.array([0.6, 0.6, 0.61, 0.6]))
+
+
+def test_without_the_rule_the_best_mean_wins():
+    msgs, V, F, fast, strong = _data(False, n=300, seed=3)
+    cfg = train.TrainConfig(alphas=(100.0,), feature_weights=(1.0,), one_se_rule=False)
+    m = train.fit(V, F, fast, strong, cfg, progress=False)
+    best = max((g for g in m.grid if "embedding_dim" in g), key=lambda g: g["inner_apgr"])
+    assert m.embedding_dim == best["embedding_dim"]
