@@ -26,7 +26,7 @@ def cost_quality(scores: Any, fast: Any, strong: Any, path: str | Path, title: s
     rng = np.random.default_rng(0)
     _, q_rand = metrics.quality_curve(rng.random(len(f)), f, s)
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
-    ax.plot(100 * shares, q, label=f"router (APGR {metrics.apgr(scores, f, s):.3f})", lw=2)
+    ax.plot(100 * shares, q, label=f"router (pooled APGR {metrics.apgr(scores, f, s):.3f})", lw=2)
     ax.plot(100 * shares, q_rand, label="random", lw=1, ls="--", color="gray")
     ax.axhline(f.mean(), color="tab:red", lw=0.8, ls=":", label=f"fast only {f.mean():.3f}")
     ax.axhline(s.mean(), color="tab:green", lw=0.8, ls=":", label=f"strong only {s.mean():.3f}")
