@@ -16,9 +16,9 @@ sentence embedding (DIM = 384, what sentence-transformers gives and what the
 semantic cache compares) followed, for the MiniLM encoders, by the mean-pooled
 hidden states of the six transformer layers (LAYERS_DIM = 6 x 384). Those come
 from the same forward pass at no extra cost, and the difficulty classifier
-ranks better with them: the middle layers keep surface and topic cues that the
-last layer's sentence embedding smooths away (out-of-fold APGR on the RouteLLM
-MMLU outcomes 0.692 -> 0.701; calibrate/README in models/default/REPORT.md).
+may rank better with them: the middle layers keep surface and topic cues that
+the last layer's sentence embedding smooths away (on the RouteLLM MMLU
+outcomes the trainer's inner CV picks them in every fold; calibrate/train.py).
 `sentence(v)` takes the first DIM values back out.
 
 All heavy imports happen inside functions.
@@ -226,7 +226,7 @@ class TorchEncoder:
             torch.set_num_threads(threads)
         self._model = SentenceTransformer(str(model_dir()), device="cpu")
         self._model[0].auto_model.config.output_hidden_states = True
-        # `preprocess` in sentence-transformers >= 5.2, `tokenize` before
+        # newer sentence-transformers call `tokenize` `preprocess` (and warn on the old name)
         self._preprocess = getattr(self._model, "preprocess", None) or self._model.tokenize
         self.id = f"{EMBEDDER_ID}@torch+layers"
         self.forward_calls = 0
