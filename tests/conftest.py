@@ -15,12 +15,13 @@ from collections.abc import Iterator
 import pytest
 
 from router.cache.testing import RedisServer, flushall
+from tests.components import missing
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run installs it)")
+        missing("redis-server is not installed (apt-get install redis-server; .ci/run installs it)")
     server = RedisServer().start()
     try:
         yield server

@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.components import missing
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -23,14 +25,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def missing(why: str) -> None:
-    """A real component is not installed: skip on a developer's machine, but fail
-    in CI, whose install step must have put it there (a skip would hide that)."""
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must install this: {why}")
-    pytest.skip(why)
 
 
 def local_model_available() -> str | None:

@@ -17,7 +17,8 @@ from router.deer import DeerUpstream
 from router.types import Controls, DeerControl
 from router.upstreams.base import CallContext
 from router.upstreams.llamacpp import LlamaServer, locate_gguf
-from tests.e2e.conftest import local_model_available, missing
+from tests.components import missing
+from tests.e2e.conftest import local_model_available
 
 pytestmark = pytest.mark.slow
 
