@@ -190,7 +190,7 @@ def _train_configure(p: argparse.ArgumentParser) -> None:
 
 
 def _train_run(args: argparse.Namespace) -> int:
-    from calibrate import train
+    from calibrate import artifact, train
 
     o = load_outcomes(args.outcomes)
     E, F, enc_id = featurise(o, args.embedder, not args.no_cache, not args.quiet)
@@ -206,8 +206,8 @@ def _train_run(args: argparse.Namespace) -> int:
     # The threshold table comes from held-out scores: the outer CV's when run,
     # else the inner CV's of the final fit.
     probs = res["probs"] if args.cv else fitted.probs(fitted.oof_scores)
-    table = train.calibration_table(probs, fast, strong)
-    thr, rule = train.choose_threshold(table, **_targets(args, default_pgr=0.8))
+    table = artifact.calibration_table(probs, fast, strong)
+    thr, rule = artifact.choose_threshold(table, **_targets(args, default_pgr=0.8))
     data = {
         "files": [Path(p).name for p in args.outcomes],
         "sha256": o.digest(),
@@ -215,7 +215,7 @@ def _train_run(args: argparse.Namespace) -> int:
         "q_fast": float(fast.mean()),
         "q_strong": float(strong.mean()),
     }
-    out = train.write_artifact(args.out, fitted, data=data, cv=cv, table=table, threshold=thr, rule=rule, embedder_variant=enc_id)
+    out = artifact.write_artifact(args.out, fitted, data=data, cv=cv, table=table, threshold=thr, rule=rule, embedder_variant=enc_id)
     _err(f"alpha={fitted.alpha:g} feature_weight={fitted.feature_weight:g} threshold={thr:.4f} ({rule['rule']}, share {rule['share']:.2f})")
     _out(_json({"artifact": str(out), "threshold": thr, "apgr": cv["apgr"] if cv else None}))
     return 0
@@ -239,7 +239,7 @@ def _threshold_configure(p: argparse.ArgumentParser) -> None:
 
 
 def _threshold_run(args: argparse.Namespace) -> int:
-    from calibrate import train as tr
+    from calibrate import artifact
     from policies.difficulty import DifficultyClassifier, resolve
 
     path = resolve(args.model)
@@ -251,12 +251,12 @@ def _threshold_run(args: argparse.Namespace) -> int:
                              "omit --outcomes to use the stored out-of-fold table")
         E, F, _ = featurise(o, args.embedder, not args.no_cache, not args.quiet)
         msgs = [o.messages(i) for i in range(len(o))]
-        table = tr.calibration_table(clf.predict_many(F, E, msgs), np.asarray(o.fast), np.asarray(o.strong))
+        table = artifact.calibration_table(clf.predict_many(F, E, msgs), np.asarray(o.fast), np.asarray(o.strong))
     else:
         table = clf.meta["calibration"]
-    thr, rule = tr.choose_threshold(table, **_targets(args))
+    thr, rule = artifact.choose_threshold(table, **_targets(args))
     if not args.dry_run:
-        tr.set_threshold(path, thr, rule)
+        artifact.set_threshold(path, thr, rule)
     _err(f"threshold {thr:.4f}: {100 * rule['share']:.1f}% to reasoning, expected quality {rule['expected_quality']:.3f}"
          + (" (dry run)" if args.dry_run else f" -> {path}/meta.json"))
     _out(_json({"threshold": thr, **rule}))

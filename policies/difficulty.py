@@ -8,7 +8,7 @@ embedding alone, 2688 = it and the six layer means; router/encoders.py),
 weighted standardised cheap features] plus, in format 2, a linear scorer over
 hashed word n-grams (policies.features.lexical_indices; a sparse dot product),
 and a Platt map from score to a calibrated probability. Predicting is a dot
-product: no scikit-learn at serving time. calibrate/train.py writes it."""
+product: no scikit-learn at serving time. calibrate/artifact.py writes it."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ class DifficultyClassifier:
         return cls(meta, weights)
 
     def save(self, path: str | Path) -> None:  # pragma: no cover - the trainer writes artifacts
-        raise NotImplementedError("use calibrate.train.write_artifact")
+        raise NotImplementedError("use calibrate.artifact.write_artifact")
 
     # -- scoring ---------------------------------------------------------------
 

@@ -4,7 +4,7 @@ artifact so that serving (policies.difficulty) reproduces the trainer's scores."
 import numpy as np
 import pytest
 
-from calibrate import train
+from calibrate import artifact, train
 from policies.difficulty import DifficultyClassifier
 from policies.features import cheap_features
 
@@ -33,8 +33,8 @@ def test_lexical_part_is_chosen_and_served_identically(tmp_path):
     # the words carry the signal, the embeddings here are noise: the blend wins the inner CV
     emb_only = max(g["inner_apgr"] for g in m.grid if "alpha" in g)
     assert m.inner_apgr > emb_only + 0.03
-    table = train.calibration_table(m.probs(m.oof_scores), fast, strong)
-    out = train.write_artifact(tmp_path / "art", m, data={"n": len(msgs)}, cv=None, table=table, threshold=0.5,
+    table = artifact.calibration_table(m.probs(m.oof_scores), fast, strong)
+    out = artifact.write_artifact(tmp_path / "art", m, data={"n": len(msgs)}, cv=None, table=table, threshold=0.5,
                                rule={"rule": "share"}, embedder_variant="sentence-transformers/all-MiniLM-L6-v2@test")
     clf = DifficultyClassifier.load(out)
     served = np.asarray([clf.predict(msgs[i], E[i]) for i in range(20)])

@@ -5,7 +5,7 @@ the chosen width of the routing vector."""
 import numpy as np
 import pytest
 
-from calibrate import train
+from calibrate import artifact, train
 from policies.difficulty import ArtifactError, DifficultyClassifier
 from policies.features import cheap_features
 from router.encoders import DIM, LAYERS_DIM
@@ -32,8 +32,8 @@ def test_the_view_with_the_signal_wins(in_layers, tmp_path):
     m = train.fit(V, F, fast, strong, cfg, progress=False)
     assert m.embedding_dim == (WIDE if in_layers else DIM)
     assert {g["embedding_dim"] for g in m.grid} == {DIM, WIDE}  # both were tried
-    table = train.calibration_table(m.probs(m.oof_scores), fast, strong)
-    out = train.write_artifact(tmp_path / "art", m, data={"n": len(msgs)}, cv=None, table=table, threshold=0.5,
+    table = artifact.calibration_table(m.probs(m.oof_scores), fast, strong)
+    out = artifact.write_artifact(tmp_path / "art", m, data={"n": len(msgs)}, cv=None, table=table, threshold=0.5,
                                rule={"rule": "share"}, embedder_variant="sentence-transformers/all-MiniLM-L6-v2@test")
     clf = DifficultyClassifier.load(out)
     assert clf.embedding_dim == m.embedding_dim
