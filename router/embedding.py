@@ -108,14 +108,14 @@ def fake_embedder() -> AsyncEmbedder:
 def build_router_model(settings: ClassifierSettings) -> tuple[AsyncEmbedder | None, DifficultyClassifier | None]:
     """The embedder and classifier for the pipeline, from config.
 
-    Disabled or no artifact: (None, None) and the routes' defaults apply. The
-    artifact is checked before the encoder is built, so a mismatched artifact
-    fails fast with its message (policies.difficulty.ArtifactError)."""
+    Disabled: (None, None) and the routes' defaults apply; no artifact: the
+    embedder alone (the semantic cache still uses it). The artifact's versions
+    are checked before the encoder is built, so a mismatched artifact fails
+    fast with its message (policies.difficulty.ArtifactError); its embedding
+    width once the encoder is known."""
     if not settings.enabled:
         return None, None
-    from policies.difficulty import DifficultyClassifier
-
-    from policies.difficulty import ArtifactError
+    from policies.difficulty import ArtifactError, DifficultyClassifier
 
     classifier = DifficultyClassifier.load(settings.artifact) if settings.artifact else None
     encoder = make_encoder(settings.embedder, threads=settings.threads)
