@@ -59,6 +59,7 @@ from policies.deer import (
 from router import errors
 from router.chat_template import PromptRenderer
 from router.config import DeerSettings, ModelSettings
+from router.protocol import message_text
 from router.types import DeerStats, new_id
 from router.upstreams.base import CallContext
 from router.upstreams.completions import Completions, Piece
@@ -132,14 +133,6 @@ class Run:
     prompt_tokens: int | None = None
     finish_reason: str = "stop"
     trace: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type", "text") == "text")
-    return "" if content is None else str(content)
 
 
 def find_transition(text: str, start: int, transitions: list[str]) -> tuple[int, str] | None:
@@ -321,10 +314,10 @@ class DeerUpstream:
 
     def _messages(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         if "messages" in body:
-            messages = [{**m, "content": _text_of(m.get("content"))} for m in body["messages"]]
+            messages = [{**m, "content": message_text(m.get("content"))} for m in body["messages"]]
         else:
             prompt = body.get("prompt", "")
-            messages = [{"role": "user", "content": prompt if isinstance(prompt, str) else _text_of(prompt)}]
+            messages = [{"role": "user", "content": prompt if isinstance(prompt, str) else message_text(prompt)}]
         tp = self.settings.thinking_prompt
         if tp:
             if messages and messages[0].get("role") == "system":

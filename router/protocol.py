@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from policies.features import message_text
 from router.errors import InvalidRequest
 from router.types import CacheControl, ChatRequest, Controls, DeerControl, Endpoint
 
@@ -116,14 +117,6 @@ def _check_messages(messages: list[Any]) -> None:
                     raise InvalidRequest(f"'{where}.content[{j}].text' must be a string", param=f"{where}.content", code="invalid_type")
         elif not isinstance(content, str):
             raise InvalidRequest(f"'{where}.content' must be a string or an array of parts", param=f"{where}.content", code="invalid_type")
-
-
-def message_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
 
 
 # -- controls -------------------------------------------------------------------
