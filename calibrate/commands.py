@@ -121,6 +121,7 @@ convert = SimpleNamespace(configure=_convert_configure, run=_convert_run)
 def _evaluate_configure(p: argparse.ArgumentParser) -> None:
     _add_data_args(p)
     p.add_argument("--cv", type=int, default=5, help="folds (default 5)")
+    p.add_argument("--repeats", type=int, default=1, help="repeat the CV over this many fold splits and average (default 1)")
     p.add_argument("--json", action="store_true", help="print only the JSON summary line")
     p.add_argument("--plots", metavar="DIR", help="write cost_quality.png and reliability.png here")
     p.add_argument("--baseline", action="store_true", help="also evaluate the plain baseline (LR on embeddings), same folds")
@@ -136,11 +137,17 @@ def _evaluate_run(args: argparse.Namespace) -> int:
         raise ValueError(f"{len(o)} outcomes are too few for {args.cv}-fold CV")
     E, F, _ = featurise(o, args.embedder, not args.no_cache, not args.quiet)
     L = train.lexical_matrix([o.messages(i) for i in range(len(o))])
-    res = train.cross_validate(E, F, o.fast, o.strong, args.cv, train.TrainConfig(seed=args.seed), not args.quiet, L=L)
+    if args.repeats < 1:
+        raise ValueError("--repeats must be at least 1")
+    cfg = train.TrainConfig(seed=args.seed)
+    res = train.repeated_cross_validate(E, F, o.fast, o.strong, args.cv, args.repeats, cfg, not args.quiet, L=L)
     s = res["summary"]
     if args.baseline:
-        b = train.cross_validate_baseline(E, o.fast, o.strong, args.cv, args.seed)
-        s["baseline"] = {k: b[k] for k in ("apgr", "apgr_std", "cpt", "auroc", "procedure")}
+        bs = [train.cross_validate_baseline(E, o.fast, o.strong, args.cv, args.seed + r) for r in range(args.repeats)]
+        b = {"apgr": float(np.mean([x["apgr"] for x in bs])), "apgr_std": float(np.mean([x["apgr_std"] for x in bs])),
+             "cpt": {k: float(np.mean([x["cpt"][k] for x in bs])) for k in bs[0]["cpt"]},
+             "auroc": float(np.mean([x["auroc"] for x in bs])), "procedure": bs[0]["procedure"]}
+        s["baseline"] = b  # the same fold splits as the procedure, averaged the same way
         if not args.json:
             _out(f"baseline (LR on embeddings): APGR {b['apgr']:.3f} ± {b['apgr_std']:.3f}, CPT(80%) {100 * b['cpt']['80']:.1f}%")
     if args.compare:
@@ -172,6 +179,8 @@ def format_summary(s: dict[str, Any]) -> str:
         ("AUROC (strong better)", f"{s['auroc']:.3f}"),
         ("ECE", f"{s['ece']:.3f}"),
     ]
+    if "repeats" in s:
+        rows.insert(3, ("APGR per fold split (seed)", ", ".join(f"{r['apgr']:.3f} ({r['seed']})" for r in s["repeats"])))
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
 

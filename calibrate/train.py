@@ -357,6 +357,39 @@ def _cross_validate(
     return {"summary": out, "scores": scores, "probs": probs}
 
 
+def repeated_cross_validate(
+    E: np.ndarray, F: np.ndarray, fast: Any, strong: Any, folds: int = 5, repeats: int = 1,
+    cfg: TrainConfig | None = None, progress: bool = True, L: Any = None,
+) -> dict[str, Any]:
+    """cross_validate() over `repeats` different fold splits (seeds cfg.seed,
+    cfg.seed + 1, ...). On ~1,000 prompts the fold split alone moves APGR by
+    ~0.015 (RouteLLM GSM8K, seeds 0-4: 0.677 to 0.716), more than most changes
+    one would compare; the mean over repeats is the steadier figure. The
+    summary averages every figure over the repeats, `apgr_std` is the spread
+    over all repeats x folds, `repeat_apgr_std` that of the repeat means;
+    scores and probabilities are those of the first repeat (for the plots)."""
+    from dataclasses import replace
+
+    cfg = cfg or TrainConfig()
+    runs = [cross_validate(E, F, fast, strong, folds, replace(cfg, seed=cfg.seed + r), progress, L) for r in range(repeats)]
+    if repeats == 1:
+        return runs[0]
+    sums = [r["summary"] for r in runs]
+    out = dict(sums[0])
+    for key in ("apgr", "quality_at_50", "auroc", "ece"):
+        out[key] = float(np.mean([s[key] for s in sums]))
+    out["cpt"] = {k: float(np.mean([s["cpt"][k] for s in sums])) for k in sums[0]["cpt"]}
+    out["pooled"] = {"apgr": float(np.mean([s["pooled"]["apgr"] for s in sums]))}
+    all_folds = [f for s in sums for f in s["folds"]]
+    out["apgr_std"] = float(np.std([f["apgr"] for f in all_folds]))
+    out["cpt80_std"] = float(np.std([f["cpt80"] for f in all_folds]))
+    out["auroc_std"] = float(np.std([f["auroc"] for f in all_folds]))
+    out["folds"] = all_folds
+    out["repeats"] = [{"seed": cfg.seed + r, "apgr": s["apgr"], "cpt80": s["cpt"]["80"]} for r, s in enumerate(sums)]
+    out["repeat_apgr_std"] = float(np.std([s["apgr"] for s in sums]))
+    return {"summary": out, "scores": runs[0]["scores"], "probs": runs[0]["probs"]}
+
+
 def cross_validate_baseline(E: np.ndarray, fast: Any, strong: Any, folds: int = 5, seed: int = 0) -> dict[str, Any]:
     """The plain baseline under the same folds: LogisticRegression (C=1) on the
     raw sentence embeddings, label "strong better than fast"; for comparison only."""

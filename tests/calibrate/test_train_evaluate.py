@@ -47,6 +47,22 @@ def test_evaluate_json_and_beats_random(subset, tmp_path, capsys):
     assert (plots / "reliability.png").stat().st_size > 1000
 
 
+def test_evaluate_repeats_average_over_fold_splits(subset, capsys):
+    """--repeats R: the summary is the mean over R fold splits (seeds seed..seed+R-1),
+    each of which is what a single run with that --seed reports."""
+    single = []
+    for seed in (3, 4):
+        assert main(["evaluate", "--outcomes", str(subset), "--cv", "3", "--json", "--quiet", "--seed", str(seed)]) == 0
+        single.append(last_json(capsys.readouterr().out))
+    assert main(["evaluate", "--outcomes", str(subset), "--cv", "3", "--json", "--quiet", "--seed", "3", "--repeats", "2", "--baseline"]) == 0
+    s = last_json(capsys.readouterr().out)
+    assert [r["seed"] for r in s["repeats"]] == [3, 4]
+    assert [r["apgr"] for r in s["repeats"]] == pytest.approx([x["apgr"] for x in single])
+    assert s["apgr"] == pytest.approx(np.mean([x["apgr"] for x in single]))
+    assert s["cpt"]["80"] == pytest.approx(np.mean([x["cpt"]["80"] for x in single]))
+    assert len(s["folds"]) == 6 and "apgr" in s["baseline"]
+
+
 def test_shuffled_outcomes_score_like_random(subset, tmp_path, capsys):
     """The leakage guard: the same prompts with their outcomes shuffled carry
     no signal, so the whole procedure (model selection included) must come out
