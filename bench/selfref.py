@@ -82,7 +82,8 @@ def microbench(lengths: list[int]) -> None:
 
 
 def summarise(path: str, targets: list[float], min_kept: int) -> None:
-    from calibrate.selfref import Record, analyse
+    from calibrate.selfref_analysis import analyse
+    from calibrate.selfref_data import Record
 
     saved = json.loads(Path(path).read_text())
     records = [Record(**x) for x in saved["records"]]

@@ -16,7 +16,6 @@ from calibrate.train import Fitted
 from policies.difficulty import FORMAT
 from policies.features import CHEAP_FEATURE_NAMES, FEATURE_VERSION, LEXICAL_DIM, LEXICAL_VERSION
 
-
 # -- thresholds ------------------------------------------------------------------
 
 

@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from policies.features import CHEAP_FEATURE_NAMES, FEATURE_VERSION, LEXICAL_DIM, LEXICAL_VERSION, cheap_features, lexical_indices
+from policies.features import (
+    CHEAP_FEATURE_NAMES,
+    FEATURE_VERSION,
+    LEXICAL_DIM,
+    LEXICAL_VERSION,
+    cheap_features,
+    lexical_indices,
+)
 
 FORMAT = "thinkgate-difficulty/2"  # 2 = 1 + optional lexical weights (lex_coef, lex_bias)
 # (embedding_dim 2688 = sentence embedding + layer means is also format 2: the

@@ -18,11 +18,14 @@ Modes (all return a probability-like score in [0, 1], higher = more sure):
   less brittle than the minimum on long answers.
 - `answer_span`: the joint probability of the tokens of the final answer (the
   `\\boxed{}` content, what follows "answer is"/"####", else the last number,
-  else the last line).
+  else the last line), as located by `policies.final_answer`.
 
 `None` means "no evidence": the upstream sent no logprobs, or (in
 `confidence_token` mode) the model emitted no tag. The caller applies the
 configured fallback (`trust` or `escalate`) via `should_escalate`.
+
+The tags themselves, and stripping them from what the client sees, live in
+`policies.confidence_tags`; scoring a stream starts with `policies.stream_choice`.
 """
 
 from __future__ import annotations
@@ -30,16 +33,15 @@ from __future__ import annotations
 import math
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
+
+from policies.confidence_tags import TAG
+from policies.final_answer import answer_span
 
 Mode = Literal["mean_logprob", "min_prob", "quantile_prob", "answer_span", "confidence_token"]
 MODES: tuple[str, ...] = ("mean_logprob", "min_prob", "quantile_prob", "answer_span", "confidence_token")
 
-CONFIDENT_TAG = "<CN>"
-UNSURE_TAG = "<UN>"
-_TAG = re.compile(r"<(CN|UN)>")
-_STRIP = re.compile(r"[ \t]*<(?:CN|UN)>")
 _SPECIAL = re.compile(r"^(<\|[^|]*\|>|</?s>|<eos>|<bos>|<pad>)$")
 
 # (text, logprob or None, ((alt_text, alt_logprob), ...))
@@ -98,75 +100,7 @@ def _prob(lp: float) -> float:
     return math.exp(lp) if lp > -745 else 0.0
 
 
-# ---------------------------------------------------------------- spans
-
-
-def answer_span(text: str) -> tuple[int, int] | None:
-    """Character span of the final answer in `text`, or None for blank text.
-
-    Preference: the last `\\boxed{...}` content; the first number (else the rest of
-    the line) after the last "answer is" / "answer:" / "####"; the last number;
-    the last non-blank line.
-    """
-    text = _TAG.sub(lambda m: " " * len(m.group(0)), text)  # keep offsets, hide tags
-    box = text.rfind("\\boxed{")
-    if box >= 0:
-        start = box + len("\\boxed{")
-        depth, i = 1, start
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        end = i - 1 if depth == 0 else len(text)
-        span = _trim(text, start, end)
-        if span:
-            return span
-    marker = None
-    for m in _MARKER.finditer(text):
-        marker = m
-    if marker is not None:
-        eol = text.find("\n", marker.end())
-        eol = len(text) if eol < 0 else eol
-        num = _NUMBER.search(text, marker.end(), eol)
-        if num:
-            return _number_span(num)
-        span = _trim(text, marker.end(), eol)
-        if span:
-            return span
-    last = None
-    for m in _NUMBER.finditer(text):
-        last = m
-    if last is not None:
-        return _number_span(last)
-    end = len(text.rstrip())
-    if end == 0:
-        return None
-    start = text.rfind("\n", 0, end) + 1
-    return _trim(text, start, end)
-
-
-_MARKER = re.compile(r"(?:answer\s*(?:is|=|:)|####)\s*:?", re.IGNORECASE)
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
-
-
-def _number_span(m: re.Match[str]) -> tuple[int, int]:
-    s, e = m.span()
-    while e > s + 1 and m.string[e - 1] == ",":
-        e -= 1
-    return s, e
-
-
-def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
-    while start < end and (text[start].isspace() or text[start] in "$*"):
-        start += 1
-    while end > start and (text[end - 1].isspace() or text[end - 1] in ".*$"):
-        end -= 1
-    return (start, end) if end > start else None
-
-
-def answer_text(text: str) -> str | None:
-    """The final answer as text (what `answer_span` points at), tags removed."""
-    span = answer_span(text)
-    return None if span is None else text[span[0] : span[1]]
+# ---------------------------------------------------------------- token offsets
 
 
 def _offsets(toks: Sequence[Token]) -> tuple[str, list[int]]:
@@ -182,7 +116,7 @@ def _tag_tokens(text: str, offs: Sequence[int], toks: Sequence[Token]) -> set[in
     out: set[int] = set()
     if "<" not in text:
         return out
-    spans = [m.span() for m in _TAG.finditer(text)]
+    spans = [m.span() for m in TAG.finditer(text)]
     for a, b in spans:
         i = max(bisect_right(offs, a) - 1, 0)
         while i < len(toks) and offs[i] < b:
@@ -280,7 +214,7 @@ def quantile(values: Sequence[float], q: float) -> float:
 def _tag_confidence(toks: Sequence[Token], top_at: Callable[[int], tuple[tuple[str, float], ...]]) -> float | None:
     text, offs = _offsets(toks)
     last = None
-    for m in _TAG.finditer(text):
+    for m in TAG.finditer(text):
         last = m
     if last is None:
         return None
@@ -342,113 +276,3 @@ def should_escalate(conf: float | None, threshold: float, on_missing: str = "tru
             raise ValueError(f"on_missing must be 'trust' or 'escalate', not {on_missing!r}")
         return on_missing == "escalate"
     return conf < threshold
-
-
-# ---------------------------------------------------------------- client-visible text
-
-
-def strip_confidence_token(text: str) -> str:
-    """Remove `<CN>` / `<UN>` (and the blanks just before them) from answer text."""
-    if "<" not in text:
-        return text
-    out = _STRIP.sub("", text)
-    return out.rstrip() if _TAG_AT_END.search(text) else out
-
-
-_TAG_AT_END = re.compile(r"<(?:CN|UN)>\s*$")
-
-
-def strip_choice(choice: Mapping[str, Any], keep_logprobs: bool = True) -> dict[str, Any]:
-    """A copy of a chat/completions choice with tags removed from the visible text."""
-    out = dict(choice)
-    msg = out.get("message")
-    if isinstance(msg, Mapping) and isinstance(msg.get("content"), str):
-        out["message"] = {**msg, "content": strip_confidence_token(msg["content"])}
-    if isinstance(out.get("text"), str):
-        out["text"] = strip_confidence_token(out["text"])
-    if not keep_logprobs:
-        out["logprobs"] = None
-    return out
-
-
-class TagFilter:
-    """Incremental tag stripping for streamed deltas.
-
-    Holds back a suffix that could still become `<CN>`/`<UN>` (a tag may be split
-    over deltas) and releases it once it cannot. `feed` returns text safe to send;
-    `flush` returns the remainder at the end of the stream.
-    """
-
-    def __init__(self) -> None:
-        self._buf = ""
-
-    def feed(self, delta: str) -> str:
-        self._buf += delta
-        self._buf = _STRIP.sub("", self._buf)
-        keep = _held_suffix(self._buf)
-        # trailing blanks are held too: they are dropped with a tag that follows them
-        cut = len(self._buf) - keep
-        while cut > 0 and self._buf[cut - 1] in " \t":
-            cut -= 1
-        out, self._buf = self._buf[:cut], self._buf[cut:]
-        return out
-
-    def flush(self) -> str:
-        out, self._buf = _STRIP.sub("", self._buf), ""
-        return out
-
-
-def _held_suffix(s: str) -> int:
-    for n in range(min(len(s), 3), 0, -1):
-        tail = s[-n:]
-        if CONFIDENT_TAG.startswith(tail) or UNSURE_TAG.startswith(tail):
-            return n
-    return 0
-
-
-# ---------------------------------------------------------------- streams
-
-
-def merge_stream(chunks: Iterable[Mapping[str, Any]], index: int = 0) -> dict[str, Any]:
-    """Fold streamed chunks into one choice-like dict with text and logprobs.
-
-    Works for `chat.completion.chunk` (delta.content + logprobs.content) and
-    completions chunks (text + logprobs.tokens/...). The result can be passed to
-    `confidence`; logprobs is None when no chunk carried any.
-    """
-    text: list[str] = []
-    chat: list[Any] = []
-    comp: dict[str, list[Any]] = {"tokens": [], "token_logprobs": [], "top_logprobs": []}
-    finish = None
-    is_chat = False
-    for chunk in chunks:
-        for ch in chunk.get("choices") or ():
-            if ch.get("index", 0) != index:
-                continue
-            finish = ch.get("finish_reason") or finish
-            if "delta" in ch:
-                is_chat = True
-                c = (ch.get("delta") or {}).get("content")
-                if isinstance(c, str):
-                    text.append(c)
-            elif isinstance(ch.get("text"), str):
-                text.append(ch["text"])
-            lp = ch.get("logprobs")
-            if not isinstance(lp, Mapping):
-                continue
-            if isinstance(lp.get("content"), list):
-                chat.extend(lp["content"])
-            elif isinstance(lp.get("tokens"), list):
-                n = len(lp["tokens"])
-                comp["tokens"].extend(lp["tokens"])
-                comp["token_logprobs"].extend(lp.get("token_logprobs") or [None] * n)
-                comp["top_logprobs"].extend(lp.get("top_logprobs") or [None] * n)
-    joined = "".join(text)
-    logprobs: dict[str, Any] | None = None
-    if chat:
-        logprobs = {"content": chat}
-    elif comp["tokens"]:
-        logprobs = comp
-    if is_chat:
-        return {"index": index, "message": {"role": "assistant", "content": joined}, "logprobs": logprobs, "finish_reason": finish}
-    return {"index": index, "text": joined, "logprobs": logprobs, "finish_reason": finish}

@@ -22,7 +22,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router import errors
 from router.config import Settings
-from router.pipeline import Pipeline, Reply
+from router.pipeline import Pipeline
+from router.pipeline_types import Reply
 from router.protocol import DONE, max_tokens, parse_request, sse
 from router.types import Caller, Endpoint
 

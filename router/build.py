@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from router import auth, cache_admin, dashboard, limits
+from router import auth, cache_admin, dashboard, limit_middleware, limits
 from router.app import create_app
 from router.cache import build_cache
 from router.config import Settings
@@ -61,7 +61,7 @@ def build_app(settings: Settings, *, local: LocalServers | None = None, env: dic
         middleware=[
             # auth outside, limits inside: limits read the caller that auth sets
             Middleware(auth.AuthMiddleware, keys=keys, public_paths=(*auth.PUBLIC_PATHS, *dashboard.PUBLIC_PATHS)),
-            Middleware(limits.LimitMiddleware, limiter=limiter, controls_for=keys.allowed_controls),
+            Middleware(limit_middleware.LimitMiddleware, limiter=limiter, controls_for=keys.allowed_controls),
         ],
         on_close=[limiter.close, stop_local],
         extra_ready={"limits": limiter},

@@ -11,8 +11,9 @@ Layout under `{ns}:cache:` —
 
 Without server-side vector search (plain Redis 7), each replica replays `log`
 into its in-process index at start and then tails it (XREAD BLOCK), so a put on
-one replica is searchable on all within milliseconds. An index row whose entry
-has expired, been evicted or invalidated is dropped the first time it matches.
+one replica is searchable on all within milliseconds (router/cache/index_log.py).
+An index row whose entry has expired, been evicted or invalidated is dropped the
+first time it matches.
 
 Every request-path command runs under `timeout_ms`. The first failure marks the
 store down; while down, get/put/search return at once (a miss) and a background
@@ -23,23 +24,21 @@ empty Redis means the local index is reset and replayed).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from router.cache import vsearch
 from router.cache.index import Match, VectorIndex
+from router.cache.index_log import IndexLog, add_event, inv_event
+from router.cache.redis_client import open_client, redact
 from router.cache.store import Entry, decode, encode
 from router.errors import ThinkgateError
 
@@ -48,7 +47,6 @@ log = logging.getLogger("thinkgate.cache")
 T = TypeVar("T")
 _FAILED: Any = object()
 _FAILURES = (RedisError, OSError, TimeoutError)
-_LOAD_BATCH = 200  # events applied per step while replaying: keeps each event-loop slice short
 
 # KEYS: entry, lru, log.  ARGV: expires_ms now_ms max_entries n_hash_args hash-args... [log-args...]
 _PUT = """
@@ -75,17 +73,6 @@ if #ARGV > 4 + nh then
 end
 return over
 """
-
-
-def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
 
 def _glob_escape(s: str) -> str:
@@ -136,41 +123,24 @@ class RedisStore:
         self._down_total = 0.0  # seconds spent down, closed outages
         self._ft = False
         self._epoch: bytes | None = None
-        self._last_id: bytes | str = "0-0"
-        self._loading = True
-        self._generation = 0  # bumped when the index is reset; stale stream reads are dropped
+        self._index_log = IndexLog(self.index, self.k_log, tail_block_ms=tail_block_ms, counters=self.counters)
         self._r: Redis | None = None
         self._tail: Redis | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._first: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
         self._put_script: Any = None
-        self._last_sweep = time.monotonic()
 
     # -- connection state --------------------------------------------------------
-
-    def _client(self, read_timeout: float | None, pool_size: int) -> Redis:
-        # A blocking pool: a burst of requests waits for a connection (within the
-        # per-call timeout) instead of failing with "too many connections".
-        pool = BlockingConnectionPool.from_url(
-            self.url,
-            max_connections=pool_size,
-            timeout=None,
-            socket_timeout=read_timeout,
-            socket_connect_timeout=self.connect_timeout,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-            decode_responses=False,
-        )
-        return Redis.from_pool(pool)
 
     def _start(self) -> None:
         if not self._tasks and self.state != "closed":
             self.state = "connecting"
             self._first = asyncio.Event()
             self._wake = asyncio.Event()
-            self._r = self._client(max(0.05, 6 * self.timeout), self.max_connections)
-            self._tail = self._client(self.tail_block_ms / 1000.0 + self.connect_timeout + 1.0, 2)
+            self._r = open_client(self.url, max(0.05, 6 * self.timeout), self.max_connections, self.connect_timeout)
+            tail_read = self.tail_block_ms / 1000.0 + self.connect_timeout + 1.0
+            self._tail = open_client(self.url, tail_read, 2, self.connect_timeout)
             self._put_script = self._r.register_script(_PUT)
             self._tasks = [
                 asyncio.create_task(self._supervise(), name="thinkgate-cache-redis-health"),
@@ -263,9 +233,10 @@ class RedisStore:
             if self._ft or self.state != "up":
                 await asyncio.sleep(0.05)
                 continue
+            assert self._tail is not None
             try:
-                await self._sync()
-                self._maybe_sweep()
+                await self._index_log.sync(self._tail)
+                self._index_log.maybe_sweep()
             except _FAILURES as e:
                 self._down(e)
                 await asyncio.sleep(0.05 if self.state != "up" else 0.5)  # never spin on a server error
@@ -299,69 +270,7 @@ class RedisStore:
             if self._epoch is not None:
                 log.info("cache: redis data set changed (restart or flush); reloading the semantic index")
             self._epoch = epoch
-            self._generation += 1
-            self.index.clear()
-            self._last_id = "0-0"
-            self._loading = True
-
-    async def _sync(self) -> None:
-        """Replay (while loading) or tail (blocking) the index event stream."""
-        assert self._tail is not None
-        generation = self._generation
-        if self._loading:
-            self.counters["index_loads"] += int(self._last_id == "0-0")
-            reply = await self._tail.xread({self.k_log: self._last_id}, count=_LOAD_BATCH)
-        else:
-            reply = await self._tail.xread({self.k_log: self._last_id}, count=1000, block=self.tail_block_ms)
-        if generation != self._generation:
-            return  # the data set changed while this read was in flight
-        events = reply[0][1] if reply else []
-        self._apply(events, time.time())
-        if events:
-            self._last_id = events[-1][0]
-        if self._loading and len(events) < _LOAD_BATCH:
-            self._loading = False
-
-    def _apply(self, events: list[tuple[bytes, dict[bytes, bytes]]], now: float) -> None:
-        # event fields: op (add | inv), m (JSON metadata), v (float32 vector, adds only).
-        # Few fields on purpose: parsing a reply costs per field, and a new replica
-        # replays the whole stream.
-        adds: list[tuple[list[Any], bytes]] = []
-
-        def flush() -> None:
-            vecs = np.stack([np.frombuffer(v, np.float32) for _, v in adds])
-            if vecs.shape[1] == self.dim:
-                signs = self.index.signs(vecs)  # one matrix product for the whole batch
-                for (m, _), v, sg in zip(adds, vecs, signs, strict=True):
-                    key, scope, tenant, alias, created_ms, expires_ms = m
-                    self.index.add(
-                        key, scope, v, expires=expires_ms / 1000.0, created=created_ms / 1000.0,
-                        tenant=tenant, alias=alias, signs=sg,
-                    )  # fmt: skip
-            adds.clear()
-
-        for _, f in events:
-            op = f.get(b"op")
-            try:
-                m = json.loads(f[b"m"])
-            except (KeyError, ValueError):
-                continue  # not ours, or damaged: skip, never stop tailing
-            if op == b"add" and b"v" in f:
-                key, created, expires = m[0], m[4] / 1000.0, m[5] / 1000.0
-                if expires <= now or self.index.created_of(key) == created:
-                    continue  # expired, or this replica's own put, already indexed
-                adds.append((m, f[b"v"]))
-            elif op == b"inv":
-                if adds:
-                    flush()
-                self.index.drop(m[0], m[1])
-        if adds:
-            flush()
-
-    def _maybe_sweep(self) -> None:
-        if time.monotonic() - self._last_sweep > 30.0:
-            self._last_sweep = time.monotonic()
-            self.index.sweep(time.time())
+            self._index_log.reset()
 
     # -- the Store interface -------------------------------------------------------
 
@@ -402,8 +311,7 @@ class RedisStore:
         if blob is not None and self._ft:
             hash_args += ["v", blob]
         elif blob is not None:
-            meta = [entry.key, entry.scope, entry.tenant, entry.alias, created_ms, expires_ms]
-            log_args = ["op", "add", "m", json.dumps(meta, separators=(",", ":")), "v", blob]
+            log_args = add_event(entry.key, entry.scope, entry.tenant, entry.alias, created_ms, expires_ms, blob)
         args = [expires_ms, int(time.time() * 1000), self.max_entries, len(hash_args), *hash_args, *log_args]
         keys = [self.prefix + entry.key, self.k_lru, self.k_log]
         # writes happen after the reply is sent: a longer budget costs no client latency
@@ -456,10 +364,7 @@ class RedisStore:
                 if batch:
                     removed += await self._unlink(batch)
                 if not self._ft:
-                    await self._r.xadd(
-                        self.k_log, {"op": "inv", "m": json.dumps([tenant, alias])},
-                        maxlen=self.max_entries, approximate=True,
-                    )
+                    await self._r.xadd(self.k_log, inv_event(tenant, alias), maxlen=self.max_entries, approximate=True)
         except _FAILURES as e:
             self._down(e)
             raise ThinkgateError(f"cache invalidation failed: {e}", status=503, code="cache_unavailable") from None
@@ -484,7 +389,7 @@ class RedisStore:
             "vector_search": "redis" if self._ft else "local",
             "index_rows": len(self.index),
             "index_scopes": self.index.scopes,
-            "index_loading": self._loading and not self._ft,
+            "index_loading": self._index_log.loading and not self._ft,
             "down_since": self.down_since,
             "down_s_total": round(self._down_total + (time.time() - self.down_since if self.down_since else 0.0), 3),
             "last_error": self.last_error,

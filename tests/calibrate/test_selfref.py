@@ -6,17 +6,19 @@ import httpx
 import pytest
 
 from calibrate import selfref as cal
+from calibrate.selfref_analysis import auroc, auroc_ci, choose, table_rows, tradeoff
+from calibrate.selfref_data import arith_items, grade, load_items
 
 
 def test_auroc_known_values():
-    assert cal.auroc([0.9, 0.8, 0.2, 0.1], [True, True, False, False]) == 1.0
-    assert cal.auroc([0.1, 0.2, 0.8, 0.9], [True, True, False, False]) == 0.0
-    assert cal.auroc([0.5, 0.5, 0.5, 0.5], [True, False, True, False]) == 0.5
+    assert auroc([0.9, 0.8, 0.2, 0.1], [True, True, False, False]) == 1.0
+    assert auroc([0.1, 0.2, 0.8, 0.9], [True, True, False, False]) == 0.0
+    assert auroc([0.5, 0.5, 0.5, 0.5], [True, False, True, False]) == 0.5
     # one inverted pair out of four
-    assert cal.auroc([0.9, 0.3, 0.4, 0.1], [True, True, False, False]) == pytest.approx(0.75)
+    assert auroc([0.9, 0.3, 0.4, 0.1], [True, True, False, False]) == pytest.approx(0.75)
     # unscored items are left out; one class only -> None
-    assert cal.auroc([None, 0.9, 0.1], [False, True, False]) == 1.0
-    assert cal.auroc([0.9, 0.8], [True, True]) is None
+    assert auroc([None, 0.9, 0.1], [False, True, False]) == 1.0
+    assert auroc([0.9, 0.8], [True, True]) is None
 
 
 def test_auroc_matches_sklearn_with_ties():
@@ -24,43 +26,43 @@ def test_auroc_matches_sklearn_with_ties():
 
     scores = [0.1, 0.4, 0.4, 0.35, 0.8, 0.8, 0.8, 0.2, 0.9, 0.05]
     labels = [False, True, False, True, True, False, True, False, True, False]
-    assert cal.auroc(scores, labels) == pytest.approx(roc_auc_score(labels, scores))
+    assert auroc(scores, labels) == pytest.approx(roc_auc_score(labels, scores))
 
 
 def test_auroc_ci_brackets_the_estimate():
     scores = [i / 40 for i in range(40)]
     labels = [(i % 3 != 0) == (i > 15) for i in range(40)]
-    lo, hi = cal.auroc_ci(scores, labels, n_boot=200)
-    assert lo <= cal.auroc(scores, labels) <= hi and hi - lo < 0.5
-    assert cal.auroc_ci([0.9, 0.1], [True, True]) is None
+    lo, hi = auroc_ci(scores, labels, n_boot=200)
+    assert lo <= auroc(scores, labels) <= hi and hi - lo < 0.5
+    assert auroc_ci([0.9, 0.1], [True, True]) is None
 
 
 def test_choose_escalates_the_fewest_for_the_target():
     scores = [0.95, 0.9, 0.85, 0.6, 0.5, 0.3, 0.2, 0.1]
     labels = [True, True, True, False, True, False, False, False]
-    points = cal.tradeoff(scores, labels)
+    points = tradeoff(scores, labels)
     assert points[0].escalation_rate == 0 and points[0].kept_accuracy == pytest.approx(0.5)
     assert points[-1].escalation_rate == 1 and points[-1].kept_accuracy is None
-    pick = cal.choose(points, 0.9)
+    pick = choose(points, 0.9)
     # keeping the top three (all right) is the least escalation with >= 90 % kept correct
     assert pick.threshold == 0.85 and pick.escalation_rate == pytest.approx(5 / 8) and pick.kept_accuracy == 1.0
-    pick = cal.choose(points, 0.75)  # top five: four of five right
+    pick = choose(points, 0.75)  # top five: four of five right
     assert pick.threshold == 0.5 and pick.kept_accuracy == pytest.approx(0.8)
     # two lucky answers are not enough evidence when min_kept asks for more
-    pick = cal.choose(cal.tradeoff([0.99, 0.98, 0.5, 0.4], [True, True, False, False]), 0.9, min_kept=3)
+    pick = choose(tradeoff([0.99, 0.98, 0.5, 0.4], [True, True, False, False]), 0.9, min_kept=3)
     assert pick.escalation_rate == 1.0 and pick.threshold > 1
 
 
 def test_choose_unreachable_target_escalates_everything():
-    points = cal.tradeoff([0.9, 0.8], [False, False])
-    pick = cal.choose(points, 0.9)
+    points = tradeoff([0.9, 0.8], [False, False])
+    pick = choose(points, 0.9)
     assert pick.escalation_rate == 1.0 and pick.threshold > 1
 
 
 def test_tradeoff_missing_scores_follow_on_missing():
     scores, labels = [None, 0.9, 0.1], [False, True, False]
-    trust = cal.tradeoff(scores, labels, "trust")
-    esc = cal.tradeoff(scores, labels, "escalate")
+    trust = tradeoff(scores, labels, "trust")
+    esc = tradeoff(scores, labels, "escalate")
     at = lambda pts, t: next(p for p in pts if p.threshold == t)  # noqa: E731
     assert at(trust, 0.9).kept == 2  # the unscored answer is kept
     assert at(esc, 0.9).kept == 1
@@ -69,15 +71,15 @@ def test_tradeoff_missing_scores_follow_on_missing():
 def test_table_rows_cover_the_sweep():
     scores = [i / 20 for i in range(20)]
     labels = [s > 0.5 for s in scores]
-    rows = cal.table_rows(cal.tradeoff(scores, labels))
+    rows = table_rows(tradeoff(scores, labels))
     rates = [r.escalation_rate for r in rows]
     assert rates[0] == 0 and rates[-1] == 1 and rates == sorted(rates)
     assert len(rows) == 11
 
 
 def test_arith_items_are_deterministic_and_grow():
-    a, b = cal.arith_items(40, seed=3), cal.arith_items(40, seed=3)
-    assert a == b and cal.arith_items(40, seed=4) != a
+    a, b = arith_items(40, seed=3), arith_items(40, seed=3)
+    assert a == b and arith_items(40, seed=4) != a
     for it in a:
         x, op, y = re.match(r"What is (\d+) ([-+*]) (\d+)\?", it.prompt).groups()
         assert int(it.answer) == {"+": int(x) + int(y), "-": int(x) - int(y), "*": int(x) * int(y)}[op]
@@ -100,17 +102,17 @@ def test_arith_items_are_deterministic_and_grow():
     ],
 )
 def test_grade(output, gold, ok):
-    assert cal.grade(output, gold)[1] is ok
+    assert grade(output, gold)[1] is ok
 
 
 def test_load_items_reads_gsm8k_shape(tmp_path):
     f = tmp_path / "d.jsonl"
     f.write_text('{"problem": "1+1?", "answer": "2", "id": "a"}\n\n{"question": "2+2?", "answer": 4}\n')
-    items = cal.load_items(f)
+    items = load_items(f)
     assert [(i.id, i.prompt, i.answer) for i in items] == [("a", "1+1?", "2"), ("row-2", "2+2?", "4")]
     f.write_text('{"answer": "2"}\n')
     with pytest.raises(ValueError, match="needs 'problem'"):
-        cal.load_items(f)
+        load_items(f)
 
 
 def _fake_server(requests):

@@ -3,7 +3,10 @@ import math
 import pytest
 
 from policies import selfref
-from policies.selfref import confidence, should_escalate, strip_confidence_token
+from policies.confidence_tags import TagFilter, strip_choice, strip_confidence_token
+from policies.final_answer import answer_text
+from policies.selfref import confidence, should_escalate
+from policies.stream_choice import merge_stream
 
 LN = math.log
 
@@ -69,14 +72,14 @@ def test_scores_order_a_sure_answer_above_an_unsure_one():
 
 
 def test_answer_span_prefers_marker_then_last_number_then_last_line():
-    assert selfref.answer_text("3 + 4 = 7, so 7 * 2 = 14\nThe answer is 14.") == "14"
-    assert selfref.answer_text("first 12 then 13 and finally 99") == "99"
-    assert selfref.answer_text("We get \\boxed{\\frac{3}{4}} in the end 5") == "\\frac{3}{4}"
-    assert selfref.answer_text("#### 1,250") == "1,250"
-    assert selfref.answer_text("The answer is: Paris.") == "Paris"
-    assert selfref.answer_text("hello\n\nworld.\n") == "world"
-    assert selfref.answer_text("  \n") is None
-    assert selfref.answer_text("It is 5 <CN>") == "5"
+    assert answer_text("3 + 4 = 7, so 7 * 2 = 14\nThe answer is 14.") == "14"
+    assert answer_text("first 12 then 13 and finally 99") == "99"
+    assert answer_text("We get \\boxed{\\frac{3}{4}} in the end 5") == "\\frac{3}{4}"
+    assert answer_text("#### 1,250") == "1,250"
+    assert answer_text("The answer is: Paris.") == "Paris"
+    assert answer_text("hello\n\nworld.\n") == "world"
+    assert answer_text("  \n") is None
+    assert answer_text("It is 5 <CN>") == "5"
 
 
 def test_answer_span_uses_only_the_answer_tokens():
@@ -230,8 +233,8 @@ def test_strip_confidence_token(text, want):
 
 
 def test_strip_choice_handles_chat_and_completions():
-    assert selfref.strip_choice({"message": {"role": "assistant", "content": "5 <CN>"}})["message"]["content"] == "5"
-    assert selfref.strip_choice({"text": "5<UN>", "logprobs": {"x": 1}}, keep_logprobs=False) == {"text": "5", "logprobs": None}
+    assert strip_choice({"message": {"role": "assistant", "content": "5 <CN>"}})["message"]["content"] == "5"
+    assert strip_choice({"text": "5<UN>", "logprobs": {"x": 1}}, keep_logprobs=False) == {"text": "5", "logprobs": None}
 
 
 @pytest.mark.parametrize(
@@ -244,14 +247,14 @@ def test_strip_choice_handles_chat_and_completions():
     ],
 )
 def test_tag_filter_never_leaks_a_split_tag(deltas):
-    f = selfref.TagFilter()
+    f = TagFilter()
     out = [f.feed(d) for d in deltas] + [f.flush()]
     assert "".join(out) == "The answer is 42."
     assert not any("<" in o for o in out)
 
 
 def test_tag_filter_releases_lookalikes():
-    f = selfref.TagFilter()
+    f = TagFilter()
     out = f.feed("if x <") + f.feed(" y") + f.feed(" then <CA") + f.flush()
     assert out == "if x < y then <CA"
 
@@ -265,7 +268,7 @@ def test_merge_stream_chat_chunks_scores_like_the_whole_response():
     for item in whole["logprobs"]["content"]:
         chunks.append({"choices": [{"index": 0, "delta": {"content": item["token"]}, "logprobs": {"content": [item]}}]})
     chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    merged = selfref.merge_stream(chunks)
+    merged = merge_stream(chunks)
     assert merged["message"]["content"] == whole["message"]["content"]
     assert merged["finish_reason"] == "stop"
     for mode in selfref.MODES:
@@ -279,8 +282,8 @@ def test_merge_stream_completions_and_no_logprobs():
         {"choices": [{"index": 0, "text": t, "logprobs": {"tokens": [t], "token_logprobs": [l], "top_logprobs": [tp]}}]}
         for t, l, tp in zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"])
     ]
-    merged = selfref.merge_stream(chunks)
+    merged = merge_stream(chunks)
     assert merged["text"] == whole["text"]
     assert confidence(merged, "mean_logprob") == pytest.approx(confidence(whole, "mean_logprob"))
-    bare = selfref.merge_stream([{"choices": [{"index": 0, "delta": {"content": "hi"}}]}])
+    bare = merge_stream([{"choices": [{"index": 0, "delta": {"content": "hi"}}]}])
     assert bare["logprobs"] is None and confidence(bare, "mean_logprob") is None

@@ -189,7 +189,8 @@ async def test_app_keys_never_leak(caplog):
     from router.app import create_app
     from router.dashboard import routes as dashboard_routes
     from router.decisions import MemoryDecisionLog
-    from router.limits import Limiter, middleware
+    from router.limit_middleware import middleware
+    from router.limits import Limiter
     from router.metrics import Metrics
     from router.upstreams.fake import FakeUpstream, failing
 

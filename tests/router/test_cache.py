@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.router.cache_helpers import OptIn, chat, completion, near, streamed, unit
 
 from router.cache import ResponseCache, build_cache
 from router.config import CacheSettings
 from router.types import CacheControl
+from tests.router.cache_helpers import OptIn, chat, completion, near, streamed, unit
 
 Factory = Callable[..., ResponseCache]
 

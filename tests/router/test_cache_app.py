@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-
 from starlette.middleware import Middleware
 
 from router import cache_admin, config, errors

@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.router.cache_helpers import chat, near, unit
 from redis.exceptions import ResponseError
 
 from router.cache import vsearch
 from router.cache.index import EXACT_SCAN_MAX, VectorIndex, bit_bound
 from router.cache.keys import is_deterministic, request_keys
 from router.types import CacheControl, Controls, DeerControl
+from tests.router.cache_helpers import chat, near, unit
 
 # -- keys ----------------------------------------------------------------------------
 

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 import redis.asyncio as aredis
-from tests.router.cache_helpers import chat, completion, near, unit
 
 from router.cache import ResponseCache, build_cache
 from router.cache.testing import RedisServer
 from router.config import CacheSettings
+from tests.router.cache_helpers import chat, completion, near, unit
 
 pytestmark = pytest.mark.redis
 
@@ -187,7 +187,7 @@ async def test_redis_entry_bound_evicts_in_redis(make: Callable[..., ResponseCac
 
 
 async def test_ready_redacts_password() -> None:
-    from router.cache.redis_store import redact
+    from router.cache.redis_client import redact
 
     assert redact("redis://user:s3cret@h:6379/0") == "redis://user:***@h:6379/0"
     assert redact("redis://:s3cret@h/0") == "redis://:***@h/0"

@@ -4,7 +4,8 @@ import pytest
 
 from router import errors
 from router.config import DeerSettings
-from router.deer import DeerUpstream, find_transition
+from router.deer import DeerUpstream
+from router.deer_thinking import find_transition
 from router.types import Controls, DeerControl, DeerStats
 from router.upstreams.base import CallContext, Upstream
 from tests.router.scripted_openai import CLOSE, ProbeReply, Script, ScriptedServer

@@ -296,7 +296,8 @@ async def test_redis_killed_and_restarted_during_load_zero_failed_requests(redis
     from router.auth import KeyStore
     from router.cache import build_cache
     from router.decisions import build_log
-    from router.limits import build_limiter, key_limits_from, middleware
+    from router.limit_middleware import middleware
+    from router.limits import build_limiter, key_limits_from
     from router.metrics import Metrics
 
     s = settings(

@@ -24,7 +24,8 @@ from router.auth import KeyStore
 from router.cache import build_cache
 from router.dashboard import routes as dashboard_routes
 from router.decisions import MemoryDecisionLog
-from router.limits import Limiter, middleware
+from router.limit_middleware import middleware
+from router.limits import Limiter
 from router.metrics import Metrics
 from router.upstreams.fake import FakeReply, FakeUpstream
 from router.upstreams.resilient import wrap_all

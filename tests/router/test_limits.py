@@ -12,7 +12,8 @@ from starlette.routing import Route
 from router import errors
 from router.auth import AuthMiddleware, KeyStore
 from router.config import ApiKey, LimitSettings
-from router.limits import Limiter, LimitMiddleware, estimate_tokens, key_limits_from
+from router.limit_middleware import LimitMiddleware
+from router.limits import Limiter, estimate_tokens, key_limits_from
 from router.types import Caller
 
 ALICE = Caller(tenant="a", key_id="aaaaaaaa", admin=False)
@@ -306,7 +307,7 @@ def test_settings_json_roundtrip():
 async def test_body_over_the_limit_is_413_with_the_guards_in_front():
     from router import config
     from router.app import create_app
-    from router.limits import middleware
+    from router.limit_middleware import middleware
     from router.upstreams.fake import FakeUpstream
 
     s = config.from_dict(
