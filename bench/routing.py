@@ -2,10 +2,13 @@
 the serving path (ONNX int8 through AsyncEmbedder) beside the batch-1 torch
 path, and throughput under concurrent requests.
 
-    .venv/bin/python bench/routing.py [--iters 200] [--torch-iters 30] [--concurrency 32] [--json]
+    .venv/bin/python bench/routing.py [--iters 200] [--torch-iters 30] [--concurrency 32] [--threads 1,2] [--json]
 
 Prompts are real (../shared/data/prompts/arena-hard-v2.jsonl) cut to exactly
-16/128/512 word pieces (the model reads at most 256; 512 shows the cap)."""
+16/128/512 word pieces (the model reads at most 256; 512 shows the cap).
+The sync path runs once per ORT thread count in --threads; the last lines
+print the compute floor (bench/int8_floor.py): what the int8 linear layers
+alone take at this CPU's int8 GEMM peak."""
 
 from __future__ import annotations
 
@@ -21,6 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import int8_floor  # noqa: E402
 
 DATA = Path(os.environ.get("THINKGATE_DATA") or ROOT / ".." / "shared" / "data")
 
@@ -111,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=256, help="requests in the concurrency test")
     ap.add_argument("--lengths", default="16,128,512")
     ap.add_argument("--model", default="default")
+    ap.add_argument("--threads", default="1,2", help="ORT intra-op threads for the sync path, comma-separated")
+    ap.add_argument("--no-floor", action="store_true", help="skip the int8 GEMM floor")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -124,10 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     texts = {n: prompts_of(n, 16) for n in lengths}
     rows: list[dict[str, object]] = []
 
+    for threads in [int(x) for x in args.threads.split(",")]:
+        enc = OnnxEncoder(threads=threads)
+        enc.encode(["warm up"] * 4)
+        for n in lengths:
+            t = bench_sync(enc, clf, texts[n], args.iters)
+            rows.append({"path": f"onnx-int8 sync, {threads} thread(s)", "tokens": n, "p50_ms": pct(t, 50), "p99_ms": pct(t, 99), "iters": len(t)})
     onnx.encode(["warm up"] * 4)
-    for n in lengths:
-        t = bench_sync(onnx, clf, texts[n], args.iters)
-        rows.append({"path": "onnx-int8 sync", "tokens": n, "p50_ms": pct(t, 50), "p99_ms": pct(t, 99), "iters": len(t)})
 
     async def run_async() -> dict[str, object]:
         embedder = AsyncEmbedder(onnx)
@@ -160,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         t.append(time.perf_counter() - t0)
     classify = {"p50_ms": pct(t, 50), "p99_ms": pct(t, 99)}
 
+    floor = None if args.no_floor else int8_floor.floor(sorted({min(n, 256) for n in lengths}), threads=1)  # the model reads <= 256
+
     print(f"routing decision latency (embed + classify + policy), {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}")
     print(f"{'path':40s} {'tokens':>6s} {'p50 ms':>8s} {'p99 ms':>8s} {'n':>5s}")
     for r in rows:
@@ -170,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.concurrency} concurrent, {n}-token prompts: {c['rps']:.0f} decisions/s, "
             f"p50 {c['p50']:.1f} ms, p99 {c['p99']:.1f} ms, mean batch {c['mean_batch']:.1f}"
         )
+    if floor is not None:
+        print(int8_floor.report(floor))
     if args.json:
-        print(json.dumps({"rows": rows, "classifier": classify, "concurrent": concurrent}))
+        print(json.dumps({"rows": rows, "classifier": classify, "concurrent": concurrent, "floor": floor}))
     return 0
 
 
