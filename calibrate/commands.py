@@ -126,13 +126,18 @@ def _evaluate_configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plots", metavar="DIR", help="write cost_quality.png and reliability.png here")
     p.add_argument("--baseline", action="store_true", help="also evaluate the plain baseline (LR on embeddings), same folds")
     p.add_argument("--compare", action="store_true", help="also evaluate the previous procedure (ridge-gain/1, no lexical part), same folds")
+    p.add_argument(
+        "--model", metavar="ARTIFACT",
+        help="score these outcomes with an already trained artifact (no refit, no CV): how it routes data it never saw",
+    )
 
 
 def _evaluate_run(args: argparse.Namespace) -> int:
     from calibrate import train
-    from calibrate.metrics import needs_strong
 
     o = load_outcomes(args.outcomes)
+    if args.model:
+        return _evaluate_artifact(args, o)
     if len(o) < 2 * args.cv:
         raise ValueError(f"{len(o)} outcomes are too few for {args.cv}-fold CV")
     E, F, _ = featurise(o, args.embedder, not args.no_cache, not args.quiet)
@@ -156,25 +161,65 @@ def _evaluate_run(args: argparse.Namespace) -> int:
         if not args.json:
             _out(f"previous ({r['procedure']}): APGR {r['apgr']:.3f} ± {r['apgr_std']:.3f}, CPT(80%) {100 * r['cpt']['80']:.1f}%")
     if args.plots:
-        from calibrate import plots
-
-        d = Path(args.plots)
-        d.mkdir(parents=True, exist_ok=True)
-        plots.cost_quality(res["scores"], o.fast, o.strong, d / "cost_quality.png", title=", ".join(Path(p).stem for p in args.outcomes))
-        plots.reliability(res["probs"], needs_strong(o.fast, o.strong), d / "reliability.png")
-        s["plots"] = [str(d / "cost_quality.png"), str(d / "reliability.png")]
+        s["plots"] = _plots(args, res["scores"], res["probs"], o)
     if not args.json:
         _out(format_summary(s))
     _out(_json(s))
     return 0
 
 
+def _evaluate_artifact(args: argparse.Namespace, o: Any) -> int:
+    """evaluate --model: the artifact's own scores on these outcomes, and what
+    its threshold does to them (share sent to the reasoning route, quality)."""
+    from calibrate import metrics
+    from policies.difficulty import DifficultyClassifier, resolve
+
+    if args.repeats != 1 or args.baseline or args.compare:
+        raise ValueError("--model scores a trained artifact: --repeats, --baseline and --compare do not apply")
+    path = resolve(args.model)
+    E, F, embedder_id = featurise(o, args.embedder, not args.no_cache, not args.quiet)
+    clf = DifficultyClassifier.load(path, embedder_id=embedder_id.split("@")[0])  # the family, as train records it
+    probs = clf.predict_many(F, E, [o.messages(i) for i in range(len(o))])
+    fast, strong = np.asarray(o.fast, float), np.asarray(o.strong, float)
+    s = metrics.summary(probs, probs, fast, strong)
+    to_strong = probs >= clf.threshold
+    quality = float(np.where(to_strong, strong, fast).mean())
+    gap = s["q_strong"] - s["q_fast"]
+    s["at_threshold"] = {
+        "threshold": clf.threshold, "strong_share": float(to_strong.mean()), "quality": quality,
+        "pgr": (quality - s["q_fast"]) / gap if gap else None,
+    }
+    s["procedure"] = f"artifact {path.name} ({clf.meta.get('procedure', '?')}), scored as trained: no refit"
+    s["model"] = str(path)
+    if args.plots:
+        _plots(args, probs, probs, o)
+    if not args.json:
+        _out(format_summary(s))
+        t = s["at_threshold"]
+        _out(f"at its threshold {t['threshold']:.4f}: {100 * t['strong_share']:.1f}% to the reasoning route, "
+             f"quality {t['quality']:.3f}" + ("" if t["pgr"] is None else f" (PGR {t['pgr']:.2f})"))
+    _out(_json(s))
+    return 0
+
+
+def _plots(args: argparse.Namespace, scores: Any, probs: Any, o: Any) -> list[str]:
+    from calibrate import plots
+    from calibrate.metrics import needs_strong
+
+    d = Path(args.plots)
+    d.mkdir(parents=True, exist_ok=True)
+    plots.cost_quality(scores, o.fast, o.strong, d / "cost_quality.png", title=", ".join(Path(p).stem for p in args.outcomes))
+    plots.reliability(probs, needs_strong(o.fast, o.strong), d / "reliability.png")
+    return [str(d / "cost_quality.png"), str(d / "reliability.png")]
+
+
 def format_summary(s: dict[str, Any]) -> str:
     rows = [
         ("prompts", f"{s['n']}"),
         ("quality fast / strong / oracle", f"{s['q_fast']:.3f} / {s['q_strong']:.3f} / {s.get('q_oracle', float('nan')):.3f}"),
-        ("APGR (mean ± sd over folds)", f"{s['apgr']:.3f} ± {s.get('apgr_std', 0):.3f}  (pooled {s.get('pooled', s)['apgr']:.3f}; random ≈ 0.5)"),
-        ("CPT 50/80/95 % (fold mean)", " / ".join(f"{100 * s['cpt'][k]:.1f}%" for k in ("50", "80", "95"))),
+        ("APGR (mean ± sd over folds)", f"{s['apgr']:.3f} ± {s['apgr_std']:.3f}  (pooled {s['pooled']['apgr']:.3f}; random ≈ 0.5)")
+        if "apgr_std" in s else ("APGR", f"{s['apgr']:.3f}  (random ≈ 0.5)"),
+        ("CPT 50/80/95 %" + (" (fold mean)" if "apgr_std" in s else ""), " / ".join(f"{100 * s['cpt'][k]:.1f}%" for k in ("50", "80", "95"))),
         ("quality at 50 % strong", f"{s['quality_at_50']:.3f}"),
         ("AUROC (strong better)", f"{s['auroc']:.3f}"),
         ("ECE", f"{s['ece']:.3f}"),

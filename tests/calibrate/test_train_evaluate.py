@@ -111,6 +111,39 @@ def test_train_threshold_report(subset, tmp_path, capsys):
     assert "<table>" in out.read_text()
 
 
+def test_evaluate_a_trained_artifact_on_data_it_never_saw(subset, tmp_path, capsys):
+    """evaluate --model: no refit; the figures are those of the artifact's own
+    probabilities, and `at_threshold` is what serving would route."""
+    rows = [json.loads(line) for line in subset.read_text().splitlines()]
+    train_part, held_out = tmp_path / "train.jsonl", tmp_path / "held.jsonl"
+    write(rows[:400], train_part)
+    write(rows[400:], held_out)
+    art = tmp_path / "mine"
+    assert main(["train", "--outcomes", str(train_part), "--out", str(art), "--cv", "0", "--quiet", "--target-share", "0.4"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--outcomes", str(held_out), "--model", str(art), "--json", "--quiet"]) == 0
+    s = last_json(capsys.readouterr().out)
+    assert KEYS <= set(s) and s["n"] == 200 and "no refit" in s["procedure"]
+    assert s["apgr"] > 0.5, s
+
+    # the same routing, one request at a time, as the gateway does it
+    from router.encoders import make_encoder
+
+    clf, enc = DifficultyClassifier.load(art), make_encoder("auto")
+    from calibrate.outcomes import read
+    from policies.features import conversation_text
+
+    o = read(held_out)
+    sent = [clf.route(clf.predict(o.messages(i), enc.encode([conversation_text(o.messages(i))])[0])) for i in range(len(o))]
+    assert s["at_threshold"]["strong_share"] == pytest.approx(sent.count("reasoning") / len(sent), abs=0.011)
+    quality = np.mean([o.strong[i] if r == "reasoning" else o.fast[i] for i, r in enumerate(sent)])
+    assert s["at_threshold"]["quality"] == pytest.approx(quality, abs=0.011)
+
+    # an artifact for another embedder is refused with the fix, not scored
+    assert main(["evaluate", "--outcomes", str(held_out), "--model", str(art), "--embedder", "hash", "--quiet"]) == 1
+    assert "retrain" in capsys.readouterr().err
+
+
 def test_train_with_other_embedder_is_refused_at_serving(subset, tmp_path, capsys):
     art = tmp_path / "hashed"
     assert main(["train", "--outcomes", str(subset), "--out", str(art), "--cv", "0", "--quiet", "--embedder", "hash"]) == 0
