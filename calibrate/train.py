@@ -208,7 +208,7 @@ def _per_fold_apgr(scores: np.ndarray, fast: np.ndarray, strong: np.ndarray, fol
 
 
 def _mean(per: np.ndarray) -> float:
-    ok = per[per == per]
+    ok = per[~np.isnan(per)]
     return float(ok.mean()) if len(ok) else float("-inf")  # -inf: the strong model is never better
 
 
@@ -217,7 +217,7 @@ def _clearly_better(new: np.ndarray, old: np.ndarray) -> bool:
     lexical blend) is taken only when its mean gain over the simpler one across
     the inner folds exceeds the standard error of that gain. Picking the best
     of many options on ~3 noisy folds otherwise adds parts that won by chance."""
-    d = (new - old)[(new == new) & (old == old)]
+    d = (new - old)[~np.isnan(new) & ~np.isnan(old)]
     if len(d) < 2:
         return bool(len(d) and d.mean() > 0)
     return bool(d.mean() > d.std(ddof=1) / np.sqrt(len(d)))
