@@ -31,6 +31,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -105,6 +106,7 @@ def export_onnx(quantize: bool = True, force: bool = False) -> Path:
     Safe to call from several processes at once."""
     target = onnx_path(quantize)
     if target.exists() and not force:
+        _mark_used(target.parent)
         return target
     with _file_lock(target.parent / ".lock"):
         if target.exists() and not force:
@@ -123,7 +125,35 @@ def export_onnx(quantize: bool = True, force: bool = False) -> Path:
             quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
             os.replace(tmp, target)
         log.info("exported %s in %.1fs", target, time.perf_counter() - t0)
+        _mark_used(target.parent)
+        prune_stale_exports(target.parent)
     return target
+
+
+def _mark_used(export_dir: Path) -> None:
+    try:
+        (export_dir / ".used").touch()
+    except OSError:  # a read-only cache still serves
+        pass
+
+
+def prune_stale_exports(current: Path, max_age_s: float = 14 * 86400) -> list[Path]:
+    """Remove exports beside `current` that no process has used for two weeks.
+    The export is keyed on the packaged weights' path, size and mtime, so every
+    reinstall makes a new ~110 MB directory; without pruning they pile up. Only
+    unused ones go: two installs used side by side (say two checkouts) keep theirs."""
+    removed = []
+    now = time.time()
+    for d in current.parent.glob("all-MiniLM-L6-v2-*"):
+        if d == current or not d.is_dir():
+            continue
+        marker = d / ".used" if (d / ".used").exists() else d
+        if now - marker.stat().st_mtime > max_age_s:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    if removed:
+        log.info("removed %d unused ONNX export(s) from %s", len(removed), current.parent)
+    return removed
 
 
 def _export_fp32(target: Path) -> None:
