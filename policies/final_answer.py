@@ -33,9 +33,7 @@ def answer_span(text: str) -> tuple[int, int] | None:
         span = _trim(text, start, end)
         if span:
             return span
-    marker = None
-    for m in _MARKER.finditer(text):
-        marker = m
+    marker = _last(_MARKER, text)
     if marker is not None:
         eol = text.find("\n", marker.end())
         eol = len(text) if eol < 0 else eol
@@ -45,9 +43,7 @@ def answer_span(text: str) -> tuple[int, int] | None:
         span = _trim(text, marker.end(), eol)
         if span:
             return span
-    last = None
-    for m in _NUMBER.finditer(text):
-        last = m
+    last = _last(_NUMBER, text)
     if last is not None:
         return _number_span(last)
     end = len(text.rstrip())
@@ -59,6 +55,13 @@ def answer_span(text: str) -> tuple[int, int] | None:
 
 _MARKER = re.compile(r"(?:answer\s*(?:is|=|:)|####)\s*:?", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+
+
+def _last(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    m = None
+    for m in pattern.finditer(text):  # noqa: B007 - the last match is the one wanted
+        pass
+    return m
 
 
 def _number_span(m: re.Match[str]) -> tuple[int, int]:
