@@ -2,10 +2,13 @@
 the serving path (ONNX int8 through AsyncEmbedder) beside the batch-1 torch
 path, and throughput under concurrent requests.
 
-    .venv/bin/python bench/routing.py [--iters 200] [--torch-iters 30] [--concurrency 32] [--threads 1,2] [--json]
+    .venv/bin/python bench/routing.py [--iters 200] [--torch-iters 30] [--concurrency 32] [--threads 1,2] [--mix 200] [--json]
 
 Prompts are real (../shared/data/prompts/arena-hard-v2.jsonl) cut to exactly
 16/128/512 word pieces (the model reads at most 256; 512 shows the cap).
+--mix N also times N whole prompts of each real set (GSM8K, MMLU, MT-Bench
+first turns, Arena-Hard) as they come, with their token lengths: what the
+decision costs on a workload rather than at one length.
 The sync path runs once per ORT thread count in --threads; the last lines
 print the compute floor (bench/int8_floor.py): what the int8 linear layers
 alone take at this CPU's int8 GEMM peak."""
@@ -46,6 +49,51 @@ def prompts_of(tokens: int, count: int) -> list[str]:
                 out.append(text[start:end])
             if len(out) == count:
                 break
+    return out
+
+
+def real_sets(count: int) -> dict[str, list[str]]:
+    """Up to `count` whole prompts of each real prompt set, spread over the file."""
+    import csv
+
+    def spread(xs: list[str]) -> list[str]:
+        step = max(1, len(xs) // count)
+        return xs[::step][:count]
+
+    def jsonl(name: str, key) -> list[str]:  # type: ignore[no-untyped-def]
+        with open(DATA / name) as fh:
+            return [key(json.loads(line)) for line in fh if line.strip()]
+
+    mmlu: list[str] = []
+    for f in sorted((DATA / "routellm" / "mmlu").glob("*.csv")):
+        with open(f, newline="") as fh:
+            mmlu.extend(row["prompt"] for row in csv.DictReader(fh))
+    return {
+        "GSM8K": spread(jsonl("math/gsm8k.jsonl", lambda r: r["problem"])),
+        "MMLU": spread(mmlu),
+        "MT-Bench (turn 1)": spread(jsonl("prompts/mt-bench.jsonl", lambda r: r["turns"][0])),
+        "Arena-Hard v2": spread(jsonl("prompts/arena-hard-v2.jsonl", lambda r: r["prompt"])),
+    }
+
+
+def bench_mix(encoder, clf, sets: dict[str, list[str]], rounds: int = 2) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+    """Per set: the token lengths the model reads and the decision latency,
+    each prompt timed `rounds` times (interleaved, so drift hits all alike)."""
+    from router.encoders import _tokenizer
+
+    tok = _tokenizer()
+    tok.no_padding()
+    out = []
+    for name, texts in sets.items():
+        tokens = [len(e.ids) for e in tok.encode_batch(texts)]
+        times = []
+        for _ in range(rounds):
+            times += bench_sync(encoder, clf, texts, len(texts))
+        out.append({
+            "set": name, "prompts": len(texts), "tokens_p50": float(np.median(tokens)),
+            "share_at_cap": float(np.mean([t >= 256 for t in tokens])),
+            "p50_ms": pct(times, 50), "p99_ms": pct(times, 99),
+        })
     return out
 
 
@@ -118,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lengths", default="16,128,512")
     ap.add_argument("--model", default="default")
     ap.add_argument("--threads", default="1,2", help="ORT intra-op threads for the sync path, comma-separated")
+    ap.add_argument("--mix", type=int, default=200, help="prompts per real set for the workload figures (0 skips)")
     ap.add_argument("--no-floor", action="store_true", help="skip the int8 GEMM floor")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -139,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             t = bench_sync(enc, clf, texts[n], args.iters)
             rows.append({"path": f"onnx-int8 sync, {threads} thread(s)", "tokens": n, "p50_ms": pct(t, 50), "p99_ms": pct(t, 99), "iters": len(t)})
     onnx.encode(["warm up"] * 4)
+    mix = bench_mix(onnx, clf, real_sets(args.mix)) if args.mix else []
 
     async def run_async() -> dict[str, object]:
         embedder = AsyncEmbedder(onnx)
@@ -183,10 +233,18 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.concurrency} concurrent, {n}-token prompts: {c['rps']:.0f} decisions/s, "
             f"p50 {c['p50']:.1f} ms, p99 {c['p99']:.1f} ms, mean batch {c['mean_batch']:.1f}"
         )
+    if mix:
+        print("\nreal prompts as they come (onnx-int8 sync, default threads; the model reads <= 256 tokens)")
+        print(f"{'set':22s} {'prompts':>7s} {'tokens p50':>10s} {'at 256 cap':>10s} {'p50 ms':>8s} {'p99 ms':>8s}")
+        for m in mix:
+            print(
+                f"{m['set']:22s} {m['prompts']:>7} {m['tokens_p50']:>10.0f} {100 * m['share_at_cap']:>9.0f}% "
+                f"{m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f}"
+            )
     if floor is not None:
         print(int8_floor.report(floor))
     if args.json:
-        print(json.dumps({"rows": rows, "classifier": classify, "concurrent": concurrent, "floor": floor}))
+        print(json.dumps({"rows": rows, "classifier": classify, "concurrent": concurrent, "mix": mix, "floor": floor}))
     return 0
 
 

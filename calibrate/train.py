@@ -38,6 +38,14 @@ folds (the one-standard-error rule): on ~1,000 prompts the best of many
 options otherwise wins by chance. With the cheap-v2 features (counts of
 quantities and of their relations) this lifted out-of-fold APGR on RouteLLM
 GSM8K from 0.670 to 0.695 and on MMLU from 0.690 to 0.701.
+
+Tried on RouteLLM GSM8K and not taken (out-of-fold APGR, mean over fold
+splits, against 0.6995 for this procedure on the same splits): max-pooled or
+[CLS] hidden states of the six layers as further views (0.697-0.699); a ridge
+on the answer lengths of either model (an auxiliary target, blended in;
+0.695 at best); bagging five fits over inner-fold seeds (no change); 5 or 10
+inner folds instead of 3 (0.6998 / 0.6994 over five splits, against 0.698);
+kNN, RBF kernels and averaging the top inner-CV configurations (earlier).
 """
 
 from __future__ import annotations
