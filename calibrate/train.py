@@ -39,13 +39,14 @@ options otherwise wins by chance. With the cheap-v2 features (counts of
 quantities and of their relations) this lifted out-of-fold APGR on RouteLLM
 GSM8K from 0.670 to 0.695 and on MMLU from 0.690 to 0.701.
 
-Tried on RouteLLM GSM8K and not taken (out-of-fold APGR, mean over fold
-splits, against 0.6995 for this procedure on the same splits): max-pooled or
-[CLS] hidden states of the six layers as further views (0.697-0.699); a ridge
-on the answer lengths of either model (an auxiliary target, blended in;
-0.695 at best); bagging five fits over inner-fold seeds (no change); 5 or 10
-inner folds instead of 3 (0.6998 / 0.6994 over five splits, against 0.698);
-kNN, RBF kernels and averaging the top inner-CV configurations (earlier).
+Tried on RouteLLM GSM8K and not taken (out-of-fold APGR, mean over the same
+fold splits with and without the change): max-pooled or [CLS] hidden states
+of the six layers as further views (0.697-0.699 against 0.6995, 3 splits); a
+ridge on either model's answer length (an auxiliary target) blended in (at
+best +0.0001, 2 splits); bagging five fits over inner-fold seeds (0.6983
+against 0.6988, 5 splits); 5 or 10 inner folds instead of 3 (0.6998 / 0.6994
+against 0.698, 5 splits); kNN, RBF kernels and averaging the top inner-CV
+configurations (earlier).
 """
 
 from __future__ import annotations
