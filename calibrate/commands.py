@@ -149,9 +149,9 @@ def _evaluate_run(args: argparse.Namespace) -> int:
     s = res["summary"]
     if args.baseline:
         bs = [train.cross_validate_baseline(E, o.fast, o.strong, args.cv, args.seed + r) for r in range(args.repeats)]
-        b = {"apgr": float(np.mean([x["apgr"] for x in bs])), "apgr_std": float(np.mean([x["apgr_std"] for x in bs])),
-             "cpt": {k: float(np.mean([x["cpt"][k] for x in bs])) for k in bs[0]["cpt"]},
-             "auroc": float(np.mean([x["auroc"] for x in bs])), "procedure": bs[0]["procedure"]}
+        b = {"apgr": train.fold_mean([x["apgr"] for x in bs]), "apgr_std": train.fold_mean([x["apgr_std"] for x in bs]),
+             "cpt": {k: train.fold_mean([x["cpt"][k] for x in bs]) for k in bs[0]["cpt"]},
+             "auroc": train.fold_mean([x["auroc"] for x in bs]), "procedure": bs[0]["procedure"]}
         s["baseline"] = b  # the same fold splits as the procedure, averaged the same way
         if not args.json:
             _out(f"baseline (LR on embeddings): APGR {b['apgr']:.3f} ± {b['apgr_std']:.3f}, CPT(80%) {100 * b['cpt']['80']:.1f}%")
@@ -224,6 +224,9 @@ def format_summary(s: dict[str, Any]) -> str:
         ("AUROC (strong better)", f"{s['auroc']:.3f}"),
         ("ECE", f"{s['ece']:.3f}"),
     ]
+    folds = len(s.get("folds", []))
+    if folds and s.get("apgr_folds", folds) < folds:
+        rows.insert(3, ("APGR / CPT defined in", f"{s['apgr_folds']} of {folds} folds (in the others the strong model is not better)"))
     if "repeats" in s:
         rows.insert(3, ("APGR per fold split (seed)", ", ".join(f"{r['apgr']:.3f} ({r['seed']})" for r in s["repeats"])))
     w = max(len(k) for k, _ in rows)

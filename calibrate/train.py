@@ -322,6 +322,23 @@ def _fit(E: np.ndarray, F: np.ndarray, fast: np.ndarray, strong: np.ndarray, cfg
     return Fitted(arrays, alpha, w, score, view, blended, grid, lex_alpha, lam, procedure)
 
 
+def fold_mean(values: list[float]) -> float:
+    """The mean over the folds where the figure is defined. APGR and CPT are
+    undefined (NaN) in a fold where the strong model is not better; on a small
+    table or a narrow gap one such fold must not void the whole evaluation
+    (`apgr_folds` says over how many folds the mean ran). NaN only when every
+    fold is undefined."""
+    v = np.asarray(values, float)
+    v = v[~np.isnan(v)]
+    return float(v.mean()) if len(v) else float("nan")
+
+
+def fold_std(values: list[float]) -> float:
+    v = np.asarray(values, float)
+    v = v[~np.isnan(v)]
+    return float(v.std()) if len(v) else float("nan")
+
+
 def cross_validate(
     E: np.ndarray, F: np.ndarray, fast: Any, strong: Any, folds: int = 5,
     cfg: TrainConfig | None = None, progress: bool = True, L: Any = None,
@@ -354,12 +371,13 @@ def _cross_validate(
     # Pooled figures rank scores of different fold models together; the
     # per-fold means are the primary figures, the pooled ones are kept beside.
     out["pooled"] = {"apgr": out["apgr"], "cpt": out["cpt"], "quality_at_50": out["quality_at_50"]}
-    out["apgr"] = float(np.mean([f["apgr"] for f in per_fold]))
-    out["cpt"] = {k: float(np.mean([f["cpt"][k] for f in per_fold])) for k in out["cpt"]}
-    out["quality_at_50"] = float(np.mean([f["quality_at_50"] for f in per_fold]))
-    out["apgr_std"] = float(np.std([f["apgr"] for f in per_fold]))
-    out["cpt80_std"] = float(np.std([f["cpt"]["80"] for f in per_fold]))
-    out["auroc_std"] = float(np.std([f["auroc"] for f in per_fold]))
+    out["apgr"] = fold_mean([f["apgr"] for f in per_fold])
+    out["cpt"] = {k: fold_mean([f["cpt"][k] for f in per_fold]) for k in out["cpt"]}
+    out["quality_at_50"] = fold_mean([f["quality_at_50"] for f in per_fold])
+    out["apgr_std"] = fold_std([f["apgr"] for f in per_fold])
+    out["cpt80_std"] = fold_std([f["cpt"]["80"] for f in per_fold])
+    out["auroc_std"] = fold_std([f["auroc"] for f in per_fold])
+    out["apgr_folds"] = int(np.sum(~np.isnan([f["apgr"] for f in per_fold])))
     out["folds"] = [{"apgr": f["apgr"], "cpt80": f["cpt"]["80"], "auroc": f["auroc"], "n": f["n"], **c} for f, c in zip(per_fold, chosen)]
     out["cv"] = folds
     out["procedure"] = PROCEDURE if L is not None else "ridge-gain/1"
@@ -386,13 +404,14 @@ def repeated_cross_validate(
     sums = [r["summary"] for r in runs]
     out = dict(sums[0])
     for key in ("apgr", "quality_at_50", "auroc", "ece"):
-        out[key] = float(np.mean([s[key] for s in sums]))
-    out["cpt"] = {k: float(np.mean([s["cpt"][k] for s in sums])) for k in sums[0]["cpt"]}
-    out["pooled"] = {"apgr": float(np.mean([s["pooled"]["apgr"] for s in sums]))}
+        out[key] = fold_mean([s[key] for s in sums])
+    out["cpt"] = {k: fold_mean([s["cpt"][k] for s in sums]) for k in sums[0]["cpt"]}
+    out["pooled"] = {"apgr": fold_mean([s["pooled"]["apgr"] for s in sums])}
     all_folds = [f for s in sums for f in s["folds"]]
-    out["apgr_std"] = float(np.std([f["apgr"] for f in all_folds]))
-    out["cpt80_std"] = float(np.std([f["cpt80"] for f in all_folds]))
-    out["auroc_std"] = float(np.std([f["auroc"] for f in all_folds]))
+    out["apgr_std"] = fold_std([f["apgr"] for f in all_folds])
+    out["cpt80_std"] = fold_std([f["cpt80"] for f in all_folds])
+    out["auroc_std"] = fold_std([f["auroc"] for f in all_folds])
+    out["apgr_folds"] = sum(s["apgr_folds"] for s in sums)
     out["folds"] = all_folds
     out["repeats"] = [{"seed": cfg.seed + r, "apgr": s["apgr"], "cpt80": s["cpt"]["80"]} for r, s in enumerate(sums)]
     out["repeat_apgr_std"] = float(np.std([s["apgr"] for s in sums]))
@@ -414,8 +433,8 @@ def cross_validate_baseline(E: np.ndarray, fast: Any, strong: Any, folds: int = 
             probs[te] = m.predict_proba(E[te, :DIM])[:, 1]
             per_fold.append(metrics.summary(probs[te], probs[te], fast[te], strong[te]))
     out = metrics.summary(probs, probs, fast, strong)
-    out["apgr"] = float(np.mean([f["apgr"] for f in per_fold]))
-    out["apgr_std"] = float(np.std([f["apgr"] for f in per_fold]))
-    out["cpt"] = {k: float(np.mean([f["cpt"][k] for f in per_fold])) for k in out["cpt"]}
+    out["apgr"] = fold_mean([f["apgr"] for f in per_fold])
+    out["apgr_std"] = fold_std([f["apgr"] for f in per_fold])
+    out["cpt"] = {k: fold_mean([f["cpt"][k] for f in per_fold]) for k in out["cpt"]}
     out["procedure"] = "baseline: LogisticRegression(C=1) on embeddings"
     return out

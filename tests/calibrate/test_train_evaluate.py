@@ -157,3 +157,21 @@ def test_evaluate_when_strong_is_never_better(tmp_path, capsys):
     assert main(["evaluate", "--outcomes", str(path), "--cv", "2", "--json", "--quiet", "--embedder", "hash", "--no-cache"]) == 0
     s = last_json(capsys.readouterr().out)  # strict JSON: NaN becomes null
     assert s["apgr"] is None and s["q_strong"] < s["q_fast"]
+
+
+def test_a_fold_without_a_gap_does_not_void_the_evaluation(tmp_path, capsys):
+    # The strong model is better on 3 of 40 prompts, so with 5 folds at least
+    # two folds have no gap (APGR undefined there); the figure is the mean
+    # over the folds where it is defined, and the summary says how many.
+    path = tmp_path / "narrow.jsonl"
+    write(({"id": str(i), "prompt": f"question number {i}", "fast": 0.0 if i in (3, 17, 29) else 1.0, "strong": 1.0}
+           for i in range(40)), path)
+    assert main(["evaluate", "--outcomes", str(path), "--cv", "5", "--quiet", "--embedder", "hash", "--no-cache"]) == 0
+    out = capsys.readouterr().out
+    s = last_json(out)
+    assert 1 <= s["apgr_folds"] <= 3
+    assert s["apgr"] is not None and 0.0 <= s["apgr"] <= 1.0
+    assert s["cpt"]["80"] is not None
+    assert f"{s['apgr_folds']} of 5 folds" in out
+    nan = [f for f in s["folds"] if f["apgr"] is None]
+    assert len(nan) == 5 - s["apgr_folds"]
