@@ -46,9 +46,9 @@ ridge on either model's answer length (an auxiliary target) blended in (at
 best +0.0001, 2 splits); bagging five fits over inner-fold seeds (0.6983
 against 0.6988, 5 splits); 5 or 10 inner folds instead of 3 (0.6998 / 0.6994
 against 0.698, 5 splits); blending in a ridge on "fast wrong" (1 - fast)
-or on "strong right" (0.691 / 0.685 at weight 0.25 against 0.694, 5 splits,
-worse at every weight: the gain is the target that ranks); kNN, RBF kernels and averaging the top inner-CV
-configurations (earlier).
+or on "strong right" (0.691 / 0.685 at weight 0.25 against 0.694, 5 splits;
+worse at every weight: the gain is the target that ranks); kNN, RBF kernels
+and averaging the top inner-CV configurations (earlier).
 """
 
 from __future__ import annotations
