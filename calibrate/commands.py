@@ -68,6 +68,15 @@ def featurise(o: Any, embedder: str, cache: bool, progress: bool = True) -> tupl
     return E, F, enc.id
 
 
+def prompt_groups(o: Any) -> np.ndarray | None:
+    """Rows repeating a prompt (as the router sees it) share a CV fold; None
+    when every prompt is distinct (calibrate/folds.py says why)."""
+    from calibrate.folds import prompt_groups as groups_of
+    from policies.features import conversation_text
+
+    return groups_of([conversation_text(o.messages(i)) for i in range(len(o))])
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--outcomes", action="append", required=True, metavar="FILE", help="outcome JSONL (repeatable)")
     p.add_argument("--embedder", default="auto", choices=["auto", "onnx", "onnx-fp32", "torch", "hash"])
@@ -133,7 +142,7 @@ def _evaluate_configure(p: argparse.ArgumentParser) -> None:
 
 
 def _evaluate_run(args: argparse.Namespace) -> int:
-    from calibrate import train
+    from calibrate import folds, train
 
     o = load_outcomes(args.outcomes)
     if args.model:
@@ -145,18 +154,19 @@ def _evaluate_run(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise ValueError("--repeats must be at least 1")
     cfg = train.TrainConfig(seed=args.seed)
-    res = train.repeated_cross_validate(E, F, o.fast, o.strong, args.cv, args.repeats, cfg, not args.quiet, L=L)
+    groups = prompt_groups(o)
+    res = train.repeated_cross_validate(E, F, o.fast, o.strong, args.cv, args.repeats, cfg, not args.quiet, L=L, groups=groups)
     s = res["summary"]
     if args.baseline:
-        bs = [train.cross_validate_baseline(E, o.fast, o.strong, args.cv, args.seed + r) for r in range(args.repeats)]
-        b = {"apgr": train.fold_mean([x["apgr"] for x in bs]), "apgr_std": train.fold_mean([x["apgr_std"] for x in bs]),
-             "cpt": {k: train.fold_mean([x["cpt"][k] for x in bs]) for k in bs[0]["cpt"]},
-             "auroc": train.fold_mean([x["auroc"] for x in bs]), "procedure": bs[0]["procedure"]}
+        bs = [train.cross_validate_baseline(E, o.fast, o.strong, args.cv, args.seed + r, groups) for r in range(args.repeats)]
+        b = {"apgr": folds.fold_mean([x["apgr"] for x in bs]), "apgr_std": folds.fold_mean([x["apgr_std"] for x in bs]),
+             "cpt": {k: folds.fold_mean([x["cpt"][k] for x in bs]) for k in bs[0]["cpt"]},
+             "auroc": folds.fold_mean([x["auroc"] for x in bs]), "procedure": bs[0]["procedure"]}
         s["baseline"] = b  # the same fold splits as the procedure, averaged the same way
         if not args.json:
             _out(f"baseline (LR on embeddings): APGR {b['apgr']:.3f} ± {b['apgr_std']:.3f}, CPT(80%) {100 * b['cpt']['80']:.1f}%")
     if args.compare:
-        r = train.cross_validate(E, F, o.fast, o.strong, args.cv, train.TrainConfig(seed=args.seed), not args.quiet)["summary"]
+        r = train.cross_validate(E, F, o.fast, o.strong, args.cv, train.TrainConfig(seed=args.seed), not args.quiet, groups=groups)["summary"]
         s["previous"] = {k: r[k] for k in ("apgr", "apgr_std", "cpt", "auroc", "procedure")}
         if not args.json:
             _out(f"previous ({r['procedure']}): APGR {r['apgr']:.3f} ± {r['apgr_std']:.3f}, CPT(80%) {100 * r['cpt']['80']:.1f}%")
@@ -224,6 +234,8 @@ def format_summary(s: dict[str, Any]) -> str:
         ("AUROC (strong better)", f"{s['auroc']:.3f}"),
         ("ECE", f"{s['ece']:.3f}"),
     ]
+    if s.get("distinct_prompts", s["n"]) < s["n"]:
+        rows.insert(1, ("distinct prompts", f"{s['distinct_prompts']} (repeats of a prompt kept in one fold)"))
     folds = len(s.get("folds", []))
     if folds and s.get("apgr_folds", folds) < folds:
         rows.insert(3, ("APGR / CPT defined in", f"{s['apgr_folds']} of {folds} folds (in the others the strong model is not better)"))
@@ -254,11 +266,12 @@ def _train_run(args: argparse.Namespace) -> int:
     L = train.lexical_matrix([o.messages(i) for i in range(len(o))])
     cfg = train.TrainConfig(seed=args.seed)
     cv = None
+    groups = prompt_groups(o)
     if args.cv:
-        res = train.cross_validate(E, F, o.fast, o.strong, args.cv, cfg, not args.quiet, L=L)
+        res = train.cross_validate(E, F, o.fast, o.strong, args.cv, cfg, not args.quiet, L=L, groups=groups)
         cv = res["summary"]
         _err(format_summary(cv))
-    fitted = train.fit(E, F, o.fast, o.strong, cfg, not args.quiet, L=L)
+    fitted = train.fit(E, F, o.fast, o.strong, cfg, not args.quiet, L=L, groups=groups)
     fast, strong = np.asarray(o.fast), np.asarray(o.strong)
     # The threshold table comes from held-out scores: the outer CV's when run,
     # else the inner CV's of the final fit.

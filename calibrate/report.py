@@ -46,7 +46,7 @@ def markdown(meta: dict[str, Any], where: str, plots: str | None = None) -> str:
             "",
             "| metric | value |",
             "|---|---|",
-            f"| prompts | {m['n']} |",
+            f"| prompts | {m['n']}" + (f" ({m['distinct_prompts']} distinct; repeats kept in one fold)" if m.get("distinct_prompts", m["n"]) < m["n"] else "") + " |",
             f"| quality fast / strong / oracle | {m['q_fast']:.3f} / {m['q_strong']:.3f} / {m.get('q_oracle', float('nan')):.3f} |",
             f"| APGR (random ≈ 0.5) | {m['apgr']:.3f} ± {m.get('apgr_std', 0):.3f} |",
             "| CPT 50 / 80 / 95 % | " + " / ".join(f"{100 * m['cpt'][k]:.1f}%" for k in ("50", "80", "95")) + " |",

@@ -62,6 +62,7 @@ from typing import Any
 import numpy as np
 
 from calibrate import metrics
+from calibrate.folds import distinct, fold_mean, fold_std, kfold
 from policies.features import LEXICAL_DIM
 from router.encoders import DIM, LAYERS_DIM
 
@@ -124,12 +125,6 @@ def _one_blas_thread() -> Iterator[None]:
         return
     with threadpool_limits(1):
         yield
-
-
-def _kfold(n: int, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    from sklearn.model_selection import KFold
-
-    return list(KFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(n)))
 
 
 def _standardise(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -236,23 +231,27 @@ def _clearly_better(new: np.ndarray, old: np.ndarray) -> bool:
 
 def fit(
     E: np.ndarray, F: np.ndarray, fast: np.ndarray, strong: np.ndarray,
-    cfg: TrainConfig | None = None, progress: bool = True, L: Any = None,
+    cfg: TrainConfig | None = None, progress: bool = True, L: Any = None, groups: np.ndarray | None = None,
 ) -> Fitted:
     """L: the lexical matrix (lexical_matrix()) of the same rows; None fits
-    the embedding ridge alone (procedure ridge-gain/1)."""
+    the embedding ridge alone (procedure ridge-gain/1). groups: rows with
+    equal ids share an inner fold (calibrate.folds.prompt_groups)."""
     with _one_blas_thread():
-        return _fit(E, F, fast, strong, cfg or TrainConfig(), progress, L)
+        return _fit(E, F, fast, strong, cfg or TrainConfig(), progress, L, groups)
 
 
-def _fit(E: np.ndarray, F: np.ndarray, fast: np.ndarray, strong: np.ndarray, cfg: TrainConfig, progress: bool, L: Any = None) -> Fitted:
+def _fit(
+    E: np.ndarray, F: np.ndarray, fast: np.ndarray, strong: np.ndarray, cfg: TrainConfig, progress: bool,
+    L: Any = None, groups: np.ndarray | None = None,
+) -> Fitted:
     from tqdm import tqdm
 
     E, F = np.asarray(E, np.float64), np.asarray(F, np.float64)
     fast, strong = np.asarray(fast, float), np.asarray(strong, float)
     y = strong - fast
     n = len(y)
-    k = max(2, min(cfg.inner_folds, n // 20 or 2))
-    folds = _kfold(n, k, cfg.seed)
+    k = max(2, min(cfg.inner_folds, distinct(n, groups) // 20 or 2))
+    folds = kfold(n, k, cfg.seed, groups)
     grid: list[dict[str, float]] = []
     lexical = L is not None and any(lam > 0 for lam in cfg.lexical_weights)
     views = sorted({v for v in cfg.embedding_views if v <= E.shape[1]} or {E.shape[1]})
@@ -324,36 +323,20 @@ def _fit(E: np.ndarray, F: np.ndarray, fast: np.ndarray, strong: np.ndarray, cfg
     return Fitted(arrays, alpha, w, score, view, blended, grid, lex_alpha, lam, procedure)
 
 
-def fold_mean(values: list[float]) -> float:
-    """The mean over the folds where the figure is defined. APGR and CPT are
-    undefined (NaN) in a fold where the strong model is not better; on a small
-    table or a narrow gap one such fold must not void the whole evaluation
-    (`apgr_folds` says over how many folds the mean ran). NaN only when every
-    fold is undefined."""
-    v = np.asarray(values, float)
-    v = v[~np.isnan(v)]
-    return float(v.mean()) if len(v) else float("nan")
-
-
-def fold_std(values: list[float]) -> float:
-    v = np.asarray(values, float)
-    v = v[~np.isnan(v)]
-    return float(v.std()) if len(v) else float("nan")
-
-
 def cross_validate(
     E: np.ndarray, F: np.ndarray, fast: Any, strong: Any, folds: int = 5,
-    cfg: TrainConfig | None = None, progress: bool = True, L: Any = None,
+    cfg: TrainConfig | None = None, progress: bool = True, L: Any = None, groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Out-of-fold scores and probabilities of the whole procedure (model
-    selection included), the pooled summary and the per-fold spread."""
+    selection included), the pooled summary and the per-fold spread. groups:
+    rows with equal ids stay in one fold, outer and inner (calibrate.folds)."""
     with _one_blas_thread():
-        return _cross_validate(E, F, fast, strong, folds, cfg, progress, L)
+        return _cross_validate(E, F, fast, strong, folds, cfg, progress, L, groups)
 
 
 def _cross_validate(
     E: np.ndarray, F: np.ndarray, fast: Any, strong: Any, folds: int, cfg: TrainConfig | None, progress: bool,
-    L: Any = None,
+    L: Any = None, groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
@@ -362,8 +345,10 @@ def _cross_validate(
     n = len(fast)
     scores, probs = np.zeros(n), np.zeros(n)
     per_fold, chosen = [], []
-    for tr, te in tqdm(_kfold(n, folds, cfg.seed + 1), desc="cross-validation", unit="fold", disable=not progress, file=sys.stderr):
-        m = fit(E[tr], F[tr], fast[tr], strong[tr], cfg, progress=False, L=None if L is None else L[tr])
+    splits = kfold(n, folds, cfg.seed + 1, groups)
+    for tr, te in tqdm(splits, desc="cross-validation", unit="fold", disable=not progress, file=sys.stderr):
+        m = fit(E[tr], F[tr], fast[tr], strong[tr], cfg, progress=False, L=None if L is None else L[tr],
+                groups=None if groups is None else groups[tr])
         s = m.scores(np.asarray(E[te], np.float64), np.asarray(F[te], np.float64), None if L is None else L[te])
         scores[te], probs[te] = s, m.probs(s)
         per_fold.append(metrics.summary(s, probs[te], fast[te], strong[te]))
@@ -382,13 +367,14 @@ def _cross_validate(
     out["apgr_folds"] = int(np.sum(~np.isnan([f["apgr"] for f in per_fold])))
     out["folds"] = [{"apgr": f["apgr"], "cpt80": f["cpt"]["80"], "auroc": f["auroc"], "n": f["n"], **c} for f, c in zip(per_fold, chosen)]
     out["cv"] = folds
+    out["distinct_prompts"] = distinct(n, groups)  # < n: repeated prompts were kept in one fold
     out["procedure"] = PROCEDURE if L is not None else "ridge-gain/1"
     return {"summary": out, "scores": scores, "probs": probs}
 
 
 def repeated_cross_validate(
     E: np.ndarray, F: np.ndarray, fast: Any, strong: Any, folds: int = 5, repeats: int = 1,
-    cfg: TrainConfig | None = None, progress: bool = True, L: Any = None,
+    cfg: TrainConfig | None = None, progress: bool = True, L: Any = None, groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """cross_validate() over `repeats` different fold splits (seeds cfg.seed,
     cfg.seed + 1, ...). On ~1,000 prompts the fold split alone moves APGR by
@@ -400,7 +386,7 @@ def repeated_cross_validate(
     from dataclasses import replace
 
     cfg = cfg or TrainConfig()
-    runs = [cross_validate(E, F, fast, strong, folds, replace(cfg, seed=cfg.seed + r), progress, L) for r in range(repeats)]
+    runs = [cross_validate(E, F, fast, strong, folds, replace(cfg, seed=cfg.seed + r), progress, L, groups) for r in range(repeats)]
     if repeats == 1:
         return runs[0]
     sums = [r["summary"] for r in runs]
@@ -420,7 +406,9 @@ def repeated_cross_validate(
     return {"summary": out, "scores": runs[0]["scores"], "probs": runs[0]["probs"]}
 
 
-def cross_validate_baseline(E: np.ndarray, fast: Any, strong: Any, folds: int = 5, seed: int = 0) -> dict[str, Any]:
+def cross_validate_baseline(
+    E: np.ndarray, fast: Any, strong: Any, folds: int = 5, seed: int = 0, groups: np.ndarray | None = None
+) -> dict[str, Any]:
     """The plain baseline under the same folds: LogisticRegression (C=1) on the
     raw sentence embeddings, label "strong better than fast"; for comparison only."""
     from sklearn.linear_model import LogisticRegression
@@ -430,7 +418,7 @@ def cross_validate_baseline(E: np.ndarray, fast: Any, strong: Any, folds: int = 
     probs = np.zeros(len(y))
     per_fold = []
     with _one_blas_thread():
-        for tr, te in _kfold(len(y), folds, seed + 1):
+        for tr, te in kfold(len(y), folds, seed + 1, groups):
             m = LogisticRegression(C=1.0, max_iter=2000).fit(E[tr, :DIM], y[tr])
             probs[te] = m.predict_proba(E[te, :DIM])[:, 1]
             per_fold.append(metrics.summary(probs[te], probs[te], fast[te], strong[te]))
