@@ -97,6 +97,25 @@ def bench_mix(encoder, clf, sets: dict[str, list[str]], rounds: int = 2) -> list
     return out
 
 
+def bench_batch_sizes(encoder, texts: dict[int, list[str]], sizes=(1, 4, 16), rounds: int = 3) -> dict[int, dict[int, float]]:  # type: ignore[no-untyped-def]
+    """ms per prompt when 16 prompts of one length go in batches of each size
+    (median of `rounds`): where batching pays and where it does not."""
+    out: dict[int, dict[int, float]] = {}
+    for n in sorted(texts):
+        ts = texts[n][:16]
+        encoder.encode(ts[:2])
+        out[n] = {}
+        for b in sizes:
+            per = []
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                for i in range(0, len(ts), b):
+                    encoder.encode(ts[i : i + b])
+                per.append((time.perf_counter() - t0) / len(ts))
+            out[n][b] = 1e3 * float(np.median(per))
+    return out
+
+
 def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs) * 1e3, q))
 
@@ -190,16 +209,23 @@ def main(argv: list[str] | None = None) -> int:
     onnx.encode(["warm up"] * 4)
     mix = bench_mix(onnx, clf, real_sets(args.mix)) if args.mix else []
 
+    per_prompt = bench_batch_sizes(onnx, {n: texts[n] for n in lengths if n <= 256} | {64: prompts_of(64, 16)})
+    mixed = [t for ts in real_sets(64).values() for t in ts]  # whole real prompts of all lengths
+
     async def run_async() -> dict[str, object]:
         embedder = AsyncEmbedder(onnx)
         for n in lengths:
             t = await bench_async_single(embedder, clf, texts[n], args.iters)
             rows.append({"path": "onnx-int8 AsyncEmbedder", "tokens": n, "p50_ms": pct(t, 50), "p99_ms": pct(t, 99), "iters": len(t)})
-        conc = {}
-        for n in (16, 128):
-            if n in texts:
-                conc[n] = await bench_concurrent(embedder, clf, texts[n], args.requests, args.concurrency)
         embedder.close()
+        conc = {}
+        # batch_tokens=None: the batching before the token cap, for comparison
+        for label, kw in (("batch_tokens=off, 1 worker", {"batch_tokens": 1 << 30}),
+                          ("batch_tokens=256, 1 worker", {}), ("batch_tokens=256, 2 workers", {"workers": 2})):
+            embedder = AsyncEmbedder(onnx, **kw)
+            for name, ts in [(f"{n} tokens", texts[n]) for n in (16, 128) if n in texts] + [("real mix", mixed)]:
+                conc[f"{label}: {name}"] = await bench_concurrent(embedder, clf, ts, args.requests, args.concurrency)
+            embedder.close()
         return conc
 
     concurrent = asyncio.run(run_async())
@@ -228,10 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['path']:40s} {r['tokens']:>6} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['iters']:>5}")
     print(f"{'classifier + policy only':40s} {'-':>6s} {classify['p50_ms']:>8.3f} {classify['p99_ms']:>8.3f}")
-    for n, c in concurrent.items():
+    print("\nper prompt by batch size (one encoder call per batch, 1 ORT thread)")
+    for n, by_size in per_prompt.items():
+        print(f"  {n:>4} tokens: " + ", ".join(f"batch {b}: {ms:.2f} ms" for b, ms in by_size.items()))
+    print(f"\n{args.concurrency} concurrent requests through AsyncEmbedder ({args.requests} each)")
+    for name, c in concurrent.items():
         print(
-            f"{args.concurrency} concurrent, {n}-token prompts: {c['rps']:.0f} decisions/s, "
-            f"p50 {c['p50']:.1f} ms, p99 {c['p99']:.1f} ms, mean batch {c['mean_batch']:.1f}"
+            f"  {name:44s} {c['rps']:6.0f} decisions/s, p50 {c['p50']:6.1f} ms, p99 {c['p99']:6.1f} ms, "
+            f"mean batch {c['mean_batch']:.1f}"
         )
     if mix:
         print("\nreal prompts as they come (onnx-int8 sync, default threads; the model reads <= 256 tokens)")
@@ -244,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     if floor is not None:
         print(int8_floor.report(floor))
     if args.json:
-        print(json.dumps({"rows": rows, "classifier": classify, "concurrent": concurrent, "mix": mix, "floor": floor}))
+        print(json.dumps({"rows": rows, "classifier": classify, "concurrent": concurrent, "per_prompt_by_batch": per_prompt,
+                          "mix": mix, "floor": floor}))
     return 0
 
 

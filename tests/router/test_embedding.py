@@ -68,6 +68,44 @@ async def test_batch_max_splits_passes():
     emb.close()
 
 
+async def test_token_cap_keeps_long_prompts_out_of_big_batches():
+    enc = CountingEncoder(delay=0.0)
+    emb = AsyncEmbedder(enc, batch_max=16, batch_tokens=256)
+    long = [f"{i} " + "x" * 200 for i in range(8)]  # ~52 estimated tokens each: 4 fit in 256
+    short = [f"s{i}" for i in range(16)]
+    await asyncio.gather(*(emb.embed(msg(t)) for t in long))
+    await asyncio.gather(*(emb.embed(msg(t)) for t in short))
+    assert [len(c) for c in enc.calls] == [4, 4, 16]
+    await emb.embed(msg("y" * 5000))  # over the cap alone: still embedded, in a batch of one
+    assert len(enc.calls[-1]) == 1
+    emb.close()
+
+
+async def test_workers_run_batches_at_once():
+    class Overlap(CountingEncoder):
+        def __init__(self) -> None:
+            super().__init__(delay=0.1)
+            self.lock, self.now, self.most = threading.Lock(), 0, 0
+
+        def encode(self, texts):
+            with self.lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            try:
+                return super().encode(texts)
+            finally:
+                with self.lock:
+                    self.now -= 1
+
+    for workers in (1, 2):
+        enc = Overlap()
+        emb = AsyncEmbedder(enc, batch_max=4, workers=workers)
+        vecs = await asyncio.gather(*(emb.embed(msg(f"p{i}")) for i in range(16)))
+        assert enc.most == workers and sum(len(c) for c in enc.calls) == 16
+        assert all(np.allclose(v, r) for v, r in zip(vecs, HashEncoder().encode([f"p{i}" for i in range(16)])))
+        emb.close()
+
+
 async def test_runs_off_the_event_loop():
     enc = CountingEncoder(delay=0.2)
     emb = AsyncEmbedder(enc)
@@ -179,7 +217,7 @@ async def test_real_embedder_batches_concurrent_requests():
     from router.encoders import OnnxEncoder
 
     enc = OnnxEncoder()
-    emb = AsyncEmbedder(enc)
+    emb = AsyncEmbedder(enc, batch_tokens=1 << 20)  # no token cap: all 16 in one pass
     texts = real_prompts(16)
     vecs = await asyncio.gather(*(emb.embed(msg(t)) for t in texts))
     assert enc.forward_calls == 1
