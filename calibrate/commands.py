@@ -68,13 +68,13 @@ def featurise(o: Any, embedder: str, cache: bool, progress: bool = True) -> tupl
     return E, F, enc.id
 
 
-def prompt_groups(o: Any) -> np.ndarray | None:
+def _groups(o: Any) -> np.ndarray | None:
     """Rows repeating a prompt (as the router sees it) share a CV fold; None
     when every prompt is distinct (calibrate/folds.py says why)."""
-    from calibrate.folds import prompt_groups as groups_of
+    from calibrate.folds import prompt_groups
     from policies.features import conversation_text
 
-    return groups_of([conversation_text(o.messages(i)) for i in range(len(o))])
+    return prompt_groups([conversation_text(o.messages(i)) for i in range(len(o))])
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -154,7 +154,7 @@ def _evaluate_run(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise ValueError("--repeats must be at least 1")
     cfg = train.TrainConfig(seed=args.seed)
-    groups = prompt_groups(o)
+    groups = _groups(o)
     res = train.repeated_cross_validate(E, F, o.fast, o.strong, args.cv, args.repeats, cfg, not args.quiet, L=L, groups=groups)
     s = res["summary"]
     if args.baseline:
@@ -266,7 +266,7 @@ def _train_run(args: argparse.Namespace) -> int:
     L = train.lexical_matrix([o.messages(i) for i in range(len(o))])
     cfg = train.TrainConfig(seed=args.seed)
     cv = None
-    groups = prompt_groups(o)
+    groups = _groups(o)
     if args.cv:
         res = train.cross_validate(E, F, o.fast, o.strong, args.cv, cfg, not args.quiet, L=L, groups=groups)
         cv = res["summary"]
