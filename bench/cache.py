@@ -41,10 +41,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from router.api.protocol import parse_request  # noqa: E402
 from router.cache import ResponseCache, build_cache  # noqa: E402
 from router.cache.testing import RedisServer  # noqa: E402
 from router.config import CacheSettings  # noqa: E402
-from router.protocol import parse_request  # noqa: E402
 from router.types import ChatRequest  # noqa: E402
 
 DIM = 384

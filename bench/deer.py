@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from router.config import DeerSettings, embedded_default
-from router.deer import DeerUpstream
+from router.deer.upstream import DeerUpstream
 from router.types import Controls, DeerControl
 from router.upstreams.base import CallContext
 

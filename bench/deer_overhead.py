@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from router.config import DeerSettings
-from router.deer import DeerUpstream
+from router.deer.upstream import DeerUpstream
 from router.upstreams.base import CallContext
 from tests.router.scripted_openai import ProbeReply, Script, ScriptedServer
 

@@ -35,7 +35,7 @@ DATA = Path(os.environ.get("THINKGATE_DATA") or ROOT / ".." / "shared" / "data")
 
 
 def prompts_of(tokens: int, count: int) -> list[str]:
-    from router.encoders import _tokenizer
+    from router.embedding.encoders import _tokenizer
 
     tok = _tokenizer(max_tokens=4096)
     tok.no_padding()
@@ -79,7 +79,7 @@ def real_sets(count: int) -> dict[str, list[str]]:
 def bench_mix(encoder, clf, sets: dict[str, list[str]], rounds: int = 2) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
     """Per set: the token lengths the model reads and the decision latency,
     each prompt timed `rounds` times (interleaved, so drift hits all alike)."""
-    from router.encoders import _tokenizer
+    from router.embedding.encoders import _tokenizer
 
     tok = _tokenizer()
     tok.no_padding()
@@ -191,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from policies.difficulty import DifficultyClassifier
-    from router.embedding import AsyncEmbedder
-    from router.encoders import OnnxEncoder, TorchEncoder
+    from router.embedding.batcher import AsyncEmbedder
+    from router.embedding.encoders import OnnxEncoder, TorchEncoder
 
     clf = DifficultyClassifier.load(args.model)
     onnx = OnnxEncoder()

@@ -60,7 +60,7 @@ def load_outcomes(paths: list[str]) -> Any:
 def featurise(o: Any, embedder: str, cache: bool, progress: bool = True) -> tuple[np.ndarray, np.ndarray, str]:
     from calibrate.embed import embed_prompts
     from policies.features import cheap_features
-    from router.encoders import make_encoder
+    from router.embedding.encoders import make_encoder
 
     enc = make_encoder(embedder)
     E = embed_prompts(o.prompts, encoder=enc, use_cache=cache, progress=progress)
@@ -373,7 +373,7 @@ def _export_configure(p: argparse.ArgumentParser) -> None:
 
 
 def _export_run(args: argparse.Namespace) -> int:
-    from router.encoders import export_onnx as export
+    from router.embedding.encoders import export_onnx as export
 
     _out(str(export(quantize=not args.fp32, force=args.force)))
     return 0

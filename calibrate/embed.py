@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from policies.features import conversation_text
-from router.encoders import Encoder, cache_dir, make_encoder
+from router.embedding.encoders import Encoder, cache_dir, make_encoder
 
 
 class EmbeddingCache:

@@ -28,7 +28,7 @@ The blend is linear, so the artifact stays a dot product: the z-scoring and
 lambda are folded into the stored weights.
 
 Procedure `ridge-gain-lex/3` also chooses, by the same inner CV, what the
-embedding ridge reads of the routing vector (router/encoders.py): the sentence
+embedding ridge reads of the routing vector (router/embedding/encoders.py): the sentence
 embedding alone (384 values) or with the mean-pooled hidden states of the six
 layers (2688). One forward pass gives both; which ranks better depends on the
 data (on RouteLLM MMLU the layers add ~0.01 APGR, on GSM8K they do not), so
@@ -64,7 +64,7 @@ import numpy as np
 from calibrate import metrics
 from calibrate.folds import distinct, fold_mean, fold_std, kfold
 from policies.features import LEXICAL_DIM
-from router.encoders import DIM, LAYERS_DIM
+from router.embedding.encoders import DIM, LAYERS_DIM
 
 PROCEDURE = "ridge-gain-lex/3"
 

@@ -1,5 +1,5 @@
 """DEER exit policy: given a trial-answer probe and the thinking state, keep
-thinking or exit. Pure logic, no I/O: the network driver is `router.deer`.
+thinking or exit. Pure logic, no I/O: the network driver is `router.deer.upstream`.
 
 Reference: Dynamic Early Exit in Reasoning (iie-ycx/DEER, MIT). At each
 reasoning transition ("Wait") the driver appends an answer-inducing suffix to

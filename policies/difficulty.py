@@ -4,7 +4,7 @@ the routing rule `p >= threshold -> reasoning`.
 The artifact is a directory (models/NAME/) with `meta.json` and `weights.npz`
 (plain arrays, no pickle): a linear scorer over [standardised embedding (the
 first `embedding_dim` values of the routing vector: 384 = the sentence
-embedding alone, 2688 = it and the six layer means; router/encoders.py),
+embedding alone, 2688 = it and the six layer means; router/embedding/encoders.py),
 weighted standardised cheap features] plus, in format 2, a linear scorer over
 hashed word n-grams (policies.features.lexical_indices; a sparse dot product),
 and a Platt map from score to a calibrated probability. Predicting is a dot
@@ -32,7 +32,7 @@ FORMAT = "thinkgate-difficulty/2"  # 2 = 1 + optional lexical weights (lex_coef,
 # (embedding_dim 2688 = sentence embedding + layer means is also format 2: the
 # scorer reads the first embedding_dim values of whatever routing vector it gets)
 READABLE_FORMATS = ("thinkgate-difficulty/1", FORMAT)
-EMBEDDER_ID = "sentence-transformers/all-MiniLM-L6-v2"  # = router.encoders.EMBEDDER_ID
+EMBEDDER_ID = "sentence-transformers/all-MiniLM-L6-v2"  # = router.embedding.encoders.EMBEDDER_ID
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 

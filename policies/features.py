@@ -1,6 +1,6 @@
 """What the difficulty router sees of a conversation: one text for the embedder,
 a few cheap numeric features and a hashed bag of word n-grams. Training
-(calibrate/) and serving (router/embedding.py, policies/difficulty.py) both
+(calibrate/) and serving (router/embedding/batcher.py, policies/difficulty.py) both
 call these functions, so the classifier always meets the same representation
 it was trained on.
 

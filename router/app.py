@@ -21,10 +21,10 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router import errors
+from router.api.protocol import DONE, max_tokens, parse_request, sse
 from router.config import Settings
-from router.pipeline import Pipeline
-from router.pipeline_types import Reply
-from router.protocol import DONE, max_tokens, parse_request, sse
+from router.pipeline.core import Pipeline
+from router.pipeline.parts import Reply
 from router.types import Caller, Endpoint
 
 log = logging.getLogger("thinkgate.app")

@@ -10,17 +10,35 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from router import auth, cache_admin, dashboard, limit_middleware, limits
+from router import dashboard
+from router.access import auth, limits
+from router.access import middleware as limit_middleware
 from router.app import create_app
+from router.cache import admin as cache_admin
 from router.cache import build_cache
-from router.config import Settings
-from router.decisions import build_log
-from router.embedding import build_router_model
-from router.metrics import CacheStateCollector, Metrics
-from router.upstreams import LocalServers, build_upstreams
+from router.config import ModelSettings, Settings
+from router.decisions.log import build_log
+from router.decisions.metrics import CacheStateCollector, Metrics
+from router.embedding.batcher import build_router_model
+from router.upstreams import LocalServers, Upstream, build_upstream, endpoint
 from router.upstreams.resilient import BreakerCollector, wrap_all
 
 log = logging.getLogger("thinkgate.build")
+
+
+def build_model(name: str, ms: ModelSettings, local: LocalServers | None = None) -> Upstream:
+    """One configured model's client: a reasoning model with DEER on and an
+    OpenAI-compatible URL gets the DEER driver, every other model a plain upstream."""
+    api_base, gguf = endpoint(name, ms, local)
+    if ms.reasoning and ms.deer is not None and ms.deer.enabled and api_base:
+        from router.deer.upstream import DeerUpstream
+
+        return DeerUpstream.from_settings(name, ms, api_base=api_base, gguf=gguf)
+    return build_upstream(name, ms, api_base)
+
+
+def build_upstreams(settings: Settings, local: LocalServers | None = None) -> dict[str, Upstream]:
+    return {name: build_model(name, ms, local) for name, ms in settings.models.items()}
 
 
 def build_app(settings: Settings, *, local: LocalServers | None = None, env: dict[str, str] | None = None) -> Starlette:

@@ -16,8 +16,8 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from router import config
+    from router.access.shutdown import uvicorn_options
     from router.build import build_app
-    from router.shutdown import uvicorn_options
 
     try:
         settings = config.load(args.config)
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(calibrate_main(argv[1:]) or 0)
     if argv and argv[0] == "replay":
-        from router.replay import main as replay_main
+        from router.decisions.replay import main as replay_main
 
         return int(replay_main(argv[1:]) or 0)
 

@@ -125,7 +125,7 @@ class ClassifierSettings(_Section):
     # sentence-transformers; hash: no model (tests/demos); auto: onnx, else torch
     embedder: Literal["onnx", "onnx-fp32", "torch", "hash", "auto"] = "auto"
     batch_max: int = Field(16, ge=1)  # throughput flattens past 16 on CPU (bench/routing.py)
-    # a batch pads to its longest text and only short prompts gain from batching (router/embedding.py)
+    # a batch pads to its longest text and only short prompts gain from batching (router/embedding/batcher.py)
     batch_tokens: int = Field(256, ge=1, description="cap on a batch's padded tokens (estimated)")
     workers: int = Field(1, ge=1, description="batches run at once, each on its own thread (cores for the encoder)")
     threads: int | None = Field(None, ge=1, description="encoder threads; None: half the cores (THINKGATE_ORT_THREADS)")

@@ -9,7 +9,7 @@ index), store (the storage seam + the embedded MemoryStore), redis_store
 (shared Redis backend), redis_client (its connection pool), index_log (the
 event log that keeps each replica's in-process index in step), vsearch (Redis FT.* vector search), response_cache
 (the policy the pipeline calls), testing (a throwaway redis-server for tests
-and benchmarks). The admin route is router/cache_admin.py.
+and benchmarks). The admin route is router/cache/admin.py.
 """
 
 from router.cache.response_cache import CacheHit, ResponseCache, build_cache

@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from router.decisions import DecisionLog, Filters
+from router.decisions.log import DecisionLog, Filters
+from router.decisions.metrics import Metrics
 from router.errors import Forbidden, InvalidRequest, NotFound, ThinkgateError
-from router.metrics import Metrics
 
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = {

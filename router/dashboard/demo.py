@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     from starlette.applications import Starlette
 
     from router.dashboard import routes
-    from router.decisions import MemoryDecisionLog
-    from router.metrics import Metrics
+    from router.decisions.log import MemoryDecisionLog
+    from router.decisions.metrics import Metrics
 
     ap = argparse.ArgumentParser(prog="python -m router.dashboard.demo")
     ap.add_argument("--port", type=int, default=8099)

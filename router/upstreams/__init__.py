@@ -1,34 +1,36 @@
 """Builds the configured upstreams. Each concrete client lives in its own module;
-reasoning models are wrapped by the DEER driver (router.deer)."""
+reasoning models are wrapped by the DEER driver (router.deer.upstream)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from router.config import ModelSettings, Settings
+from router.config import ModelSettings
 from router.upstreams.base import CallContext, Upstream
 from router.upstreams.fake import FakeUpstream
 from router.upstreams.llamacpp import LocalServers
 
-__all__ = ["CallContext", "Upstream", "FakeUpstream", "LocalServers", "build_upstream", "build_upstreams"]
+__all__ = ["CallContext", "Upstream", "FakeUpstream", "LocalServers", "build_upstream", "endpoint"]
 
 
-def build_upstream(name: str, ms: ModelSettings, local: LocalServers | None = None) -> Upstream:
-    api_base = ms.api_base
-    gguf: Path | None = None
+def endpoint(name: str, ms: ModelSettings, local: LocalServers | None = None) -> tuple[str | None, Path | None]:
+    """The model's OpenAI-compatible base URL (starting its local llama.cpp server if it has
+    one) and the GGUF behind it, if local. (None, None) for providers without a URL."""
     if ms.provider == "fake":
-        return FakeUpstream(name=name, model=ms.model or name)
-    if ms.provider == "llamacpp" and not api_base:
+        return None, None
+    if ms.provider == "llamacpp" and not ms.api_base:
         if local is None:
             raise ValueError(f"model {name}: a local llama.cpp model needs a LocalServers manager")
         server = local.get(ms.gguf or "", n_ctx=ms.n_ctx, n_threads=ms.n_threads)
-        api_base, gguf = server.api_base, server.gguf
+        return server.api_base, server.gguf
+    return ms.api_base, None
 
-    if ms.reasoning and ms.deer is not None and ms.deer.enabled and api_base:
-        from router.deer import DeerUpstream
 
-        return DeerUpstream.from_settings(name, ms, api_base=api_base, gguf=gguf)
-
+def build_upstream(name: str, ms: ModelSettings, api_base: str | None = None) -> Upstream:
+    """A plain (non-DEER) client for one configured model; `api_base` from `endpoint`."""
+    if ms.provider == "fake":
+        return FakeUpstream(name=name, model=ms.model or name)
+    api_base = api_base or ms.api_base
     if ms.provider == "litellm":
         from router.upstreams.litellm_client import LiteLLMUpstream
 
@@ -46,6 +48,3 @@ def build_upstream(name: str, ms: ModelSettings, local: LocalServers | None = No
         connect_timeout=ms.connect_timeout,
     )
 
-
-def build_upstreams(settings: Settings, local: LocalServers | None = None) -> dict[str, Upstream]:
-    return {name: build_upstream(name, ms, local) for name, ms in settings.models.items()}

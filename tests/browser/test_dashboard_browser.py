@@ -154,11 +154,12 @@ def gateway() -> Iterator[Gateway]:
     from prometheus_client import CollectorRegistry
     from starlette.middleware import Middleware
 
-    from router import auth, config, dashboard
+    from router import config, dashboard
+    from router.access import auth
     from router.app import create_app
     from router.cache import build_cache
-    from router.decisions import MemoryDecisionLog
-    from router.metrics import Metrics
+    from router.decisions.log import MemoryDecisionLog
+    from router.decisions.metrics import Metrics
     from router.upstreams.fake import FakeUpstream
 
     settings = config.from_dict(
@@ -370,7 +371,7 @@ def test_empty_dashboard(browser: Any, tmp_path: Path) -> None:
     from starlette.applications import Starlette
 
     from router.dashboard import routes
-    from router.decisions import MemoryDecisionLog
+    from router.decisions.log import MemoryDecisionLog
 
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(Starlette(routes=routes(MemoryDecisionLog())), host="127.0.0.1", port=port, log_level="warning"))

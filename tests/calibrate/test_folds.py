@@ -7,7 +7,7 @@ from sklearn.model_selection import KFold
 from calibrate import train
 from calibrate.folds import fold_mean, kfold, prompt_groups
 from policies.features import cheap_features
-from router.encoders import HashEncoder
+from router.embedding.encoders import HashEncoder
 
 
 def test_distinct_prompts_are_plain_kfold():

@@ -127,7 +127,7 @@ def test_evaluate_a_trained_artifact_on_data_it_never_saw(subset, tmp_path, caps
     assert s["apgr"] > 0.5, s
 
     # the same routing, one request at a time, as the gateway does it
-    from router.encoders import make_encoder
+    from router.embedding.encoders import make_encoder
 
     clf, enc = DifficultyClassifier.load(art), make_encoder("auto")
     from calibrate.outcomes import read

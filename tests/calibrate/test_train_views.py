@@ -8,7 +8,7 @@ import pytest
 from calibrate import artifact, train
 from policies.difficulty import ArtifactError, DifficultyClassifier
 from policies.features import cheap_features
-from router.encoders import DIM, LAYERS_DIM
+from router.embedding.encoders import DIM, LAYERS_DIM
 
 WIDE = DIM + LAYERS_DIM
 

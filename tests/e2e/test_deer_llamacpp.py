@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from router.config import embedded_default
-from router.deer import DeerUpstream
+from router.deer.upstream import DeerUpstream
 from router.types import Controls, DeerControl
 from router.upstreams.base import CallContext
 from router.upstreams.llamacpp import LlamaServer, locate_gguf

@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from router.config import DeerSettings, embedded_default
-from router.deer import DeerUpstream
+from router.deer.upstream import DeerUpstream
 from router.types import Controls, DeerControl
 from router.upstreams.base import CallContext
 from tests.e2e.conftest import VLLM_SERVED_NAME, VllmServer

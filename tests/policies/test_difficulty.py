@@ -30,7 +30,7 @@ def _edit_meta(path, **changes):
 
 def _unit(seed: int) -> np.ndarray:
     """A routing vector: a unit sentence embedding, then layer means."""
-    from router.encoders import DIM, LAYERS_DIM
+    from router.embedding.encoders import DIM, LAYERS_DIM
 
     v = np.random.default_rng(seed).normal(size=DIM + LAYERS_DIM).astype(np.float32) * 0.1
     v[:DIM] /= np.linalg.norm(v[:DIM])
@@ -52,7 +52,7 @@ def test_default_artifact_loads_and_predicts():
 
 
 def test_without_messages_features_default_to_training_means():
-    from router.encoders import OnnxEncoder
+    from router.embedding.encoders import OnnxEncoder
 
     clf = DifficultyClassifier.load("default")
     msgs = [{"role": "user", "content": "What is the capital of France?"}]

@@ -293,12 +293,12 @@ async def test_stream_stalling_mid_way_ends_with_an_error_event():
 async def test_redis_killed_and_restarted_during_load_zero_failed_requests(redis_server, redis_url):
     from prometheus_client import CollectorRegistry
 
-    from router.auth import KeyStore
+    from router.access.auth import KeyStore
+    from router.access.limits import build_limiter, key_limits_from
+    from router.access.middleware import middleware
     from router.cache import build_cache
-    from router.decisions import build_log
-    from router.limit_middleware import middleware
-    from router.limits import build_limiter, key_limits_from
-    from router.metrics import Metrics
+    from router.decisions.log import build_log
+    from router.decisions.metrics import Metrics
 
     s = settings(
         cache={"redis_url": redis_url, "semantic": False},

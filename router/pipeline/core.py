@@ -1,0 +1,311 @@
+"""The seven steps of one request (ARCHITECTURE.md), as plain async code:
+parse (done by the app) → cache → embed → difficulty → fast + Self-Ref or
+reasoning + DEER → respond → store and log.
+
+Every part is passed in; a missing part (no classifier, no cache) just skips
+its step, so the same pipeline runs unit tests with fakes and production.
+
+This module holds the routing and the order of the steps; the steps' own
+work lives beside it: `escalation` (Self-Ref), `accounting` (tokens and cost),
+`streaming` (the chunk stream to the client), `recorder` (cache write, metrics
+and decision log, after the reply), `parts` (the parts' interfaces,
+`Reply`), `replies` (the completion and chunk shapes).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from policies.features import message_text
+from router import errors
+from router.config import RouteSettings, Settings
+from router.embedding.encoders import sentence
+from router.pipeline import streaming
+from router.pipeline.accounting import account, charge_discarded
+from router.pipeline.escalation import escalate, logprob_args, strip_chunk_logprobs, strip_logprobs
+from router.pipeline.parts import Cache, Classifier, DecisionSink, Embedder, MetricsSink, Reply, _Target
+from router.pipeline.recorder import Recorder
+from router.pipeline.replies import assemble, to_chunks
+from router.types import ChatRequest, Decision, DeerStats, Route
+from router.upstreams.base import CallContext, Upstream
+
+log = logging.getLogger("thinkgate.pipeline")
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        upstreams: dict[str, Upstream],
+        *,
+        embedder: Embedder | None = None,
+        classifier: Classifier | None = None,
+        cache: Cache | None = None,
+        log_sink: DecisionSink | None = None,
+        metrics: MetricsSink | None = None,
+    ) -> None:
+        self.settings = settings
+        self.upstreams = upstreams
+        self.embedder = embedder
+        self.classifier = classifier
+        self.cache = cache
+        self.recorder = Recorder(cache=cache, log_sink=log_sink, metrics=metrics)
+
+    # -- aliases -----------------------------------------------------------------
+
+    def aliases(self) -> list[str]:
+        return list(self.settings.routes) + [m for m in self.settings.models if m not in self.settings.routes]
+
+    def _route_settings(self, alias: str) -> RouteSettings:
+        routes = self.settings.routes
+        if alias in routes:
+            return routes[alias]
+        if alias in self.settings.models:  # a concrete model requested by name is pinned
+            return RouteSettings(pin=alias, fallback=False, selfref=False)
+        for name, ms in self.settings.models.items():
+            if ms.model == alias:
+                return RouteSettings(pin=name, fallback=False, selfref=False)
+        raise errors.ModelNotFound(
+            f"The model '{alias}' does not exist; available: {', '.join(self.aliases())}", param="model"
+        )
+
+    def _target(self, rs: RouteSettings, route: Route) -> _Target:
+        name = rs.fast if route == "fast" else rs.reasoning
+        return _Target(route, self.upstreams[name], name)
+
+    # -- the request ---------------------------------------------------------------
+
+    async def handle(self, req: ChatRequest) -> Reply:
+        t0 = time.perf_counter()
+        caller = req.caller
+        d = Decision(tenant=caller.tenant, alias=req.alias, endpoint=req.endpoint, stream=req.stream)
+        if self.settings.decisions.store_prompt:
+            d.prompt = message_text(req.messages[-1].get("content"))[: self.settings.decisions.prompt_chars]
+        try:
+            rs = self._route_settings(req.alias)
+            if caller.aliases is not None and req.alias not in caller.aliases:
+                raise errors.Forbidden(f"this API key may not use the model '{req.alias}'", param="model", code="model_not_allowed")
+            reply = await self._handle(req, rs, d, t0)
+        except errors.ThinkgateError as e:
+            d.status, d.error = e.status, f"{type(e).__name__}: {e.message}"[:300]
+            d.total_ms = (time.perf_counter() - t0) * 1000
+            self.recorder.finish(d)
+            raise
+        if reply.body is not None:
+            d.total_ms = (time.perf_counter() - t0) * 1000
+            self.recorder.finish(d)
+        return reply
+
+    async def _handle(self, req: ChatRequest, rs: RouteSettings, d: Decision, t0: float) -> Reply:
+        # 2. cache: exact first (no embedding needed), semantic after embedding
+        vector = embedding = None
+        cache_on = self.cache is not None
+        d.cache = "miss" if cache_on else "off"
+        if cache_on and getattr(self.cache, "state", "up") == "down":
+            d.cache = "bypass"  # Redis is down: requests skip the cache and still succeed
+        if cache_on and not req.controls.cache.no_cache:
+            hit = await self.cache.get(req, None)  # type: ignore[union-attr]
+            if hit is not None:
+                return self._cache_reply(req, d, hit, t0)
+
+        # 3-4. embed once: the classifier reads the whole routing vector, the
+        # semantic cache and the decision log its sentence embedding
+        forced = req.controls.force_route
+        wants_classifier = rs.pin is None and forced is None and self.classifier is not None
+        wants_semantic = cache_on and not req.controls.cache.no_cache and self.cache.needs_embedding(req)  # type: ignore[union-attr]
+        if self.embedder is not None and (wants_classifier or wants_semantic):
+            vector = await self.embedder.embed(req.messages)
+            embedding = sentence(vector)
+            if self.settings.decisions.store_embedding:
+                d.embedding = [round(float(x), 5) for x in embedding]
+            if wants_semantic:
+                hit = await self.cache.get(req, embedding, exact=False)  # type: ignore[union-attr]
+                if hit is not None:
+                    return self._cache_reply(req, d, hit, t0)
+
+        route, pinned = self._decide(req, rs, d, vector)
+        d.routing_ms = (time.perf_counter() - t0) * 1000
+
+        # 5-6. call the route (Self-Ref on fast, DEER inside the reasoning upstream)
+        if pinned is not None:
+            target = _Target(route, self.upstreams[pinned], pinned)
+        else:
+            target = self._target(rs, route)
+        selfref = (
+            route == "fast"
+            and pinned is None
+            and rs.selfref
+            and self.settings.selfref.enabled
+            and self.settings.models[target.model_name].logprobs
+        )
+        if req.stream:
+            return await self._stream(req, rs, d, target, selfref, embedding, t0)
+        body = await self._complete(req, rs, d, target, selfref)
+        self.recorder.store(req, embedding, body, None, d)
+        if req.controls.debug:
+            body["thinkgate"] = d.to_dict()
+        return Reply(d, body=body)
+
+    def _decide(self, req: ChatRequest, rs: RouteSettings, d: Decision, vector: Any) -> tuple[Route, str | None]:
+        forced = req.controls.force_route
+        if rs.pin is not None:
+            route: Route = "reasoning" if self.settings.models[rs.pin].reasoning else "fast"
+            d.route, d.reason = route, "alias"
+            return route, rs.pin
+        if forced is not None:
+            d.route, d.reason = forced, "forced"
+            return forced, None
+        if self.classifier is not None and vector is not None:
+            p = float(self.classifier.predict(req.messages, vector))
+            threshold = rs.threshold if rs.threshold is not None else float(self.classifier.threshold)
+            d.difficulty, d.threshold = p, threshold
+            route = "reasoning" if p >= threshold else "fast"
+            d.route, d.reason = route, "classifier"
+            return route, None
+        d.route, d.reason = rs.default, "default"
+        return rs.default, None
+
+    # -- non-streaming -----------------------------------------------------------------
+
+    async def _call(self, req: ChatRequest, d: Decision, target: _Target, **overrides: Any) -> dict[str, Any]:
+        ctx = CallContext(controls=req.controls)
+        if self.settings.models[target.model_name].reasoning:
+            ctx.deer = DeerStats()
+        t = time.perf_counter()
+        try:
+            return await target.upstream.complete(req.upstream_body(target.upstream.model, **overrides), ctx)
+        finally:
+            d.upstream_ms += (time.perf_counter() - t) * 1000
+            if ctx.deer is not None:
+                d.deer = ctx.deer
+
+    async def _complete(self, req: ChatRequest, rs: RouteSettings, d: Decision, target: _Target, selfref: bool) -> dict[str, Any]:
+        try:
+            if selfref:
+                body = await self._call(req, d, target, **logprob_args(self.settings.selfref, req))
+                if escalate(self.settings.selfref, req, d, body):
+                    charge_discarded(self.settings, d, target, body)
+                    target = self._target(rs, "reasoning")
+                    body = await self._call(req, d, target)
+                else:
+                    strip_logprobs(req, body)
+            else:
+                body = await self._call(req, d, target)
+        except errors.UpstreamError as e:
+            other = self._fallback(rs, target, e)
+            if other is None:
+                raise
+            d.fallback_from, d.reason = target.model_name, "fallback"
+            target = other
+            body = await self._call(req, d, target)
+        account(self.settings, req, d, target, body)
+        return body
+
+    def _fallback(self, rs: RouteSettings, failed: _Target, e: errors.UpstreamError) -> _Target | None:
+        if not rs.fallback or rs.pin is not None or not (e.retryable or isinstance(e, errors.UpstreamAuth)):
+            return None
+        other: Route = "fast" if failed.route == "reasoning" else "reasoning"
+        target = self._target(rs, other)
+        if target.model_name == failed.model_name:
+            return None
+        log.warning("upstream %s failed (%s); falling back to %s", failed.model_name, e.code, target.model_name)
+        return target
+
+    # -- streaming ----------------------------------------------------------------------
+
+    async def _stream(
+        self, req: ChatRequest, rs: RouteSettings, d: Decision, target: _Target, selfref: bool, embedding: Any, t0: float
+    ) -> Reply:
+        if selfref:
+            # The client must never see a fast answer that is then replaced, so the
+            # fast answer is buffered until its confidence is known.
+            try:
+                buffered = await self._collect(req, d, target, **logprob_args(self.settings.selfref, req))
+            except errors.UpstreamError as e:
+                other = self._fallback(rs, target, e)
+                if other is None:
+                    raise
+                d.fallback_from, d.reason, target = target.model_name, "fallback", other
+            else:
+                completion = assemble(buffered)
+                if not escalate(self.settings.selfref, req, d, completion):
+                    strip_chunk_logprobs(req, buffered)
+                    if self.settings.selfref.mode == "confidence_token":
+                        buffered = to_chunks(completion)
+                    account(self.settings, req, d, target, completion)
+                    return Reply(d, chunks=streaming.replay(self.recorder, req, d, buffered, embedding, completion, t0))
+                charge_discarded(self.settings, d, target, completion)
+                target = self._target(rs, "reasoning")
+
+        ctx = CallContext(controls=req.controls)
+        if self.settings.models[target.model_name].reasoning:
+            ctx.deer = DeerStats()
+            d.deer = ctx.deer
+        # headers go out before the stream ends: name the model that answers now
+        d.upstream, d.upstream_model = target.model_name, target.upstream.model
+        gen = target.upstream.stream(req.upstream_body(target.upstream.model), ctx)
+        t = time.perf_counter()
+        try:
+            first = await gen.__anext__()
+        except StopAsyncIteration:
+            raise errors.UpstreamUnavailable(f"upstream {target.model_name} sent an empty stream", upstream=target.model_name) from None
+        except errors.UpstreamError as e:
+            other = self._fallback(rs, target, e)
+            if other is None:
+                raise
+            d.fallback_from, d.reason, target = target.model_name, "fallback", other
+            d.route, d.upstream, d.upstream_model = target.route, target.model_name, target.upstream.model
+            ctx = CallContext(controls=req.controls)
+            if self.settings.models[target.model_name].reasoning:
+                ctx.deer = DeerStats()
+                d.deer = ctx.deer
+            gen = target.upstream.stream(req.upstream_body(target.upstream.model), ctx)
+            first = await gen.__anext__()
+        d.upstream_ms += (time.perf_counter() - t) * 1000
+        return Reply(d, chunks=streaming.relay(self.settings, self.recorder, req, d, target, first, gen, embedding, t0, t))
+
+    async def _collect(self, req: ChatRequest, d: Decision, target: _Target, **overrides: Any) -> list[dict[str, Any]]:
+        t = time.perf_counter()
+        try:
+            return [c async for c in target.upstream.stream(req.upstream_body(target.upstream.model, **overrides), CallContext(controls=req.controls))]
+        finally:
+            d.upstream_ms += (time.perf_counter() - t) * 1000
+
+    # -- cache -----------------------------------------------------------------------------
+
+    def _cache_reply(self, req: ChatRequest, d: Decision, hit: Any, t0: float) -> Reply:
+        d.route, d.reason, d.cache, d.similarity = "cache", "cache", hit.kind, hit.similarity
+        response = hit.response
+        usage = response.get("usage") or {}
+        d.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        d.completion_tokens = int(usage.get("completion_tokens") or 0)
+        d.upstream_model = response.get("model")
+        d.routing_ms = (time.perf_counter() - t0) * 1000
+        if not req.stream:
+            body = dict(response)
+            if req.controls.debug:
+                body["thinkgate"] = d.to_dict()
+            return Reply(d, body=body)
+        chunks = hit.chunks or to_chunks(response)
+
+        async def replay() -> AsyncIterator[dict[str, Any]]:
+            try:
+                for ch in chunks:
+                    out = streaming.client_chunk(req, ch)
+                    if out is not None:
+                        yield out
+                tail = streaming.usage_chunk(req, d, chunks[0])
+                if tail is not None:
+                    yield tail
+            finally:
+                d.total_ms = (time.perf_counter() - t0) * 1000
+                self.recorder.finish(d)
+
+        return Reply(d, chunks=replay())
+
+    async def drain(self) -> None:
+        await self.recorder.drain()
+
