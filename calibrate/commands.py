@@ -40,11 +40,13 @@ def _json(obj: Any) -> str:
 # -- shared loading --------------------------------------------------------------
 
 
-def load_outcomes(paths: list[str]) -> Any:
-    """Read and concatenate outcome files (ids prefixed when several)."""
+def load_outcomes(paths: list[str], tenant: str | None = None) -> Any:
+    """Read and concatenate outcome files and gateway outcome logs (a log's JSONL
+    or redis://...?stream=KEY; calibrate/outcome_log.py), ids prefixed when several."""
+    from calibrate.outcome_log import is_log, read_log
     from calibrate.outcomes import Outcomes, read
 
-    parts = [read(p) for p in paths]
+    parts = [read_log(p, tenant=tenant) if is_log(p) else read(p) for p in paths]
     if len(parts) == 1:
         return parts[0]
     out = Outcomes([], [], [], [], [])
@@ -78,7 +80,9 @@ def _groups(o: Any) -> np.ndarray | None:
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--outcomes", action="append", required=True, metavar="FILE", help="outcome JSONL (repeatable)")
+    p.add_argument("--outcomes", action="append", required=True, metavar="FILE",
+                   help="outcome JSONL, or the gateway's outcome log (its JSONL or redis://host:port/0?stream=KEY); repeatable")
+    p.add_argument("--tenant", help="outcome logs: only this tenant's records")
     p.add_argument("--embedder", default="auto", choices=["auto", "onnx", "onnx-fp32", "torch", "hash"])
     p.add_argument("--no-cache", action="store_true", help="do not use the embedding cache (~/.cache/thinkgate)")
     p.add_argument("--seed", type=int, default=0)
@@ -144,7 +148,7 @@ def _evaluate_configure(p: argparse.ArgumentParser) -> None:
 def _evaluate_run(args: argparse.Namespace) -> int:
     from calibrate import folds, train
 
-    o = load_outcomes(args.outcomes)
+    o = load_outcomes(args.outcomes, getattr(args, "tenant", None))
     if args.model:
         return _evaluate_artifact(args, o)
     if len(o) < 2 * args.cv:
@@ -261,7 +265,7 @@ def _train_configure(p: argparse.ArgumentParser) -> None:
 def _train_run(args: argparse.Namespace) -> int:
     from calibrate import artifact, train
 
-    o = load_outcomes(args.outcomes)
+    o = load_outcomes(args.outcomes, getattr(args, "tenant", None))
     E, F, enc_id = featurise(o, args.embedder, not args.no_cache, not args.quiet)
     L = train.lexical_matrix([o.messages(i) for i in range(len(o))])
     cfg = train.TrainConfig(seed=args.seed)
@@ -315,7 +319,7 @@ def _threshold_run(args: argparse.Namespace) -> int:
     path = resolve(args.model)
     clf = DifficultyClassifier.load(path)
     if args.outcomes:
-        o = load_outcomes(args.outcomes)
+        o = load_outcomes(args.outcomes, getattr(args, "tenant", None))
         if o.digest() == clf.meta.get("training_data", {}).get("sha256"):
             raise ValueError("these outcomes are the artifact's training data, so its scores are not held-out; "
                              "omit --outcomes to use the stored out-of-fold table")

@@ -12,39 +12,7 @@ from typing import Any
 
 import numpy as np
 
-
-def quality_curve(scores: Any, fast: Any, strong: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(shares, quality) at share = k/n for k = 0..n."""
-    s = np.asarray(scores, float)
-    f = np.asarray(fast, float)
-    g = np.asarray(strong, float) - f  # gain of sending each prompt to the strong model
-    n = len(s)
-    if n == 0:
-        raise ValueError("no prompts")
-    order = np.argsort(-s, kind="stable")
-    s, g = s[order], g[order]
-    cum = np.concatenate([[0.0], np.cumsum(g)])
-    # Within a block of tied scores, the expected gain of taking j of its m
-    # items is j/m of the block's total: interpolate between block edges.
-    edges = np.flatnonzero(np.diff(s) != 0) + 1
-    bounds = np.concatenate([[0], edges, [n]])
-    exp = np.empty(n + 1)
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        j = np.arange(a, b + 1)
-        exp[a : b + 1] = cum[a] + (cum[b] - cum[a]) * (j - a) / (b - a)
-    quality = f.mean() + exp / n
-    return np.arange(n + 1) / n, quality
-
-
-def apgr(scores: Any, fast: Any, strong: Any) -> float:
-    """Average performance gap recovered: mean over the share sweep of
-    (quality - q_fast) / (q_strong - q_fast). NaN when the strong model is not better."""
-    f, st = np.asarray(fast, float), np.asarray(strong, float)
-    gap = st.mean() - f.mean()
-    if gap <= 0:
-        return float("nan")
-    _, q = quality_curve(scores, f, st)
-    return float((q.mean() - f.mean()) / gap)
+from policies.router_quality import apgr, quality_curve  # noqa: F401  (one definition, shared with the gateway)
 
 
 def cpt(scores: Any, fast: Any, strong: Any, x: float) -> float:

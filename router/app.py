@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -118,11 +119,13 @@ class Gateway:
         reply = await self.pipeline.handle(req)
         headers = reply.decision.headers()
         headers.update(reply.extra_headers)
+        # runs once the response is sent, so learning's shadow job never delays it
+        after = BackgroundTask(reply.after) if reply.after is not None else None
         if reply.body is not None:
-            return JSONResponse(reply.body, headers=headers)
+            return JSONResponse(reply.body, headers=headers, background=after)
         assert reply.chunks is not None
         headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
-        return StreamingResponse(_sse_body(reply), media_type="text/event-stream", headers=headers)
+        return StreamingResponse(_sse_body(reply), media_type="text/event-stream", headers=headers, background=after)
 
     async def models(self, request: Request) -> Response:
         caller = _caller(request)
@@ -210,15 +213,20 @@ def create_app(
     middleware: Sequence[Middleware] = (),
     on_close: Sequence[Any] = (),
     extra_ready: dict[str, Any] | None = None,
+    learner: Any = None,
+    on_start: Sequence[Any] = (),
 ) -> Starlette:
     """Assemble the app from parts built elsewhere (state passed in, nothing global).
 
     `routes` adds extra endpoints (dashboard, metrics, admin); `middleware` wraps the
     app inside the body limit (auth, rate limits); `on_close` are extra async
-    callables run at shutdown after in-flight work drains.
+    callables run at shutdown after in-flight work drains; `on_start` async callables
+    run at start-up and may return an async undo for shutdown (SIGHUP reload);
+    `learner` is offered every finished answer (router/learning/shadow.py).
     """
     pipeline = Pipeline(
-        settings, upstreams, embedder=embedder, classifier=classifier, cache=cache, log_sink=log_sink, metrics=metrics
+        settings, upstreams, embedder=embedder, classifier=classifier, cache=cache, log_sink=log_sink, metrics=metrics,
+        learner=learner,
     )
     parts: dict[str, Any] = {f"upstream:{name}": u for name, u in upstreams.items()}
     if cache is not None and hasattr(cache, "ready"):
@@ -233,7 +241,11 @@ def create_app(
         warmup = getattr(embedder, "warmup", None)
         if warmup is not None:
             await warmup()  # the first request should not pay for loading the encoder
+        stops = [await fn() for fn in on_start]  # each may return an async undo, run at shutdown
         yield
+        for stop in stops:
+            if stop is not None:
+                await stop()
         await pipeline.drain()
         close_embedder = getattr(embedder, "close", None)
         if close_embedder is not None:

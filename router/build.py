@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from router import dashboard
+from router.dashboard import learning as dashboard_learning
 from router.access import auth, limits
 from router.access import middleware as limit_middleware
 from router.app import create_app
@@ -20,6 +21,10 @@ from router.config import ModelSettings, Settings
 from router.decisions.log import build_log
 from router.decisions.metrics import CacheStateCollector, Metrics
 from router.embedding.batcher import build_router_model
+from router.learning import admin as learning_admin
+from router.learning.outcome_log import build_outcome_log
+from router.learning.shadow import Learner
+from router.learning.slot import ClassifierSlot
 from router.upstreams import LocalServers, Upstream, build_upstream, endpoint
 from router.upstreams.resilient import BreakerCollector, wrap_all
 
@@ -50,6 +55,11 @@ def build_app(settings: Settings, *, local: LocalServers | None = None, env: dic
     except Exception:
         local.stop()  # don't leave model servers behind when start-up fails
         raise
+    slot = None
+    if classifier is not None and settings.classifier.artifact:
+        # swappable while serving: POST /admin/router/reload and SIGHUP (router/learning/)
+        slot = classifier = ClassifierSlot.around(classifier, settings.classifier.artifact, getattr(embedder, "dim", None))
+    learner = Learner(settings, upstreams, build_outcome_log(settings)) if settings.learning.judge else None
     cache = build_cache(settings.cache) if settings.cache.enabled else None
     log_sink = build_log(settings)
     registry = CollectorRegistry()
@@ -63,6 +73,16 @@ def build_app(settings: Settings, *, local: LocalServers | None = None, env: dic
     routes = [*dashboard.routes(log_sink, metrics, settings)]
     if cache is not None:
         routes += cache_admin.routes(cache)
+    routes += dashboard_learning.routes(slot, learner)
+    if slot is not None:
+        routes += learning_admin.routes(slot)
+
+    async def sighup() -> object:
+        return learning_admin.install_sighup(slot) if slot is not None else None
+
+    async def start_learning() -> object:
+        # the undo runs first at shutdown: shadow jobs are cancelled before the upstreams close
+        return learner.close if learner is not None else None
 
     async def stop_local() -> None:
         local.stop()
@@ -83,4 +103,6 @@ def build_app(settings: Settings, *, local: LocalServers | None = None, env: dic
         ],
         on_close=[limiter.close, stop_local],
         extra_ready={"limits": limiter},
+        learner=learner,
+        on_start=[sighup, start_learning],
     )

@@ -137,6 +137,7 @@ class Decision:
     error: str | None = None
     prompt: str | None = None  # only when config enables prompt logging (truncated)
     embedding: list[float] | None = None  # only when config enables it (for replay)
+    artifact: str | None = None  # the classifier artifact's version (router/learning/slot.py)
 
     def to_dict(self) -> dict[str, Any]:
         # dataclasses.asdict deep-copies recursively and cost ~0.3 ms per request
@@ -167,4 +168,6 @@ class Decision:
             h["x-thinkgate-model"] = self.upstream_model
         if self.fallback_from:
             h["x-thinkgate-fallback"] = self.fallback_from
+        if self.artifact:
+            h["x-thinkgate-router"] = self.artifact
         return h

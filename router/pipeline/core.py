@@ -23,6 +23,7 @@ from policies.features import message_text
 from router import errors
 from router.config import RouteSettings, Settings
 from router.embedding.encoders import sentence
+from router.learning.slot import snapshot
 from router.pipeline import streaming
 from router.pipeline.accounting import account, charge_discarded
 from router.pipeline.escalation import escalate, logprob_args, strip_chunk_logprobs, strip_logprobs
@@ -46,13 +47,14 @@ class Pipeline:
         cache: Cache | None = None,
         log_sink: DecisionSink | None = None,
         metrics: MetricsSink | None = None,
+        learner: Any = None,
     ) -> None:
         self.settings = settings
         self.upstreams = upstreams
         self.embedder = embedder
         self.classifier = classifier
         self.cache = cache
-        self.recorder = Recorder(cache=cache, log_sink=log_sink, metrics=metrics)
+        self.recorder = Recorder(cache=cache, log_sink=log_sink, metrics=metrics, learner=learner)
 
     # -- aliases -----------------------------------------------------------------
 
@@ -82,6 +84,7 @@ class Pipeline:
         t0 = time.perf_counter()
         caller = req.caller
         d = Decision(tenant=caller.tenant, alias=req.alias, endpoint=req.endpoint, stream=req.stream)
+        d.artifact = snapshot(self.classifier)[1]
         if self.settings.decisions.store_prompt:
             d.prompt = message_text(req.messages[-1].get("content"))[: self.settings.decisions.prompt_chars]
         try:
@@ -97,6 +100,7 @@ class Pipeline:
         if reply.body is not None:
             d.total_ms = (time.perf_counter() - t0) * 1000
             self.recorder.finish(d)
+        reply.after = self.recorder.after(d)
         return reply
 
     async def _handle(self, req: ChatRequest, rs: RouteSettings, d: Decision, t0: float) -> Reply:
@@ -158,9 +162,11 @@ class Pipeline:
         if forced is not None:
             d.route, d.reason = forced, "forced"
             return forced, None
-        if self.classifier is not None and vector is not None:
-            p = float(self.classifier.predict(req.messages, vector))
-            threshold = rs.threshold if rs.threshold is not None else float(self.classifier.threshold)
+        # one artifact per request: a reload meanwhile does not mix two (router/learning/slot.py)
+        classifier, d.artifact = snapshot(self.classifier)
+        if classifier is not None and vector is not None:
+            p = float(classifier.predict(req.messages, vector))
+            threshold = rs.threshold if rs.threshold is not None else float(classifier.threshold)
             d.difficulty, d.threshold = p, threshold
             route = "reasoning" if p >= threshold else "fast"
             d.route, d.reason = route, "classifier"
@@ -188,6 +194,7 @@ class Pipeline:
                 body = await self._call(req, d, target, **logprob_args(self.settings.selfref, req))
                 if escalate(self.settings.selfref, req, d, body):
                     charge_discarded(self.settings, d, target, body)
+                    self.recorder.hold_fast(d, body)
                     target = self._target(rs, "reasoning")
                     body = await self._call(req, d, target)
                 else:
@@ -238,6 +245,7 @@ class Pipeline:
                     account(self.settings, req, d, target, completion)
                     return Reply(d, chunks=streaming.replay(self.recorder, req, d, buffered, embedding, completion, t0))
                 charge_discarded(self.settings, d, target, completion)
+                self.recorder.hold_fast(d, completion)
                 target = self._target(rs, "reasoning")
 
         ctx = CallContext(controls=req.controls)

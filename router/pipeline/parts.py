@@ -49,6 +49,7 @@ class Reply:
     body: dict[str, Any] | None = None
     chunks: AsyncIterator[dict[str, Any]] | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
+    after: Any = None  # a callable the app runs once the response is sent (learning's shadow job)
 
 
 @dataclass

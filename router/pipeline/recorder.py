@@ -17,18 +17,39 @@ log = logging.getLogger("thinkgate.pipeline")
 
 class Recorder:
     def __init__(
-        self, *, cache: Cache | None = None, log_sink: DecisionSink | None = None, metrics: MetricsSink | None = None
+        self, *, cache: Cache | None = None, log_sink: DecisionSink | None = None, metrics: MetricsSink | None = None,
+        learner: Any = None,
     ) -> None:
+        self.learner = learner  # router.learning.shadow.Learner: offered every finished answer
         self.cache = cache
         self.log_sink = log_sink
         self.metrics = metrics
         self._background: set[asyncio.Task[Any]] = set()
 
     def store(self, req: ChatRequest, embedding: Any, completion: dict[str, Any], chunks: list[dict[str, Any]] | None, d: Decision) -> None:
+        if self.learner is not None:
+            self.learner.answered(req, d, completion, embedding)
         if self.cache is None or req.controls.cache.no_store or d.route == "cache":
             return
         completion = {k: v for k, v in completion.items() if k != "thinkgate"}
         self._spawn(self.cache.put(req, embedding, completion, chunks, str(d.route)))
+
+    def hold_fast(self, d: Decision, completion: dict[str, Any]) -> None:
+        """Self-Ref escalates: the discarded fast answer, for learning to grade."""
+        if self.learner is not None:
+            self.learner.hold_fast(d, completion)
+
+    def after(self, d: Decision) -> Any:
+        """What the app runs once the response is sent (None: nothing). Async, so
+        Starlette runs it on the event loop, not on a worker thread."""
+        if self.learner is None:
+            return None
+        learner = self.learner
+
+        async def start() -> None:
+            learner.start(d)  # only spawns the job; the connection is not held for it
+
+        return start
 
     def finish(self, d: Decision) -> None:
         if self.metrics is not None:

@@ -49,7 +49,10 @@ class Stats:
 
 
 class FakeOpenAIServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, faults: Faults | None = None, words: int = 8) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, faults: Faults | None = None, words: int = 8, reply: str | None = None
+    ) -> None:
+        self.reply = reply  # a fixed answer (e.g. a judge's "[[A]]") instead of "w0 w1 ..."
         self.host = host
         self.port = port
         self.faults = faults or Faults()
@@ -160,11 +163,14 @@ class FakeOpenAIServer:
         return True
 
     def _text(self) -> list[str]:
+        if self.reply is not None:
+            return [("" if i == 0 else " ") + w for i, w in enumerate(self.reply.split(" "))]
         return [("" if i == 0 else " ") + f"w{i}" for i in range(self.words)]
 
     def _completion(self, body: dict[str, Any], chat: bool) -> dict[str, Any]:
         text = "".join(self._text())
-        usage = {"prompt_tokens": 10, "completion_tokens": self.words, "total_tokens": 10 + self.words}
+        n = len(self._text())
+        usage = {"prompt_tokens": 10, "completion_tokens": n, "total_tokens": 10 + n}
         model = str(body.get("model") or "fake-model")
         if chat:
             lp = None
@@ -239,7 +245,7 @@ class FakeOpenAIServer:
             s.aborted += 1
             return False
         last = {"index": 0, "finish_reason": "stop", "logprobs": None, **({"delta": {}} if chat else {"text": ""})}
-        usage = {"prompt_tokens": 10, "completion_tokens": self.words, "total_tokens": 10 + self.words}
+        usage = {"prompt_tokens": 10, "completion_tokens": len(tokens), "total_tokens": 10 + len(tokens)}
         writer.write(event(last, usage=usage))
         writer.write(_chunked(b"data: [DONE]\n\n") + b"0\r\n\r\n")
         await writer.drain()
@@ -266,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--words", type=int, default=8)
+    p.add_argument("--reply", help="answer this text instead of 'w0 w1 ...'")
     for name in ("fail-rate", "reset-rate", "hang-rate", "stall-rate", "cut-rate", "delay-s", "chunk-delay-s"):
         p.add_argument(f"--{name}", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=None)
@@ -275,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     async def run() -> None:
-        server = await FakeOpenAIServer(a.host, a.port, faults=faults, words=a.words).start()
+        server = await FakeOpenAIServer(a.host, a.port, faults=faults, words=a.words, reply=a.reply).start()
         print(f"listening {server.api_base}", flush=True)
         await asyncio.Event().wait()
 

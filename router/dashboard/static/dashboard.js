@@ -100,6 +100,7 @@
       if (summary.config && summary.config.poll_ms) state.poll = summary.config.poll_ms;
       render(summary);
       renderTable(list);
+      getJSON(API + "/learning").then(renderLearning, () => {});  // optional panel: never blocks the rest
       const log = summary.log || {};
       setStatus(log.degraded ? "degraded" : "live", log.degraded ? "live · log degraded (" + (log.fallback || "local") + ")" : "live · " + fmtTime(summary.now));
       document.body.dataset.loaded = "true";
@@ -128,6 +129,25 @@
     el.querySelector(".value").replaceChildren(value instanceof Node ? value : document.createTextNode(value));
     el.querySelector(".note").textContent = note || "";
     for (const [k, v] of Object.entries(attrs || {})) el.dataset[k] = v === null || v === undefined ? "" : String(v);
+  }
+
+  // -- learning (router/dashboard/learning.py) -----------------------------------
+  function renderLearning(ln) {
+    const set = (id, v) => { $(id).textContent = v; };
+    const pct = (x) => (x === null || x === undefined ? "–" : (100 * x).toFixed(1) + " %");
+    const a = ln.artifact;
+    set("l-artifact", a ? a.version : "none");
+    set("l-artifact-note", a ? "trained " + (a.trained_at || "?") + " · reloads " + a.reloads + (a.last_error ? " · last refused: " + a.last_error : "") : "no classifier loaded");
+    const lr = ln.learning, oc = ln.outcomes || {};
+    if (!lr) { set("l-outcomes", "off"); set("l-outcomes-note", "set learning.judge and learning.shadow_rate"); return; }
+    set("l-outcomes", oc.error ? "log down" : fmtInt(oc.total || 0));
+    const st = lr.stats || {};
+    set("l-outcomes-note", oc.error || ("shadow rate " + lr.shadow_rate + " · failed " + st.failed + " · over budget " + st.over_budget + " · " + (oc.log || "")));
+    const q = (ln.quality || {}).current_artifact || {};
+    set("l-apgr", q.apgr === undefined || q.apgr === null ? "–" : q.apgr.toFixed(3));
+    set("l-apgr-note", q.note || (q.n + " pairs on this artifact · q_fast " + pct(q.q_fast) + " · q_strong " + pct(q.q_strong)));
+    set("l-live", q.live_quality === undefined ? "–" : pct(q.live_quality));
+    set("l-live-note", q.live_share === undefined ? "" : pct(q.live_share) + " sent to reasoning · " + pct(q.live_pgr) + " of the gap");
   }
 
   function render(sm) {

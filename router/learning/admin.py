@@ -1,0 +1,95 @@
+"""Reloading the classifier without a restart, mounted by the app:
+
+    POST /admin/router/reload   {} | {"artifact": "models/mine"}
+    -> 200 {"artifact": {version, path, trained_at, ...}, "previous": version, "reload_ms": ...}
+    -> 422 {"error": {"code": "artifact_invalid", "message": why}}  (the old artifact keeps serving)
+
+and SIGHUP on the process does the same with the configured artifact path
+(`install_sighup`, called at start-up). /admin/* is admin-only in the auth
+middleware; the handler checks again so the route is safe wherever it is mounted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from router import errors
+from router.learning.slot import ClassifierSlot
+from router.types import Caller
+
+log = logging.getLogger("thinkgate.learning")
+
+
+def routes(slot: ClassifierSlot) -> list[Route]:
+    async def reload(request: Request) -> JSONResponse:
+        from policies.difficulty import ArtifactError
+
+        state = request.scope.get("state") or {}
+        caller = state.get("caller") if isinstance(state, dict) else None
+        if isinstance(caller, Caller) and not caller.admin:
+            raise errors.Forbidden("reloading the router needs an admin key")
+        raw = await request.body()
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            raise errors.InvalidRequest("the body must be JSON") from None
+        if not isinstance(body, dict):
+            raise errors.InvalidRequest("the body must be a JSON object")
+        path = body.get("artifact")
+        if path is not None and (not isinstance(path, str) or not path):
+            raise errors.InvalidRequest("'artifact' must be a non-empty string (a directory or a name under models/)", param="artifact")
+        try:
+            out = await slot.reload(path)
+        except ArtifactError as e:
+            raise errors.InvalidRequest(
+                f"artifact refused, still serving {slot.current.version}: {e}", param="artifact", code="artifact_invalid", status=422
+            ) from None
+        return JSONResponse(out)
+
+    async def current(request: Request) -> JSONResponse:
+        state = request.scope.get("state") or {}
+        caller = state.get("caller") if isinstance(state, dict) else None
+        if isinstance(caller, Caller) and not caller.admin:
+            raise errors.Forbidden("the router's state needs an admin key")
+        return JSONResponse(slot.state())
+
+    return [Route("/admin/router/reload", reload, methods=["POST"]), Route("/admin/router", current, methods=["GET"])]
+
+
+def install_sighup(slot: ClassifierSlot) -> Any:
+    """SIGHUP -> reload the configured artifact; returns an async remover for shutdown.
+    A refused artifact is logged (the slot says why) and the old one keeps serving."""
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[Any]] = set()
+
+    async def run() -> None:
+        try:
+            await slot.reload()
+        except Exception:  # already logged by the slot with its reason
+            pass
+
+    def on_hup() -> None:
+        task = loop.create_task(run())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+    except (NotImplementedError, RuntimeError, ValueError, AttributeError):  # no SIGHUP (Windows) or not the main thread
+        log.info("SIGHUP reload not available here; use POST /admin/router/reload")
+        return None
+
+    async def remove() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+        for t in list(tasks):
+            t.cancel()
+
+    return remove
