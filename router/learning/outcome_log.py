@@ -49,8 +49,13 @@ class JsonlOutcomeLog:
 
     def _write(self, line: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+        with open(self.path, "a+b") as fh:
+            # a line torn by a crash mid-write must not swallow the next record
+            if fh.tell() > 0:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    line = "\n" + line
+            fh.write((line + "\n").encode("utf-8"))
 
     async def append(self, record: dict[str, Any]) -> None:
         line = _line(record)
@@ -91,7 +96,8 @@ class JsonlOutcomeLog:
 
     async def recent(self, n: int, tenant: str | None = None) -> list[dict[str, Any]]:
         # read more than n when filtering by tenant: others' records are skipped
-        lines = await asyncio.to_thread(self._tail, n if tenant is None else n * 4)
+        # a few lines more than n: a torn last line (a crash mid-write) is skipped
+        lines = await asyncio.to_thread(self._tail, (n if tenant is None else n * 4) + 4)
         out = []
         for ln in reversed(lines):
             try:

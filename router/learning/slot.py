@@ -66,8 +66,9 @@ def load_checked(path: str | Path, embedding_dim: int | None) -> Loaded:
             f"{embedding_dim}; retrain it on this embedder"
         )
     # a trial prediction: weights that load but cannot score (NaN, inf) are refused here, not on a request
-    p = clf.predict([{"role": "user", "content": "What is 2 + 2?"}], np.zeros(max(clf.embedding_dim, embedding_dim or 0), np.float32))
-    if not np.isfinite(p):
+    trial = ([{"role": "user", "content": "What is 2 + 2?"}], np.zeros(max(clf.embedding_dim, embedding_dim or 0), np.float32))
+    # the raw score too: calibrate() maps a NaN score to probability 0, which would look fine
+    if not (np.isfinite(clf.score(*trial)) and np.isfinite(clf.predict(*trial))):
         raise ArtifactError(f"{path}: the classifier's weights give a non-finite probability; the artifact is corrupt")
     meta = clf.meta
     return Loaded(clf, version, str(resolve(path)), meta.get("created") or meta.get("trained_at"), time.time())
