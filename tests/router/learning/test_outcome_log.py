@@ -94,3 +94,38 @@ async def test_calibrate_reads_the_redis_stream(redis_url):
     assert o.extra[0]["tenant"] == "acme" and o.extra[0]["source"] == "shadow"
     with pytest.raises(OutcomeError, match="no usable outcomes"):
         read_log(f"{redis_url}?stream=t:empty")
+
+
+def _signal_log(path, n: int = 160) -> None:
+    """A log whose hard prompts (long arithmetic) need the strong model: a learnable signal."""
+    import random
+
+    rng = random.Random(3)
+    rows = []
+    for i in range(n):
+        hard = i % 2 == 0
+        prompt = (f"Compute {rng.randint(100, 999)} * {rng.randint(100, 999)} - {rng.randint(10, 99)} step by step"
+                  if hard else f"Say hello to {rng.choice(['Ann', 'Bo', 'Cy', 'Di'])} politely")  # fmt: skip
+        r = rec(i)
+        r.update(prompt=prompt, fast=0.0 if hard and rng.random() < 0.8 else 1.0, strong=1.0)
+        rows.append(r)
+    rows.append(rec(n, prompt=False))  # logged with store_prompt off: skipped by training
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.mark.slow
+def test_calibrate_train_and_evaluate_read_the_outcome_log(tmp_path, capsys):
+    from calibrate.cli import main
+
+    log = tmp_path / "outcomes.jsonl"
+    _signal_log(log)
+    art = tmp_path / "art"
+    assert main(["train", "--outcomes", str(log), "--out", str(art), "--cv", "0", "--quiet", "--embedder", "hash",
+                 "--no-cache", "--target-share", "0.5"]) == 0  # fmt: skip
+    meta = json.loads((art / "meta.json").read_text())
+    assert meta["training_data"]["n"] == 160
+    capsys.readouterr()
+    assert main(["evaluate", "--outcomes", str(log), "--cv", "3", "--json", "--quiet", "--embedder", "hash", "--no-cache"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    summary = out.get("summary", out)
+    assert summary["n"] == 160 and summary["apgr"] > 0.6  # the signal is found out of fold
