@@ -100,7 +100,8 @@
       if (summary.config && summary.config.poll_ms) state.poll = summary.config.poll_ms;
       render(summary);
       renderTable(list);
-      getJSON(API + "/learning").then(renderLearning, () => {});  // optional panel: never blocks the rest
+      // optional panel (not mounted without router/dashboard/learning.py): never blocks the rest
+      getJSON(API + "/learning").then(renderLearning, () => { $("learning").hidden = true; });
       const log = summary.log || {};
       setStatus(log.degraded ? "degraded" : "live", log.degraded ? "live · log degraded (" + (log.fallback || "local") + ")" : "live · " + fmtTime(summary.now));
       document.body.dataset.loaded = "true";
@@ -133,6 +134,7 @@
 
   // -- learning (router/dashboard/learning.py) -----------------------------------
   function renderLearning(ln) {
+    $("learning").hidden = false;
     const set = (id, v) => { $(id).textContent = v; };
     const pct = (x) => (x === null || x === undefined ? "–" : (100 * x).toFixed(1) + " %");
     const a = ln.artifact;
