@@ -1,13 +1,13 @@
 """The learning loop's cost to clients, from one run:
 
 1. shadow-sampling overhead: client latency through a real `thinkgate serve` with
-   learning.shadow_rate 0 vs 1 (every request also asks the route not taken and
-   the judge twice, in the background), non-streamed and streamed, side by side;
+   learning.shadow_rate 0, 0.1 and 1 (at 1, every request also asks the route not
+   taken and the judge twice, in the background), non-streamed and streamed, side by side;
 2. hot reload under load: concurrent clients while the artifact is swapped back
    and forth via POST /admin/router/reload: failed requests, reload time;
 3. the reload time of the real default artifact (2688-d + lexical part), in process.
 
-    python bench/learning.py [--n 300] [--concurrency 4] [--reload-s 5]
+    python bench/learning.py [--n 200] [--concurrency 4] [--reload-s 5]
 
 Upstreams are loopback fake servers (router/upstreams/fake_server.py) in their
 own processes: fast answers in 50 ms, the reasoning model (the shadow call when
@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from router.learning.testing import config, start, stop, write_artifact  # noqa: E402
 from router.upstreams.llamacpp import free_port  # noqa: E402
 
+RATES = (0.0, 0.1, 1.0)
 CHAT = {"model": "auto", "messages": [{"role": "user", "content": "What is six times seven?"}]}
 
 
@@ -86,7 +87,7 @@ async def overhead(tmp: Path, ups: dict[str, str], art: Path, n: int, concurrenc
     results: dict[tuple[float, bool], list[float]] = {}
     jobs: dict[float, dict] = {}
     for rnd in range(2):  # two rounds, alternating, so drift hits both settings alike
-        for rate in (0.0, 1.0):
+        for rate in RATES:
             d = tmp / f"r{rnd}-{rate}"
             d.mkdir()
             port = free_port()
@@ -106,16 +107,22 @@ async def overhead(tmp: Path, ups: dict[str, str], art: Path, n: int, concurrenc
             finally:
                 stop(proc)
     print(f"\n## shadow sampling overhead on client latency ({2 * n} requests per cell, concurrency {concurrency}; ms)")
-    print("| request | shadow_rate 0 p50 | p99 | shadow_rate 1 p50 | p99 | p50 ratio | p99 ratio |")
-    print("|---|---|---|---|---|---|---|")
+    print("| request | " + " | ".join(f"rate {r:g} p50 | p99" for r in RATES) + " | p50 ratio 1 : 0 | p99 ratio 1 : 0 |")
+    print("|---|" + "---|---|" * len(RATES) + "---|---|")
     for stream in (False, True):
-        a, b = results[(0.0, stream)], results[(1.0, stream)]
-        a50, a99, b50, b99 = statistics.median(a), pct(a, 0.99), statistics.median(b), pct(b, 0.99)
-        print(f"| {'streamed' if stream else 'non-streamed'} | {a50:.1f} | {a99:.1f} | {b50:.1f} | {b99:.1f} | "
-              f"{b50 / a50:.3f} | {b99 / a99:.3f} |")  # fmt: skip
-    s1 = jobs.get(1.0, {})
-    print(f"shadow_rate 1: {s1.get('started', 0)} shadow jobs started, {s1.get('recorded', 0)} recorded, "
-          f"{s1.get('busy', 0)} dropped as busy, {s1.get('failed', 0)} failed")  # fmt: skip
+        cells, ref = [], None
+        for rate in RATES:
+            xs = results[(rate, stream)]
+            p50, p99 = statistics.median(xs), pct(xs, 0.99)
+            ref = ref or (p50, p99)
+            cells.append(f"{p50:.1f} | {p99:.1f}")
+        last = results[(RATES[-1], stream)]
+        print(f"| {'streamed' if stream else 'non-streamed'} | " + " | ".join(cells)
+              + f" | {statistics.median(last) / ref[0]:.3f} | {pct(last, 0.99) / ref[1]:.3f} |")  # fmt: skip
+    for rate in RATES[1:]:
+        st = jobs.get(rate, {})
+        print(f"shadow_rate {rate:g}: {st.get('started', 0)} shadow jobs started, {st.get('recorded', 0)} recorded, "
+              f"{st.get('busy', 0)} dropped as busy, {st.get('failed', 0)} failed")  # fmt: skip
 
 
 async def reload_under_load(tmp: Path, ups: dict[str, str], seconds: float, concurrency: int) -> None:
@@ -178,7 +185,7 @@ def default_artifact_reload() -> None:
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=300, help="requests per cell and round")
+    ap.add_argument("--n", type=int, default=200, help="requests per cell and round")
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--reload-s", type=float, default=5.0)
     args = ap.parse_args()

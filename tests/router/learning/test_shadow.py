@@ -197,3 +197,38 @@ async def test_tenant_is_recorded(tmp_path, stream):
     [rec] = records(log)
     assert rec["tenant"] == "acme"
     assert [x["tenant"] for x in await log.recent(10, tenant="acme")] == ["acme"] and await log.recent(10, tenant="other") == []
+
+
+async def test_shutdown_cancels_running_jobs_and_the_app_lifespan_does_it(tmp_path):
+    import asyncio
+
+    slow = FakeUpstream("reasoning", "reasoning-model", lambda b: FakeReply("42"), delay=30)
+    s = settings()
+    client, ups, learner, log, _ = make(tmp_path, s, reasoning=slow)
+    assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+    await asyncio.sleep(0.05)
+    assert learner.state()["running"] == 1
+    t = asyncio.get_running_loop().time()
+    await learner.close()
+    assert asyncio.get_running_loop().time() - t < 1.0 and learner.state()["running"] == 0
+    assert learner.stats.failed == 0 and records(log) == []  # cancelled, not counted as a failure
+
+    # through the app's lifespan: the undo returned by an on_start hook runs first at shutdown
+    learner2 = Learner(s, ups, JsonlOutcomeLog(tmp_path / "o2.jsonl"))
+    closed: list[str] = []
+
+    async def start_learning():
+        async def undo():
+            closed.append("learner")
+            await learner2.close()
+
+        return undo
+
+    app = create_app(s, upstreams=ups, learner=learner2, on_start=[start_learning], on_close=[lambda: _note(closed)])
+    async with app.router.lifespan_context(app):
+        pass
+    assert closed == ["learner", "on_close"]
+
+
+async def _note(closed: list[str]) -> None:
+    closed.append("on_close")
