@@ -76,7 +76,8 @@ async def run_load(base: str, n: int, concurrency: int, stream: bool) -> list[fl
                             pass
                 else:
                     r = await c.post("/v1/chat/completions", json=CHAT)
-                assert r.status_code == 200, r.status_code
+                if r.status_code != 200:
+                    raise RuntimeError(f"a client request failed with HTTP {r.status_code}")
                 lat.append((time.perf_counter() - t) * 1000)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -104,6 +105,9 @@ async def overhead(tmp: Path, ups: dict[str, str], art: Path, n: int, concurrenc
                 for k, v in st.items():
                     jobs.setdefault(rate, {}).setdefault(k, 0)
                     jobs[rate][k] += v
+            except Exception:
+                print(stop(proc)[-3000:], file=sys.stderr)  # the server's side of the failure
+                raise
             finally:
                 stop(proc)
     print(f"\n## shadow sampling overhead on client latency ({2 * n} requests per cell, concurrency {concurrency}; ms)")
