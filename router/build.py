@@ -22,6 +22,7 @@ from router.decisions.log import build_log
 from router.decisions.metrics import CacheStateCollector, Metrics
 from router.embedding.batcher import build_router_model
 from router.learning import admin as learning_admin
+from router.learning.metrics import LearningCollector
 from router.learning.outcome_log import build_outcome_log
 from router.learning.shadow import Learner
 from router.learning.slot import ClassifierSlot
@@ -67,6 +68,7 @@ def build_app(settings: Settings, *, local: LocalServers | None = None, env: dic
     registry.register(BreakerCollector(upstreams))
     if cache is not None:
         registry.register(CacheStateCollector(cache))
+    registry.register(LearningCollector(learner, slot))
 
     keys = auth.KeyStore.from_settings(settings.auth, env)
     limiter = limits.build_limiter(settings, limits.key_limits_from(keys))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import statistics
 import time
 from pathlib import Path
 
@@ -37,10 +38,10 @@ async def until(pred, timeout: float = 15.0) -> None:
 
 
 async def test_shadow_sampling_through_serve_never_delays_the_client(tmp_path):
-    # the route not taken answers after 1.5 s: a client that waited for it would see it
+    # the route not taken answers after 2 s: a client that waited for it would see it
     async with (
         FakeOpenAIServer(words=4) as fast,
-        FakeOpenAIServer(faults=Faults(delay_s=1.5), words=4) as reasoning,
+        FakeOpenAIServer(faults=Faults(delay_s=2.0), words=4) as reasoning,
         FakeOpenAIServer(reply="[[B]]") as judge,  # always "B": both orders cancel to a tie
     ):
         port = free_port()
@@ -60,9 +61,9 @@ async def test_shadow_sampling_through_serve_never_delays_the_client(tmp_path):
                         assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "w0 w1 w2 w3"
                     lat.append(time.perf_counter() - t)
                     assert r.headers["x-thinkgate-route"] == "fast" and r.headers["x-thinkgate-router"] == artifact_version(art)
-                # loose: the client never waited for the 1.5 s shadow call (the bench measures the overhead)
-                assert max(lat) < 1.0, lat
-                await until(lambda: len(outcomes(tmp_path)) == 16)
+                # loose: no client waited for the 2 s shadow call (bench/learning.py measures the overhead)
+                assert max(lat) < 2.0 and statistics.median(lat) < 1.0, lat
+                await until(lambda: len(outcomes(tmp_path)) == 16, timeout=30)
                 recs = outcomes(tmp_path)
                 assert {r["source"] for r in recs} == {"shadow"} and all(r["fast"] == r["strong"] == 0.5 for r in recs)
                 assert all(r["artifact"] == artifact_version(art) and r["route"] == "fast" for r in recs)
@@ -72,6 +73,9 @@ async def test_shadow_sampling_through_serve_never_delays_the_client(tmp_path):
                 assert dash["outcomes"]["total"] == 16 and dash["learning"]["stats"]["recorded"] == 16
                 q = dash["quality"]["current_artifact"]
                 assert q["n"] == 16 and q["live_share"] == 0.0 and q["apgr"] is None  # ties: no gap to recover
+                prom = (await c.get("/metrics")).text
+                assert 'thinkgate_learning_jobs_total{event="recorded"} 16.0' in prom
+                assert f'thinkgate_router_artifact_info{{version="{artifact_version(art)}"}} 1.0' in prom
         finally:
             stop(proc)
 
