@@ -165,12 +165,17 @@ async def test_busy_jobs_are_dropped_not_queued(tmp_path):
     assert len(slow.calls) == learner.stats.started
 
 
-async def test_escalations_are_graded_without_an_extra_call(tmp_path):
+@pytest.mark.parametrize("stream", [False, True])
+async def test_escalations_are_graded_without_an_extra_call(tmp_path, stream):
     s = settings(shadow_rate=0.0, _top={"selfref": {"enabled": True, "threshold": 0.5}})
     fast = FakeUpstream("fast", "fast-model", lambda b: FakeReply("maybe 41", token_prob=0.1))
     client, ups, learner, log, _ = make(tmp_path, s, fast=fast)
-    r = await client.post("/v1/chat/completions", json=CHAT)
-    assert r.headers["x-thinkgate-escalated"] == "true" and r.json()["choices"][0]["message"]["content"] == "42"
+    r = await client.post("/v1/chat/completions", json={**CHAT, "stream": stream})
+    assert r.headers["x-thinkgate-escalated"] == "true"
+    if stream:
+        assert '"42"' in r.text and "maybe 41" not in r.text  # the client saw only the reasoning answer
+    else:
+        assert r.json()["choices"][0]["message"]["content"] == "42"
     await learner.wait_idle()
     assert len(ups["fast"].calls) == 1 and len(ups["reasoning"].calls) == 1  # no shadow call
     [rec] = records(log)
