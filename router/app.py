@@ -245,7 +245,10 @@ def create_app(
         yield
         for stop in stops:
             if stop is not None:
-                await stop()
+                try:
+                    await stop()
+                except Exception:  # shutdown goes on whatever one undo does
+                    log.exception("error in a start-up hook's undo")
         await pipeline.drain()
         close_embedder = getattr(embedder, "close", None)
         if close_embedder is not None:
