@@ -194,7 +194,8 @@ async def test_outcomes_go_to_a_redis_stream_that_calibrate_reads(tmp_path, redi
     async with FakeOpenAIServer(words=4) as fast, FakeOpenAIServer(words=4) as reasoning, FakeOpenAIServer(reply="[[A]]") as judge:
         port = free_port()
         art = write_artifact(tmp_path / "art", threshold=0.99)
-        log = {"backend": "redis", "redis_url": redis_url, "stream_key": "tg:outcomes", "max_records": 1000}
+        # a generous per-command timeout: this CPU is shared, and a timed-out XADD is (rightly) a failed job
+        log = {"backend": "redis", "redis_url": redis_url, "stream_key": "tg:outcomes", "max_records": 1000, "timeout_ms": 5000}
         cfg = config(tmp_path, port, fast.api_base, reasoning.api_base, judge.api_base, art, outcome_log=log,
                      _top={"decisions": {"store_prompt": True}})  # fmt: skip
         proc = await start(cfg, port)
@@ -204,12 +205,12 @@ async def test_outcomes_go_to_a_redis_stream_that_calibrate_reads(tmp_path, redi
                     body = {"model": "auto", "messages": [{"role": "user", "content": f"question {i}"}]}
                     assert (await c.post("/v1/chat/completions", json=body)).status_code == 200
 
-                async def total() -> int:
-                    return (await c.get("/dashboard/api/learning")).json()["outcomes"].get("total", 0)
+                async def view() -> dict:
+                    return (await c.get("/dashboard/api/learning")).json()
 
                 t0 = time.monotonic()
-                while await total() < 6:
-                    assert time.monotonic() - t0 < 15
+                while (v := await view())["outcomes"].get("total", 0) < 6:
+                    assert time.monotonic() - t0 < 30, v
                     await asyncio.sleep(0.2)
             o = read_log(f"{redis_url}?stream=tg:outcomes")
             assert sorted(o.prompts) == [f"question {i}" for i in range(6)] and o.fast == [0.5] * 6
