@@ -22,7 +22,9 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router import errors
+from router.api import responses as responses_api
 from router.api.protocol import DONE, max_tokens, parse_request, sse
+from router.cache.stored_responses import MemoryResponseStore
 from router.config import Settings
 from router.pipeline.core import Pipeline
 from router.pipeline.parts import Reply
@@ -215,6 +217,7 @@ def create_app(
     extra_ready: dict[str, Any] | None = None,
     learner: Any = None,
     on_start: Sequence[Any] = (),
+    response_store: Any = None,
 ) -> Starlette:
     """Assemble the app from parts built elsewhere (state passed in, nothing global).
 
@@ -222,7 +225,8 @@ def create_app(
     app inside the body limit (auth, rate limits); `on_close` are extra async
     callables run at shutdown after in-flight work drains; `on_start` async callables
     run at start-up and may return an async undo for shutdown (SIGHUP reload);
-    `learner` is offered every finished answer (router/learning/shadow.py).
+    `learner` is offered every finished answer (router/learning/shadow.py);
+    `response_store` backs the Responses API's store (in-process when None).
     """
     pipeline = Pipeline(
         settings, upstreams, embedder=embedder, classifier=classifier, cache=cache, log_sink=log_sink, metrics=metrics,
@@ -233,6 +237,10 @@ def create_app(
         parts["cache"] = cache
     if log_sink is not None and hasattr(log_sink, "ready"):
         parts["decisions"] = log_sink
+    if response_store is None:
+        rs = settings.responses
+        response_store = MemoryResponseStore(ttl_s=rs.ttl_s, max_entries=rs.max_entries)
+    parts["responses"] = response_store
     parts.update(extra_ready or {})
     gw = Gateway(settings, pipeline, parts)
 
@@ -253,7 +261,7 @@ def create_app(
         close_embedder = getattr(embedder, "close", None)
         if close_embedder is not None:
             close_embedder()
-        for part in [*upstreams.values(), cache, log_sink]:
+        for part in [*upstreams.values(), cache, log_sink, response_store]:
             close = getattr(part, "close", None)
             if close is not None:
                 try:
@@ -270,6 +278,7 @@ def create_app(
             Route("/v1/models", gw.models, methods=["GET"]),
             Route("/healthz", gw.healthz, methods=["GET"]),
             Route("/readyz", gw.readyz, methods=["GET"]),
+            *responses_api.routes(settings, pipeline, response_store),
             *routes,
         ],
         middleware=[Middleware(BodyLimit, limit=settings.server.max_body_bytes), *middleware],

@@ -17,6 +17,7 @@ from router.access import middleware as limit_middleware
 from router.app import create_app
 from router.cache import admin as cache_admin
 from router.cache import build_cache
+from router.cache.stored_responses import build_response_store
 from router.config import ModelSettings, Settings
 from router.decisions.log import build_log
 from router.decisions.metrics import CacheStateCollector, Metrics
@@ -63,6 +64,10 @@ def build_app(settings: Settings, *, local: LocalServers | None = None, env: dic
     learner = Learner(settings, upstreams, build_outcome_log(settings)) if settings.learning.judge else None
     cache = build_cache(settings.cache) if settings.cache.enabled else None
     log_sink = build_log(settings)
+    rs = settings.responses
+    response_store = build_response_store(
+        rs.redis_url or settings.cache.redis_url, ttl_s=rs.ttl_s, max_entries=rs.max_entries, timeout_ms=rs.timeout_ms, namespace=rs.namespace
+    )
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     registry.register(BreakerCollector(upstreams))
@@ -107,4 +112,5 @@ def build_app(settings: Settings, *, local: LocalServers | None = None, env: dic
         extra_ready={"limits": limiter},
         learner=learner,
         on_start=[sighup, start_learning],
+        response_store=response_store,
     )

@@ -182,6 +182,18 @@ class DecisionLogSettings(_Section):
     store_embedding: bool = False
 
 
+class ResponsesSettings(_Section):
+    """The Responses API's store (router/cache/stored_responses.py), read by
+    previous_response_id and GET /v1/responses/{id}."""
+
+    store: bool = True  # False: never store, whatever a request's `store` says
+    ttl_s: int = Field(86400, ge=1, description="seconds a stored response is kept")
+    redis_url: str | None = None  # None: the cache's redis_url; neither: in-process
+    max_entries: int = Field(10_000, ge=1, description="in-process backend: responses kept")
+    timeout_ms: float = Field(250.0, gt=0, description="per Redis command")
+    namespace: str = "thinkgate"
+
+
 class ApiKey(_Section):
     key: str = Field(repr=False)  # hashed at start-up; the plain key is never logged or echoed
     tenant: str = "default"  # cache and decision-log scope
@@ -273,6 +285,7 @@ class Settings(_Section):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     learning: LearningSettings = Field(default_factory=LearningSettings)
+    responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
 
     @field_validator("models")
     @classmethod

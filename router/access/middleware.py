@@ -18,7 +18,7 @@ from router import errors
 from router.access.limits import Limiter, estimate_tokens
 from router.types import Caller
 
-LIMITED_PATHS: tuple[str, ...] = ("/v1/chat/completions", "/v1/completions")
+LIMITED_PATHS: tuple[str, ...] = ("/v1/chat/completions", "/v1/completions", "/v1/responses")
 _MAX_PEEK = 1 << 20  # response bytes inspected for `usage` (non-streaming JSON)
 
 
@@ -134,12 +134,12 @@ def _json(raw: bytes) -> dict[str, Any] | None:
 def _estimate(body: dict[str, Any] | None, raw: bytes) -> int:
     if body is None:
         return math.ceil(len(raw) / 4)
-    mt = body.get("max_completion_tokens", body.get("max_tokens"))
+    mt = body.get("max_completion_tokens", body.get("max_tokens", body.get("max_output_tokens")))
     mt = mt if isinstance(mt, int) and not isinstance(mt, bool) and 0 < mt < 10**9 else None
     messages = body.get("messages")
     if isinstance(messages, list):
         return estimate_tokens([m for m in messages if isinstance(m, dict)], mt)
-    prompt = body.get("prompt")
+    prompt = body.get("prompt", body.get("input"))  # completions' prompt, or the Responses API's input
     return estimate_tokens(prompt if isinstance(prompt, str) else str(prompt or ""), mt)
 
 
@@ -192,6 +192,8 @@ class _UsagePeek:
 
     def _take(self, data: dict[str, Any] | None) -> None:
         usage = data.get("usage") if data else None
+        if usage is None and data and isinstance(data.get("response"), dict):
+            usage = data["response"].get("usage")  # the Responses API's final event
         total = usage.get("total_tokens") if isinstance(usage, dict) else None
         if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
             self.total = total
