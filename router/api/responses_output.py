@@ -61,7 +61,7 @@ def usage(completion_usage: dict[str, Any] | None, d: Decision, reasoning_text: 
     cached = int((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
     return {
         "input_tokens": inp,
-        "input_tokens_details": {"cached_tokens": cached},
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
         "output_tokens": out,
         "output_tokens_details": {"reasoning_tokens": min(int(reasoning), out) if out else int(reasoning)},
         "total_tokens": inp + out,
