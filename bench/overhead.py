@@ -3,6 +3,10 @@ thinkgate vs through the LiteLLM proxy, side by side in one run.
 
     python bench/overhead.py [--n1 400] [--n32 3000] [--proxy-venv DIR]
 
+Front ends beside chat (same thinkgate process, same upstream): `tg-responses` is
+POST /v1/responses with the same question (stored in the in-process response store,
+as by default).
+
 The LiteLLM proxy runs from its own venv (default ~/.cache/thinkgate/litellm-proxy-venv,
 created with `python -m venv DIR && DIR/bin/pip install 'litellm[proxy]==1.106.2'`).
 thinkgate runs with routing work off (no classifier, no Self-Ref, no cache) so the
@@ -26,6 +30,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY = {"model": "fast", "messages": [{"role": "user", "content": "What is 2 + 2?"}], "max_tokens": 16}
+# the same question through the Responses API front end (stored, as by default)
+RESPONSES_BODY = {"model": "fast", "input": "What is 2 + 2?", "max_output_tokens": 16}
 
 
 def free_port() -> int:
@@ -60,7 +66,8 @@ def pct(xs: list[float], q: float) -> float:
 
 async def one(client: httpx.AsyncClient, url: str, model: str) -> float:
     t = time.perf_counter()
-    r = await client.post(url, json={**BODY, "model": model})
+    body = RESPONSES_BODY if url.endswith("/v1/responses") else BODY
+    r = await client.post(url, json={**body, "model": model})
     r.raise_for_status()
     return (time.perf_counter() - t) * 1000
 
@@ -137,6 +144,7 @@ server: {{log_level: warning}}
         targets = {
             "direct": (f"{upstream}/chat/completions", "fake-model"),
             "thinkgate": (f"http://127.0.0.1:{tg}/v1/chat/completions", "fast"),
+            "tg-responses": (f"http://127.0.0.1:{tg}/v1/responses", "fast"),
         }
         litellm_bin = Path(args.proxy_venv) / "bin" / "litellm"
         if litellm_bin.exists():
@@ -181,6 +189,11 @@ litellm_settings: {{telemetry: false}}
             p50, p99 = pct(lat1[name], 0.5), pct(lat1[name], 0.99)
             print(f"{name:<14} {p50:10.2f} {p99:10.2f} {p50 - direct_p50:10.2f} {p99 - direct_p99:10.2f} "
                   f"{statistics.median(rps[name]):10.0f} {pct(lat32[name], 0.5):11.2f} {pct(lat32[name], 0.99):11.2f} {fails[name]:7d}")
+        added_chat = pct(lat1["thinkgate"], 0.5) - direct_p50
+        for name in ("tg-responses",):
+            added = pct(lat1[name], 0.5) - direct_p50
+            print(f"\n{name} vs chat: added p50 {added - added_chat:+.2f} ms at c1, "
+                  f"c32 throughput {statistics.median(rps[name]) / statistics.median(rps['thinkgate']):.2f}x")
         if "litellm-proxy" in targets:
             ratio = statistics.median(rps["thinkgate"]) / statistics.median(rps["litellm-proxy"])
             added_tg = pct(lat1["thinkgate"], 0.5) - direct_p50
