@@ -204,7 +204,7 @@ def input_to_messages(items: Any) -> tuple[list[dict[str, Any]], list[dict[str, 
         kind = item.get("type", "message")
         if kind == "message":
             role = item.get("role")
-            if role not in _ROLES:
+            if not isinstance(role, str) or role not in _ROLES:
                 raise _bad(f"'{where}.role' must be one of user, assistant, system, developer", f"{where}.role")
             if "content" not in item:
                 raise _bad(f"'{where}.content' is required", f"{where}.content", "missing_field")
@@ -392,7 +392,7 @@ def parse(raw: bytes, headers: Mapping[str, str], parsed: dict[str, Any] | None 
     if reasoning:
         effort = reasoning.get("effort")
         if effort is not None:
-            if effort not in _EFFORTS:
+            if not isinstance(effort, str) or effort not in _EFFORTS:
                 raise _bad("'reasoning.effort' must be one of " + ", ".join(sorted(_EFFORTS)), "reasoning.effort")
             body["reasoning_effort"] = effort
         s = reasoning.get("summary", reasoning.get("generate_summary"))
