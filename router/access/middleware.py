@@ -136,7 +136,7 @@ def _estimate(body: dict[str, Any] | None, raw: bytes) -> int:
         return math.ceil(len(raw) / 4)
     mt = body.get("max_completion_tokens", body.get("max_tokens", body.get("max_output_tokens")))
     mt = mt if isinstance(mt, int) and not isinstance(mt, bool) and 0 < mt < 10**9 else None
-    messages = body.get("messages")
+    messages = body.get("messages", body.get("input"))  # chat messages, or the Responses API's input items
     if isinstance(messages, list):
         return estimate_tokens([m for m in messages if isinstance(m, dict)], mt)
     prompt = body.get("prompt", body.get("input"))  # completions' prompt, or the Responses API's input

@@ -116,19 +116,13 @@ class ResponsesAPI:
         chunks = reply.chunks
         stream = EventStream(p, reply.decision, response_id, created)
 
+        async def save(final: dict[str, Any]) -> None:
+            await self._save(caller.tenant, final, p, history)
+
         async def body_iter() -> AsyncIterator[bytes]:
             try:
-                pending: bytes | None = None
-                async for b in events(stream, chunks):
-                    if pending is not None:
-                        yield pending
-                    pending = b
-                # the last event (response.completed) goes out after the store
-                # write, so a client that chains on it finds the response
-                if stream.final is not None and stream.final["status"] != "failed":
-                    await self._save(caller.tenant, stream.final, p, history)
-                if pending is not None:
-                    yield pending
+                async for b in events(stream, chunks, save):
+                    yield b
             finally:
                 # the client may be gone (task cancelled): still close the upstream side
                 with anyio.CancelScope(shield=True):

@@ -132,15 +132,18 @@ def _str(obj: Mapping[str, Any], key: str, where: str, *, required: bool = True)
 def _content_parts(content: Any, where: str, role: str) -> tuple[list[dict[str, Any]], Any]:
     """Responses content -> (normalised Responses parts, chat content)."""
     if isinstance(content, str):
-        kind = "output_text" if role == "assistant" else "input_text"
-        part: dict[str, Any] = {"type": kind, "text": content}
-        if kind == "output_text":
-            part["annotations"] = []
-        return [part], content
+        if role == "assistant":
+            return [{"type": "output_text", "text": content, "annotations": []}], content
+        return [{"type": "input_text", "text": content}], content
     if not isinstance(content, list):
         raise _bad(f"'{where}.content' must be a string or an array of content parts", f"{where}.content", "invalid_type")
     parts: list[dict[str, Any]] = []
     chat: list[dict[str, Any]] = []
+
+    def text_part(t: str) -> dict[str, Any]:
+        # stored in the SDK's item shapes: assistant parts are output_text, the rest input_text
+        return {"type": "output_text", "text": t, "annotations": []} if role == "assistant" else {"type": "input_text", "text": t}
+
     for j, p in enumerate(content):
         at = f"{where}.content[{j}]"
         if not isinstance(p, dict) or not isinstance(p.get("type"), str):
@@ -148,11 +151,13 @@ def _content_parts(content: Any, where: str, role: str) -> tuple[list[dict[str, 
         kind = p["type"]
         if kind in ("input_text", "output_text", "text", "summary_text", "reasoning_text"):
             text = _str(p, "text", at)
-            parts.append({**p, "text": text})
+            assert text is not None
+            parts.append(text_part(text))
             chat.append({"type": "text", "text": text})
         elif kind == "refusal":
             text = _str(p, "refusal", at)
-            parts.append(dict(p))
+            assert text is not None
+            parts.append({"type": "refusal", "refusal": text} if role == "assistant" else text_part(text))
             chat.append({"type": "text", "text": text})
         elif kind == "input_image":
             url = p.get("image_url")
@@ -165,7 +170,7 @@ def _content_parts(content: Any, where: str, role: str) -> tuple[list[dict[str, 
                     raise _bad(f"'{at}.detail' must be auto, low or high", f"{at}.detail")
                 if detail != "original":
                     image["detail"] = detail
-            parts.append(dict(p))
+            parts.append({"type": "input_image", "image_url": url, "detail": detail or "auto"})
             chat.append({"type": "image_url", "image_url": image})
         else:
             raise _bad(f"'{at}.type' {kind!r} is not supported (use input_text, output_text or input_image)", at, "unsupported_value")
@@ -209,8 +214,8 @@ def input_to_messages(items: Any) -> tuple[list[dict[str, Any]], list[dict[str, 
             if "content" not in item:
                 raise _bad(f"'{where}.content' is required", f"{where}.content", "missing_field")
             parts, content = _content_parts(item["content"], where, role)
-            out_items.append({"id": item.get("id") or item_id("msg"), "type": "message", "role": role,
-                              "status": item.get("status") or "completed", "content": parts})  # fmt: skip
+            status = item.get("status") if item.get("status") in ("in_progress", "completed", "incomplete") else "completed"
+            out_items.append({"id": _id(item, "msg"), "type": "message", "role": role, "status": status, "content": parts})
             messages.append({"role": _ROLES[role], "content": content})
         elif kind == "function_call":
             call_id, name = _str(item, "call_id", where), _str(item, "name", where)
@@ -230,12 +235,12 @@ def input_to_messages(items: Any) -> tuple[list[dict[str, Any]], list[dict[str, 
             if "output" not in item:
                 raise _bad(f"'{where}.output' is required", f"{where}.output", "missing_field")
             output = _output_text(item["output"], f"{where}.output")
-            out_items.append({"id": item.get("id") or item_id("fco"), "type": "function_call_output", "call_id": call_id,
+            out_items.append({"id": _id(item, "fco"), "type": "function_call_output", "call_id": call_id,
                               "output": item["output"], "status": "completed"})  # fmt: skip
             messages.append({"role": "tool", "tool_call_id": call_id, "content": output})
         elif kind == "reasoning":
             # an earlier turn's thinking: kept in the item list, never sent upstream as text
-            out_items.append({**item, "id": item.get("id") or item_id("rs")})
+            out_items.append(_reasoning_item(item, where))
         elif kind == "item_reference":
             raise _bad(f"'{where}': item_reference is not supported; send the item itself or use previous_response_id", where, "unsupported_value")
         else:
@@ -243,8 +248,28 @@ def input_to_messages(items: Any) -> tuple[list[dict[str, Any]], list[dict[str, 
     return out_items, messages
 
 
+def _id(item: dict[str, Any], prefix: str) -> str:
+    # the client's own item id when it sent one, so input_items lists what it knows
+    v = item.get("id")
+    return v if isinstance(v, str) and v else item_id(prefix)
+
+
+def _reasoning_item(item: dict[str, Any], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": _id(item, "rs"), "type": "reasoning"}
+    for key, kind, required in (("summary", "summary_text", True), ("content", "reasoning_text", False)):
+        parts = item.get(key)
+        if parts is None and not required:
+            continue
+        if not isinstance(parts, list) or not all(isinstance(x, dict) and isinstance(x.get("text"), str) for x in parts):
+            raise _bad(f"'{where}.{key}' must be an array of {kind} parts", f"{where}.{key}", "invalid_type")
+        out[key] = [{"type": kind, "text": x["text"]} for x in parts]
+    if isinstance(item.get("encrypted_content"), str):
+        out["encrypted_content"] = item["encrypted_content"]
+    return out
+
+
 def _call_item(item: dict[str, Any], call_id: str, name: str, arguments: str) -> dict[str, Any]:
-    return {"id": item.get("id") or item_id("fc"), "type": "function_call", "call_id": call_id, "name": name,
+    return {"id": _id(item, "fc"), "type": "function_call", "call_id": call_id, "name": name,
             "arguments": arguments, "status": "completed"}  # fmt: skip
 
 

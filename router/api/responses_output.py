@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from router.api.responses_input import ParsedResponses, item_id
@@ -299,7 +299,12 @@ class EventStream:
         return out
 
 
-async def events(stream: EventStream, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+async def events(
+    stream: EventStream, chunks: AsyncIterator[dict[str, Any]], before_last: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+) -> AsyncIterator[bytes]:
+    """The event stream; `before_last(response)` runs before the final event of a
+    finished (not failed) response goes out, so a client that chains on
+    response.completed finds it stored."""
     for b in stream.start():
         yield b
     async for ch in chunks:
@@ -309,5 +314,9 @@ async def events(stream: EventStream, chunks: AsyncIterator[dict[str, Any]]) -> 
             return
         for b in stream.feed(ch):
             yield b
-    for b in stream.end():
+    tail = stream.end()
+    for b in tail[:-1]:
         yield b
+    if before_last is not None and stream.final is not None:
+        await before_last(stream.final)
+    yield tail[-1]

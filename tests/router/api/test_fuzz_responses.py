@@ -49,7 +49,7 @@ part = st.one_of(
 message = st.fixed_dictionaries(
     {"role": maybe(st.sampled_from(["user", "assistant", "system", "developer", "tool"])),
      "content": st.one_of(text, st.lists(part, max_size=3), any_json)},
-    optional={"type": st.just("message"), "id": text, "status": text},
+    optional={"type": st.just("message"), "id": maybe(text), "status": maybe(st.sampled_from(["completed", "incomplete"]))},
 )  # fmt: skip
 call = st.fixed_dictionaries(
     {"type": st.just("function_call"), "call_id": maybe(text), "name": maybe(text), "arguments": maybe(st.just('{"a":1}'))}
@@ -200,6 +200,9 @@ def test_responses_routes_never_5xx() -> None:
         r = loop.run_until_complete(client.request(method, path, content=raw, params=q, headers={"content-type": "application/json"}))
         _check(r, method, path, stream)
         seen["ok"] += r.status_code == 200
+        if r.status_code == 200 and method == "POST" and not stream and r.json().get("store"):
+            items = loop.run_until_complete(client.get(f"/v1/responses/{r.json()['id']}/input_items", params={"order": "asc"}))
+            _check(items, "GET", "/input_items", False)
         seen[r.status_code] = seen.get(r.status_code, 0) + 1
 
     try:
