@@ -59,6 +59,23 @@ def start(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux): what the gateway itself spends,
+    which a busy shared machine blurs far less than wall-clock latency."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def cpu_per_request(pid: int, url: str, model: str, n: int) -> float:
+    async with httpx.AsyncClient(timeout=30) as client:
+        for _ in range(20):
+            await one(client, url, model)
+        c = cpu_s(pid)
+        for _ in range(n):
+            await one(client, url, model)
+        return (cpu_s(pid) - c) / n * 1000
+
+
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))]
@@ -189,11 +206,16 @@ litellm_settings: {{telemetry: false}}
             p50, p99 = pct(lat1[name], 0.5), pct(lat1[name], 0.99)
             print(f"{name:<14} {p50:10.2f} {p99:10.2f} {p50 - direct_p50:10.2f} {p99 - direct_p99:10.2f} "
                   f"{statistics.median(rps[name]):10.0f} {pct(lat32[name], 0.5):11.2f} {pct(lat32[name], 0.99):11.2f} {fails[name]:7d}")
+        tg_pid = procs[1].pid
+        cpu = {name: asyncio.run(cpu_per_request(tg_pid, *targets[name], args.n1)) for name in ("thinkgate", "tg-responses")}
+        print("\ngateway CPU per request (c1, " + str(args.n1) + " requests): "
+              + ", ".join(f"{k} {v:.2f} ms" for k, v in cpu.items()))
         added_chat = pct(lat1["thinkgate"], 0.5) - direct_p50
         for name in ("tg-responses",):
             added = pct(lat1[name], 0.5) - direct_p50
             print(f"\n{name} vs chat: added p50 {added - added_chat:+.2f} ms at c1, "
-                  f"c32 throughput {statistics.median(rps[name]) / statistics.median(rps['thinkgate']):.2f}x")
+                  f"c32 throughput {statistics.median(rps[name]) / statistics.median(rps['thinkgate']):.2f}x, "
+                  f"CPU per request {cpu[name] - cpu['thinkgate']:+.2f} ms")
         if "litellm-proxy" in targets:
             ratio = statistics.median(rps["thinkgate"]) / statistics.median(rps["litellm-proxy"])
             added_tg = pct(lat1["thinkgate"], 0.5) - direct_p50

@@ -13,6 +13,7 @@ on.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -91,7 +92,8 @@ class ResponsesAPI:
                     param="previous_response_id",
                     code="previous_response_not_found",
                 )
-            history = list(prev.get("history") or [])
+            # a copy: the stored record is shared (in-process store), the pipeline may edit what it is given
+            history = json.loads(json.dumps(prev.get("history") or []))
         req = p.chat_request(history)
         req.caller = caller
         limits = self.settings.limits
