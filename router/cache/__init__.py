@@ -8,7 +8,8 @@ Modules: keys (what makes two requests the same), index (in-process vector
 index), store (the storage seam + the embedded MemoryStore), redis_store
 (shared Redis backend), redis_client (its connection pool), index_log (the
 event log that keeps each replica's in-process index in step), vsearch (Redis FT.* vector search), response_cache
-(the policy the pipeline calls), testing (a throwaway redis-server for tests
+(the policy the pipeline calls), stored_responses (the Responses API's store of
+responses by id, for previous_response_id; not a cache), testing (a throwaway redis-server for tests
 and benchmarks). The admin route is router/cache/admin.py.
 """
 
