@@ -102,3 +102,24 @@ async def test_redis_down_degrades_then_recovers(redis_url: str, redis_server: R
         again = await c.post("/v1/responses", json={"model": "auto", "input": "three"})
         assert again.status_code == 200
         assert (await c.get(f"/v1/responses/{again.json()['id']}")).status_code == 200
+
+
+async def test_build_app_puts_the_store_on_the_configured_redis(redis_url: str) -> None:
+    from router import config
+    from router.build import build_app
+
+    s = config.from_dict({
+        "models": {"fast": {"provider": "fake", "model": "fast-model"}, "reasoning": {"provider": "fake", "model": "r", "reasoning": True}},
+        "classifier": {"enabled": False},
+        "cache": {"redis_url": redis_url},
+    })  # fmt: skip
+    app = build_app(s, env={})
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as c:
+            made = (await c.post("/v1/responses", json={"model": "auto", "input": "x"})).json()
+            assert (await c.get("/readyz")).json()["checks"]["responses"]["backend"] == "redis"
+    r = aredis.from_url(redis_url)
+    try:
+        assert await r.exists(f"thinkgate:responses:{'default'.encode().hex()}:{made['id']}") == 1
+    finally:
+        await r.aclose()
