@@ -64,7 +64,9 @@ class ResponsesAPI:
         except StoreUnavailable as e:
             raise StoreError(f"{e}; try again, or send the whole conversation as input") from None
 
-    async def _save(self, tenant: str, response: dict[str, Any], p: ParsedResponses, history: list[dict[str, Any]]) -> None:
+    async def _save(
+        self, tenant: str, response: dict[str, Any], p: ParsedResponses, history: list[dict[str, Any]]
+    ) -> None:
         if not (p.store and self.settings.responses.store):
             return
         record = {
@@ -99,11 +101,15 @@ class ResponsesAPI:
         limits = self.settings.limits
         if len(req.messages) > limits.max_messages:
             raise errors.InvalidRequest(
-                f"too many messages: {len(req.messages)} > {limits.max_messages}", param="input", code="too_many_messages"
+                f"too many messages: {len(req.messages)} > {limits.max_messages}",
+                param="input",
+                code="too_many_messages",
             )
         if int(req.body.get("max_tokens") or 0) > limits.max_tokens:
             raise errors.InvalidRequest(
-                f"max_output_tokens is over the limit of {limits.max_tokens}", param="max_output_tokens", code="invalid_value"
+                f"max_output_tokens is over the limit of {limits.max_tokens}",
+                param="max_output_tokens",
+                code="invalid_value",
             )
         reply = await self.pipeline.handle(req)
         headers = reply.decision.headers()
@@ -138,7 +144,9 @@ class ResponsesAPI:
     async def retrieve(self, request: Request) -> Response:
         response_id = request.path_params["response_id"]
         if request.query_params.get("stream") in ("true", "1"):
-            raise errors.InvalidRequest("streaming a stored response is not supported", param="stream", code="unsupported_value")
+            raise errors.InvalidRequest(
+                "streaming a stored response is not supported", param="stream", code="unsupported_value"
+            )
         rec = await self._load(_caller(request).tenant, response_id)
         if rec is None:
             raise _not_found(response_id)
@@ -176,7 +184,9 @@ class ResponsesAPI:
         if after:
             ids = [i.get("id") for i in items]
             if after not in ids:
-                raise errors.InvalidRequest(f"'after': no input item with id '{after}'", param="after", code="invalid_value")
+                raise errors.InvalidRequest(
+                    f"'after': no input item with id '{after}'", param="after", code="invalid_value"
+                )
             items = items[ids.index(after) + 1 :]
         page = items[:limit]
         return JSONResponse(

@@ -122,7 +122,9 @@ def _str(obj: Mapping[str, Any], key: str, where: str, *, required: bool = True)
     if v is None and not required:
         return None
     if not isinstance(v, str):
-        raise _bad(f"'{where}.{key}' must be a string", f"{where}.{key}", "invalid_type" if v is not None else "missing_field")
+        raise _bad(
+            f"'{where}.{key}' must be a string", f"{where}.{key}", "invalid_type" if v is not None else "missing_field"
+        )
     return v
 
 
@@ -136,13 +138,19 @@ def _content_parts(content: Any, where: str, role: str) -> tuple[list[dict[str, 
             return [{"type": "output_text", "text": content, "annotations": []}], content
         return [{"type": "input_text", "text": content}], content
     if not isinstance(content, list):
-        raise _bad(f"'{where}.content' must be a string or an array of content parts", f"{where}.content", "invalid_type")
+        raise _bad(
+            f"'{where}.content' must be a string or an array of content parts", f"{where}.content", "invalid_type"
+        )
     parts: list[dict[str, Any]] = []
     chat: list[dict[str, Any]] = []
 
     def text_part(t: str) -> dict[str, Any]:
         # stored in the SDK's item shapes: assistant parts are output_text, the rest input_text
-        return {"type": "output_text", "text": t, "annotations": []} if role == "assistant" else {"type": "input_text", "text": t}
+        return (
+            {"type": "output_text", "text": t, "annotations": []}
+            if role == "assistant"
+            else {"type": "input_text", "text": t}
+        )
 
     for j, p in enumerate(content):
         at = f"{where}.content[{j}]"
@@ -162,7 +170,9 @@ def _content_parts(content: Any, where: str, role: str) -> tuple[list[dict[str, 
         elif kind == "input_image":
             url = p.get("image_url")
             if not isinstance(url, str) or not url:
-                raise _bad(f"'{at}.image_url' must be a URL or data URL (file_id images are not supported)", f"{at}.image_url")
+                raise _bad(
+                    f"'{at}.image_url' must be a URL or data URL (file_id images are not supported)", f"{at}.image_url"
+                )
             image: dict[str, Any] = {"url": url}
             detail = p.get("detail")
             if detail is not None:
@@ -173,7 +183,11 @@ def _content_parts(content: Any, where: str, role: str) -> tuple[list[dict[str, 
             parts.append({"type": "input_image", "image_url": url, "detail": detail or "auto"})
             chat.append({"type": "image_url", "image_url": image})
         else:
-            raise _bad(f"'{at}.type' {kind!r} is not supported (use input_text, output_text or input_image)", at, "unsupported_value")
+            raise _bad(
+                f"'{at}.type' {kind!r} is not supported (use input_text, output_text or input_image)",
+                at,
+                "unsupported_value",
+            )
     if role == "assistant" or all(c["type"] == "text" for c in chat):
         # text-only content as one string: the form every chat upstream accepts
         if any(c["type"] != "text" for c in chat):
@@ -214,8 +228,12 @@ def input_to_messages(items: Any) -> tuple[list[dict[str, Any]], list[dict[str, 
             if "content" not in item:
                 raise _bad(f"'{where}.content' is required", f"{where}.content", "missing_field")
             parts, content = _content_parts(item["content"], where, role)
-            status = item.get("status") if item.get("status") in ("in_progress", "completed", "incomplete") else "completed"
-            out_items.append({"id": _id(item, "msg"), "type": "message", "role": role, "status": status, "content": parts})
+            status = (
+                item.get("status") if item.get("status") in ("in_progress", "completed", "incomplete") else "completed"
+            )
+            out_items.append(
+                {"id": _id(item, "msg"), "type": "message", "role": role, "status": status, "content": parts}
+            )
             messages.append({"role": _ROLES[role], "content": content})
         elif kind == "function_call":
             call_id, name = _str(item, "call_id", where), _str(item, "name", where)
@@ -242,9 +260,17 @@ def input_to_messages(items: Any) -> tuple[list[dict[str, Any]], list[dict[str, 
             # an earlier turn's thinking: kept in the item list, never sent upstream as text
             out_items.append(_reasoning_item(item, where))
         elif kind == "item_reference":
-            raise _bad(f"'{where}': item_reference is not supported; send the item itself or use previous_response_id", where, "unsupported_value")
+            raise _bad(
+                f"'{where}': item_reference is not supported; send the item itself or use previous_response_id",
+                where,
+                "unsupported_value",
+            )
         else:
-            raise _bad(f"'{where}.type' {kind!r} is not supported (message, function_call, function_call_output, reasoning)", f"{where}.type", "unsupported_value")
+            raise _bad(
+                f"'{where}.type' {kind!r} is not supported (message, function_call, function_call_output, reasoning)",
+                f"{where}.type",
+                "unsupported_value",
+            )
     return out_items, messages
 
 
@@ -260,7 +286,9 @@ def _reasoning_item(item: dict[str, Any], where: str) -> dict[str, Any]:
         parts = item.get(key)
         if parts is None and not required:
             continue
-        if not isinstance(parts, list) or not all(isinstance(x, dict) and isinstance(x.get("text"), str) for x in parts):
+        if not isinstance(parts, list) or not all(
+            isinstance(x, dict) and isinstance(x.get("text"), str) for x in parts
+        ):
             raise _bad(f"'{where}.{key}' must be an array of {kind} parts", f"{where}.{key}", "invalid_type")
         out[key] = [{"type": kind, "text": x["text"]} for x in parts]
     if isinstance(item.get("encrypted_content"), str):
@@ -283,7 +311,11 @@ def _tools(tools: list[Any]) -> list[dict[str, Any]]:
         if not isinstance(t, dict):
             raise _bad(f"'{where}' must be an object", where, "invalid_type")
         if t.get("type") != "function":
-            raise _bad(f"'{where}.type' {t.get('type')!r} is not supported: only function tools are", f"{where}.type", "unsupported_value")
+            raise _bad(
+                f"'{where}.type' {t.get('type')!r} is not supported: only function tools are",
+                f"{where}.type",
+                "unsupported_value",
+            )
         name = _str(t, "name", where)
         fn: dict[str, Any] = {"name": name}
         desc = t.get("description")
@@ -294,7 +326,9 @@ def _tools(tools: list[Any]) -> list[dict[str, Any]]:
         params = t.get("parameters")
         if params is not None:
             if not isinstance(params, dict):
-                raise _bad(f"'{where}.parameters' must be an object (a JSON schema)", f"{where}.parameters", "invalid_type")
+                raise _bad(
+                    f"'{where}.parameters' must be an object (a JSON schema)", f"{where}.parameters", "invalid_type"
+                )
             fn["parameters"] = params
         strict = t.get("strict")
         if strict is not None:
@@ -312,7 +346,11 @@ def _tool_choice(choice: Any) -> Any:
         return choice
     if choice.get("type") == "function" and isinstance(choice.get("name"), str):
         return {"type": "function", "function": {"name": choice["name"]}}
-    raise _bad("'tool_choice' must be auto, none, required or {'type': 'function', 'name': ...}", "tool_choice", "unsupported_value")
+    raise _bad(
+        "'tool_choice' must be auto, none, required or {'type': 'function', 'name': ...}",
+        "tool_choice",
+        "unsupported_value",
+    )
 
 
 def _response_format(text: dict[str, Any]) -> dict[str, Any] | None:
@@ -411,7 +449,10 @@ def parse(raw: bytes, headers: Mapping[str, str], parsed: dict[str, Any] | None 
     fmt = _response_format(text)
     if fmt is not None:
         body["response_format"] = fmt
-    echo["text"] = {"format": text.get("format") or {"type": "text"}, **({"verbosity": text["verbosity"]} if "verbosity" in text else {})}
+    echo["text"] = {
+        "format": text.get("format") or {"type": "text"},
+        **({"verbosity": text["verbosity"]} if "verbosity" in text else {}),
+    }
     reasoning = d.get("reasoning") or {}
     summary = False
     if reasoning:
@@ -429,7 +470,9 @@ def parse(raw: bytes, headers: Mapping[str, str], parsed: dict[str, Any] | None 
         body["user"] = echo["user"] = d["user"]
     if "metadata" in d:
         meta = d["metadata"]
-        if len(meta) > 16 or not all(isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512 for k, v in meta.items()):
+        if len(meta) > 16 or not all(
+            isinstance(k, str) and len(k) <= 64 and isinstance(v, str) and len(v) <= 512 for k, v in meta.items()
+        ):
             raise _bad("'metadata' must hold up to 16 string keys (64 chars) and string values (512 chars)", "metadata")
         echo["metadata"] = meta
     truncation = d.get("truncation")

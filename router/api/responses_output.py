@@ -57,7 +57,9 @@ def usage(completion_usage: dict[str, Any] | None, d: Decision, reasoning_text: 
     reasoning = details.get("reasoning_tokens")
     if reasoning is None:
         # DEER counts the thinking it let run; otherwise estimate it from the text
-        reasoning = d.deer.thinking_tokens if d.deer is not None and d.deer.thinking_tokens else estimate_tokens(reasoning_text)
+        reasoning = (
+            d.deer.thinking_tokens if d.deer is not None and d.deer.thinking_tokens else estimate_tokens(reasoning_text)
+        )
     cached = int((u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
     return {
         "input_tokens": inp,
@@ -89,7 +91,14 @@ def message_item(mid: str, text: str, status: str = "completed") -> dict[str, An
 
 
 def call_item(fid: str, call_id: str, name: str, arguments: str, status: str = "completed") -> dict[str, Any]:
-    return {"id": fid, "type": "function_call", "call_id": call_id, "name": name, "arguments": arguments, "status": status}
+    return {
+        "id": fid,
+        "type": "function_call",
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+        "status": status,
+    }
 
 
 def _finish(r: dict[str, Any], finish_reason: str | None) -> None:
@@ -104,7 +113,9 @@ def _finish(r: dict[str, Any], finish_reason: str | None) -> None:
     r["completed_at"] = time.time() if r["status"] == "completed" else None
 
 
-def to_response(p: ParsedResponses, completion: dict[str, Any], d: Decision, response_id: str, created: float) -> dict[str, Any]:
+def to_response(
+    p: ParsedResponses, completion: dict[str, Any], d: Decision, response_id: str, created: float
+) -> dict[str, Any]:
     r = base_response(p, response_id, created, str(completion.get("model") or p.model))
     choice = (completion.get("choices") or [{}])[0]
     msg = choice.get("message") or {}
@@ -118,7 +129,9 @@ def to_response(p: ParsedResponses, completion: dict[str, Any], d: Decision, res
         r["output"].append(message_item(item_id("msg"), content or ""))
     for tc in msg.get("tool_calls") or []:
         fn = tc.get("function") or {}
-        r["output"].append(call_item(item_id("fc"), tc.get("id") or item_id("call"), fn.get("name") or "", fn.get("arguments") or ""))
+        r["output"].append(
+            call_item(item_id("fc"), tc.get("id") or item_id("call"), fn.get("name") or "", fn.get("arguments") or "")
+        )
     _finish(r, choice.get("finish_reason"))
     if r["status"] == "incomplete":
         for item in r["output"]:
@@ -133,7 +146,11 @@ def history_messages(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A response's output as the chat messages a next turn continues from
     (the thinking is left out: it is not input a chat upstream accepts)."""
     text = "".join(
-        part.get("text", "") for item in output if item["type"] == "message" for part in item["content"] if part.get("type") == "output_text"
+        part.get("text", "")
+        for item in output
+        if item["type"] == "message"
+        for part in item["content"]
+        if part.get("type") == "output_text"
     )
     calls = [
         {"id": i["call_id"], "type": "function", "function": {"name": i["name"], "arguments": i["arguments"]}}
@@ -194,10 +211,26 @@ class EventStream:
         out.append(self._ev("response.output_item.added", output_index=self._index(), item=added))
         if item["type"] == "message":
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-            out.append(self._ev("response.content_part.added", item_id=item["id"], output_index=self._index(), content_index=0, part=part))
+            out.append(
+                self._ev(
+                    "response.content_part.added",
+                    item_id=item["id"],
+                    output_index=self._index(),
+                    content_index=0,
+                    part=part,
+                )
+            )
         elif item["type"] == "reasoning":
             part = {"type": "reasoning_text", "text": ""}
-            out.append(self._ev("response.content_part.added", item_id=item["id"], output_index=self._index(), content_index=0, part=part))
+            out.append(
+                self._ev(
+                    "response.content_part.added",
+                    item_id=item["id"],
+                    output_index=self._index(),
+                    content_index=0,
+                    part=part,
+                )
+            )
         return out
 
     def _close(self, status: str = "completed") -> list[bytes]:
@@ -209,21 +242,82 @@ class EventStream:
         item["status"] = status
         if item["type"] == "message":
             part = item["content"][0]
-            out.append(self._ev("response.output_text.done", item_id=item["id"], output_index=i, content_index=0, text=part["text"], logprobs=[]))
-            out.append(self._ev("response.content_part.done", item_id=item["id"], output_index=i, content_index=0, part=part))
+            out.append(
+                self._ev(
+                    "response.output_text.done",
+                    item_id=item["id"],
+                    output_index=i,
+                    content_index=0,
+                    text=part["text"],
+                    logprobs=[],
+                )
+            )
+            out.append(
+                self._ev("response.content_part.done", item_id=item["id"], output_index=i, content_index=0, part=part)
+            )
         elif item["type"] == "reasoning":
             text = item["content"][0]["text"]
-            out.append(self._ev("response.reasoning_text.done", item_id=item["id"], output_index=i, content_index=0, text=text))
-            out.append(self._ev("response.content_part.done", item_id=item["id"], output_index=i, content_index=0, part=item["content"][0]))
+            out.append(
+                self._ev("response.reasoning_text.done", item_id=item["id"], output_index=i, content_index=0, text=text)
+            )
+            out.append(
+                self._ev(
+                    "response.content_part.done",
+                    item_id=item["id"],
+                    output_index=i,
+                    content_index=0,
+                    part=item["content"][0],
+                )
+            )
             if self.p.summary:
                 s = {"type": "summary_text", "text": text}
                 item["summary"] = [s]
-                out.append(self._ev("response.reasoning_summary_part.added", item_id=item["id"], output_index=i, summary_index=0, part={"type": "summary_text", "text": ""}))
-                out.append(self._ev("response.reasoning_summary_text.delta", item_id=item["id"], output_index=i, summary_index=0, delta=text))
-                out.append(self._ev("response.reasoning_summary_text.done", item_id=item["id"], output_index=i, summary_index=0, text=text))
-                out.append(self._ev("response.reasoning_summary_part.done", item_id=item["id"], output_index=i, summary_index=0, part=s))
+                out.append(
+                    self._ev(
+                        "response.reasoning_summary_part.added",
+                        item_id=item["id"],
+                        output_index=i,
+                        summary_index=0,
+                        part={"type": "summary_text", "text": ""},
+                    )
+                )
+                out.append(
+                    self._ev(
+                        "response.reasoning_summary_text.delta",
+                        item_id=item["id"],
+                        output_index=i,
+                        summary_index=0,
+                        delta=text,
+                    )
+                )
+                out.append(
+                    self._ev(
+                        "response.reasoning_summary_text.done",
+                        item_id=item["id"],
+                        output_index=i,
+                        summary_index=0,
+                        text=text,
+                    )
+                )
+                out.append(
+                    self._ev(
+                        "response.reasoning_summary_part.done",
+                        item_id=item["id"],
+                        output_index=i,
+                        summary_index=0,
+                        part=s,
+                    )
+                )
         elif item["type"] == "function_call":
-            out.append(self._ev("response.function_call_arguments.done", item_id=item["id"], output_index=i, name=item["name"], arguments=item["arguments"]))
+            out.append(
+                self._ev(
+                    "response.function_call_arguments.done",
+                    item_id=item["id"],
+                    output_index=i,
+                    name=item["name"],
+                    arguments=item["arguments"],
+                )
+            )
         out.append(self._ev("response.output_item.done", output_index=i, item=item))
         return out
 
@@ -243,7 +337,15 @@ class EventStream:
                 assert item is not None
                 item["content"][0]["text"] += thinking
                 self.thinking.append(thinking)
-                out.append(self._ev("response.reasoning_text.delta", item_id=item["id"], output_index=self._index(), content_index=0, delta=thinking))
+                out.append(
+                    self._ev(
+                        "response.reasoning_text.delta",
+                        item_id=item["id"],
+                        output_index=self._index(),
+                        content_index=0,
+                        delta=thinking,
+                    )
+                )
             text = delta.get("content")
             if text:
                 if self.open is None or self.open["type"] != "message":
@@ -251,13 +353,24 @@ class EventStream:
                 item = self.open
                 assert item is not None
                 item["content"][0]["text"] += text
-                out.append(self._ev("response.output_text.delta", item_id=item["id"], output_index=self._index(), content_index=0, delta=text, logprobs=[]))
+                out.append(
+                    self._ev(
+                        "response.output_text.delta",
+                        item_id=item["id"],
+                        output_index=self._index(),
+                        content_index=0,
+                        delta=text,
+                        logprobs=[],
+                    )
+                )
             for tc in delta.get("tool_calls") or []:
                 idx = int(tc.get("index", 0))
                 fn = tc.get("function") or {}
                 item = self.calls.get(idx)
                 if item is None:
-                    item = call_item(item_id("fc"), tc.get("id") or item_id("call"), fn.get("name") or "", "", "in_progress")
+                    item = call_item(
+                        item_id("fc"), tc.get("id") or item_id("call"), fn.get("name") or "", "", "in_progress"
+                    )
                     self.calls[idx] = item
                     out += self._add(item)
                     item["arguments"] = ""
@@ -266,7 +379,14 @@ class EventStream:
                 args = fn.get("arguments") or ""
                 if args:
                     item["arguments"] += args
-                    out.append(self._ev("response.function_call_arguments.delta", item_id=item["id"], output_index=self.r["output"].index(item), delta=args))
+                    out.append(
+                        self._ev(
+                            "response.function_call_arguments.delta",
+                            item_id=item["id"],
+                            output_index=self.r["output"].index(item),
+                            delta=args,
+                        )
+                    )
             if c.get("finish_reason"):
                 self.finish = c["finish_reason"]
         return out
@@ -291,7 +411,14 @@ class EventStream:
     def fail(self, error: dict[str, Any]) -> list[bytes]:
         out = self._close("incomplete")
         code = "rate_limit_exceeded" if error.get("type") == "rate_limit_error" else "server_error"
-        out.append(self._ev("error", code=error.get("code") or code, message=error.get("message") or "error", param=error.get("param")))
+        out.append(
+            self._ev(
+                "error",
+                code=error.get("code") or code,
+                message=error.get("message") or "error",
+                param=error.get("param"),
+            )
+        )
         self.r["status"] = "failed"
         self.r["error"] = {"code": code, "message": error.get("message") or "error"}
         self.final = self.r
@@ -300,7 +427,9 @@ class EventStream:
 
 
 async def events(
-    stream: EventStream, chunks: AsyncIterator[dict[str, Any]], before_last: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+    stream: EventStream,
+    chunks: AsyncIterator[dict[str, Any]],
+    before_last: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
     """The event stream; `before_last(response)` runs before the final event of a
     finished (not failed) response goes out, so a client that chains on

@@ -106,8 +106,10 @@ class RedisResponseStore:
 
         try:
             return await asyncio.wait_for(coro, self.timeout)
-        except (RedisError, OSError, asyncio.TimeoutError) as e:
-            raise StoreUnavailable(f"the response store (Redis at {self.where}) did not answer the {what}: {type(e).__name__}") from e
+        except (RedisError, OSError, TimeoutError) as e:
+            raise StoreUnavailable(
+                f"the response store (Redis at {self.where}) did not answer the {what}: {type(e).__name__}"
+            ) from e
 
     async def put(self, tenant: str, response_id: str, record: dict[str, Any]) -> None:
         await self._run("write", self._r.set(self._key(tenant, response_id), _encode(record), ex=self.ttl_s))

@@ -35,18 +35,26 @@ def tools_client(tool_gateway_url: str) -> OpenAI:  # noqa: F811
 
 def test_create_on_a_real_model(client: OpenAI):
     raw = client.responses.with_raw_response.create(
-        model="fast", instructions="Answer in one short sentence.", input="What colour is the sky?", max_output_tokens=32, temperature=0
+        model="fast",
+        instructions="Answer in one short sentence.",
+        input="What colour is the sky?",
+        max_output_tokens=32,
+        temperature=0,
     )
     resp = raw.parse()
     assert resp.id.startswith("resp_") and resp.object == "response"
     assert resp.output_text.strip()
     assert resp.status in ("completed", "incomplete")
-    assert resp.usage.output_tokens > 0 and resp.usage.total_tokens == resp.usage.input_tokens + resp.usage.output_tokens
+    assert (
+        resp.usage.output_tokens > 0 and resp.usage.total_tokens == resp.usage.input_tokens + resp.usage.output_tokens
+    )
     assert raw.headers["x-thinkgate-route"] == "fast" and "x-thinkgate-request-id" in raw.headers
 
 
 def test_reasoning_route_on_a_real_model(client: OpenAI):
-    raw = client.responses.with_raw_response.create(model="reasoning", input="What is 2 + 3?", max_output_tokens=96, temperature=0)
+    raw = client.responses.with_raw_response.create(
+        model="reasoning", input="What is 2 + 3?", max_output_tokens=96, temperature=0
+    )
     resp = raw.parse()
     assert raw.headers["x-thinkgate-route"] == "reasoning" and raw.headers["x-thinkgate-deer"].startswith("reason=")
     kinds = [o.type for o in resp.output]
@@ -57,7 +65,9 @@ def test_reasoning_route_on_a_real_model(client: OpenAI):
 
 
 def test_stream_true_on_a_real_model(client: OpenAI):
-    events = list(client.responses.create(model="fast", input="Name a fruit.", max_output_tokens=16, temperature=0, stream=True))
+    events = list(
+        client.responses.create(model="fast", input="Name a fruit.", max_output_tokens=16, temperature=0, stream=True)
+    )
     types = [e.type for e in events]
     assert types[:2] == ["response.created", "response.in_progress"]
     assert types[-1] in ("response.completed", "response.incomplete")
@@ -125,12 +135,17 @@ def test_tool_loop_with_the_full_input_list(tools_client: OpenAI):
 
 
 def test_retrieve_delete_and_input_items(tools_client: OpenAI):
-    made = tools_client.responses.create(model="fast", input=[{"role": "user", "content": "one"}, {"role": "user", "content": "two"}])
+    made = tools_client.responses.create(
+        model="fast", input=[{"role": "user", "content": "one"}, {"role": "user", "content": "two"}]
+    )
     got = tools_client.responses.retrieve(made.id)
     assert got.id == made.id and got.output_text == made.output_text
     items = tools_client.responses.input_items.list(made.id, order="asc")
     assert [i.content[0].text for i in items.data] == ["one", "two"]
-    assert [i.content[0].text for i in tools_client.responses.input_items.list(made.id, limit=1)] == ["two", "one"]  # auto-paged
+    assert [i.content[0].text for i in tools_client.responses.input_items.list(made.id, limit=1)] == [
+        "two",
+        "one",
+    ]  # auto-paged
     tools_client.responses.delete(made.id)
     with pytest.raises(openai.NotFoundError):
         tools_client.responses.retrieve(made.id)
@@ -149,8 +164,16 @@ def test_the_tool_upstream_is_strict():
     from tests.e2e.tool_upstream import ToolUpstream
 
     with ToolUpstream() as up:
-        msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "reasoning_content": "t"}, {"role": "user", "content": "q2"}]
+        msgs = [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "a", "reasoning_content": "t"},
+            {"role": "user", "content": "q2"},
+        ]
         r = httpx.post(f"{up.api_base}/chat/completions", json={"model": "tool-fast", "messages": msgs}, timeout=10)
         assert r.status_code == 400 and "unknown field(s) reasoning_content for role 'assistant'" in r.text
-        r = httpx.post(f"{up.api_base}/chat/completions", json={"model": "tool-fast", "messages": msgs[:1], "instructions": "x"}, timeout=10)
+        r = httpx.post(
+            f"{up.api_base}/chat/completions",
+            json={"model": "tool-fast", "messages": msgs[:1], "instructions": "x"},
+            timeout=10,
+        )
         assert r.status_code == 400

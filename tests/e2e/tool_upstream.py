@@ -55,7 +55,9 @@ def _free_port() -> int:
 
 
 def _reject(message: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}, status_code=400)
+    return JSONResponse(
+        {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}, status_code=400
+    )
 
 
 def _check(body: dict[str, Any]) -> str | None:
@@ -81,7 +83,11 @@ def _reply(body: dict[str, Any]) -> dict[str, Any]:
     msgs = body["messages"]
     last = msgs[-1]
     think = "think" in body["model"]
-    out: dict[str, Any] = {"content": None, "tool_calls": None, "reasoning": "I should look this up." if think else None}
+    out: dict[str, Any] = {
+        "content": None,
+        "tool_calls": None,
+        "reasoning": "I should look this up." if think else None,
+    }
     if last["role"] == "tool":
         out["content"] = f"The tool said: {last['content']}"
     elif body.get("tools") and body.get("tool_choice") != "none":
@@ -109,10 +115,21 @@ async def chat(request: Request) -> Response:
         if r["tool_calls"]:
             msg["tool_calls"] = r["tool_calls"]
         finish = "tool_calls" if r["tool_calls"] else "stop"
-        return JSONResponse({**base, "object": "chat.completion", "choices": [{"index": 0, "message": msg, "finish_reason": finish}], "usage": usage})
+        return JSONResponse(
+            {
+                **base,
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": msg, "finish_reason": finish}],
+                "usage": usage,
+            }
+        )
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        c = {**base, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        c = {
+            **base,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
         return b"data: " + json.dumps(c).encode() + b"\n\n"
 
     async def gen() -> Any:
@@ -125,13 +142,28 @@ async def chat(request: Request) -> Response:
             for i, w in enumerate(words):
                 yield chunk({"content": w if i == 0 else " " + w})
         for i, tc in enumerate(r["tool_calls"] or []):
-            yield chunk({"tool_calls": [{"index": i, "id": tc["id"], "type": "function", "function": {"name": tc["function"]["name"], "arguments": ""}}]})
+            yield chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": i,
+                            "id": tc["id"],
+                            "type": "function",
+                            "function": {"name": tc["function"]["name"], "arguments": ""},
+                        }
+                    ]
+                }
+            )
             a = tc["function"]["arguments"]
             for j in range(0, len(a), 5):
                 yield chunk({"tool_calls": [{"index": i, "function": {"arguments": a[j : j + 5]}}]})
         yield chunk({}, "tool_calls" if r["tool_calls"] else "stop")
         if (body.get("stream_options") or {}).get("include_usage"):
-            yield b"data: " + json.dumps({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}).encode() + b"\n\n"
+            yield (
+                b"data: "
+                + json.dumps({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}).encode()
+                + b"\n\n"
+            )
         yield b"data: [DONE]\n\n"
 
     return StreamingResponse(gen(), media_type="text/event-stream")
@@ -145,7 +177,9 @@ class ToolUpstream:
     def __init__(self) -> None:
         self.port = _free_port()
         app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models)])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

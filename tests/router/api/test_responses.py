@@ -50,7 +50,13 @@ class Scripted:
     """An upstream that streams the given chunk deltas (tool calls included), then
     optionally fails; `complete` answers with the folded message."""
 
-    def __init__(self, deltas: list[dict[str, Any]], finish: str = "stop", fail: errors.UpstreamError | None = None, model: str = "fast-model") -> None:
+    def __init__(
+        self,
+        deltas: list[dict[str, Any]],
+        finish: str = "stop",
+        fail: errors.UpstreamError | None = None,
+        model: str = "fast-model",
+    ) -> None:
         self.name, self.model = "fast", model
         self.deltas, self.finish, self.fail = deltas, finish, fail
         self.calls: list[dict[str, Any]] = []
@@ -82,10 +88,18 @@ class Scripted:
 
 TOOL_DELTAS = [
     {"content": "Let me check."},
-    {"tool_calls": [{"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]},
+    {
+        "tool_calls": [
+            {"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}}
+        ]
+    },
     {"tool_calls": [{"index": 0, "function": {"arguments": '{"city":'}}]},
     {"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]},
-    {"tool_calls": [{"index": 1, "id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]},
+    {
+        "tool_calls": [
+            {"index": 1, "id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}
+        ]
+    },
 ]
 
 
@@ -104,7 +118,10 @@ async def test_string_input_with_instructions():
     u = body["usage"]
     assert u["total_tokens"] == u["input_tokens"] + u["output_tokens"] and u["output_tokens"] > 0
     assert u["output_tokens_details"]["reasoning_tokens"] == 0
-    assert ups["fast"].calls[-1]["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there"}]
+    assert ups["fast"].calls[-1]["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi there"},
+    ]
     assert r.headers["x-thinkgate-route"] == "fast" and "x-thinkgate-request-id" in r.headers
 
 
@@ -141,11 +158,18 @@ async def test_item_list_becomes_chat_messages_and_reasoning_is_not_forwarded():
 
 async def test_parameters_are_translated_to_chat_fields():
     client, ups = make()
-    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}},
+        "required": ["a"],
+        "additionalProperties": False,
+    }
     req = {
         "model": "auto",
         "input": "x",
-        "tools": [{"type": "function", "name": "f", "description": "d", "parameters": {"type": "object"}, "strict": True}],
+        "tools": [
+            {"type": "function", "name": "f", "description": "d", "parameters": {"type": "object"}, "strict": True}
+        ],
         "tool_choice": {"type": "function", "name": "f"},
         "parallel_tool_calls": False,
         "text": {"format": {"type": "json_schema", "name": "out", "schema": schema, "strict": True}},
@@ -161,10 +185,18 @@ async def test_parameters_are_translated_to_chat_fields():
     r = await client.post("/v1/responses", json=req)
     assert r.status_code == 200, r.text
     sent = ups["fast"].calls[-1]
-    assert sent["tools"] == [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object"}, "strict": True}}]
+    assert sent["tools"] == [
+        {
+            "type": "function",
+            "function": {"name": "f", "description": "d", "parameters": {"type": "object"}, "strict": True},
+        }
+    ]
     assert sent["tool_choice"] == {"type": "function", "function": {"name": "f"}}
     assert sent["parallel_tool_calls"] is False
-    assert sent["response_format"] == {"type": "json_schema", "json_schema": {"name": "out", "schema": schema, "strict": True}}
+    assert sent["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "out", "schema": schema, "strict": True},
+    }
     assert sent["max_tokens"] == 33 and sent["reasoning_effort"] == "low"
     assert sent["temperature"] == 0.5 and sent["top_p"] == 0.9 and sent["user"] == "u1"
     for absent in ("metadata", "store", "include", "input", "instructions", "text", "max_output_tokens", "reasoning"):
@@ -180,7 +212,10 @@ async def test_parameters_are_translated_to_chat_fields():
     [
         ({"input": 3}, "input"),
         ({"input": [{"type": "message", "role": "robot", "content": "x"}]}, "input[0].role"),
-        ({"input": [{"type": "message", "role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}, "input[0].content[0]"),
+        (
+            {"input": [{"type": "message", "role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
+            "input[0].content[0]",
+        ),
         ({"input": [{"type": "function_call", "name": "f", "arguments": "{}"}]}, "input[0].call_id"),
         ({"input": [{"type": "function_call_output", "call_id": "c"}]}, "input[0].output"),
         ({"input": [{"type": "web_search_call", "id": "w"}]}, "input[0].type"),
@@ -242,11 +277,21 @@ async def test_tool_calls_become_function_call_items():
     calls = [{"id": "call_9", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]
     fast = FakeUpstream("fast", "fast-model", lambda b: FakeReply("", tool_calls=calls))
     client, _ = make(fast=fast)
-    body = (await client.post("/v1/responses", json={"model": "auto", "input": "w?", "tools": [{"type": "function", "name": "get_weather"}]})).json()
+    body = (
+        await client.post(
+            "/v1/responses",
+            json={"model": "auto", "input": "w?", "tools": [{"type": "function", "name": "get_weather"}]},
+        )
+    ).json()
     resp = valid_response(body)
     assert [i["type"] for i in body["output"]] == ["function_call"]
     fc = resp.output[0]
-    assert fc.type == "function_call" and fc.call_id == "call_9" and fc.name == "get_weather" and fc.arguments == '{"city":"Paris"}'
+    assert (
+        fc.type == "function_call"
+        and fc.call_id == "call_9"
+        and fc.name == "get_weather"
+        and fc.arguments == '{"city":"Paris"}'
+    )
     assert fc.id.startswith("fc_")
 
 
@@ -268,8 +313,18 @@ async def test_stream_text_events_in_order():
     assert r.headers["x-thinkgate-route"] == "fast"
     evs = sse_events(r.text)
     types = [e["type"] for e in evs]
-    assert types[:4] == ["response.created", "response.in_progress", "response.output_item.added", "response.content_part.added"]
-    assert types[-4:] == ["response.output_text.done", "response.content_part.done", "response.output_item.done", "response.completed"]
+    assert types[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert types[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     deltas = "".join(e["delta"] for e in evs if e["type"] == "response.output_text.delta")
     assert deltas == "echo: a b c"
     final = evs[-1]["response"]
@@ -302,7 +357,9 @@ async def test_stream_tool_calls():
     a, b = final["output"][1], final["output"][2]
     assert (a["call_id"], a["name"], a["arguments"]) == ("call_a", "get_weather", '{"city":"Paris"}')
     assert (b["call_id"], b["name"], b["arguments"]) == ("call_b", "get_time", "{}")
-    deltas = [e["delta"] for e in evs if e["type"] == "response.function_call_arguments.delta" and e["output_index"] == 1]
+    deltas = [
+        e["delta"] for e in evs if e["type"] == "response.function_call_arguments.delta" and e["output_index"] == 1
+    ]
     assert "".join(deltas) == '{"city":"Paris"}'
     done = [e for e in evs if e["type"] == "response.function_call_arguments.done"]
     assert [(e["name"], e["arguments"]) for e in done] == [("get_weather", '{"city":"Paris"}'), ("get_time", "{}")]
@@ -311,7 +368,9 @@ async def test_stream_tool_calls():
 
 
 async def test_stream_error_midway_is_error_then_failed():
-    up = Scripted([{"content": "par"}], fail=errors.UpstreamUnavailable("upstream fast dropped the stream", upstream="fast"))
+    up = Scripted(
+        [{"content": "par"}], fail=errors.UpstreamUnavailable("upstream fast dropped the stream", upstream="fast")
+    )
     client, _ = make(fast=up)  # type: ignore[arg-type]
     # the model "fast" by name: pinned, so no fallback hides the failure
     r = await client.post("/v1/responses", json={"model": "fast", "input": "q", "stream": True})
@@ -353,8 +412,13 @@ async def test_cached_answer_is_a_valid_response_and_stream():
 
 async def test_previous_response_id_continues_the_conversation():
     client, ups = make()
-    first = (await client.post("/v1/responses", json={"model": "pinned", "input": "one", "instructions": "sys A"})).json()
-    second = await client.post("/v1/responses", json={"model": "auto", "input": "two", "previous_response_id": first["id"], "instructions": "sys B"})
+    first = (
+        await client.post("/v1/responses", json={"model": "pinned", "input": "one", "instructions": "sys A"})
+    ).json()
+    second = await client.post(
+        "/v1/responses",
+        json={"model": "auto", "input": "two", "previous_response_id": first["id"], "instructions": "sys B"},
+    )
     assert second.status_code == 200
     assert second.json()["previous_response_id"] == first["id"]
     # instructions are not carried over; the earlier thinking is not forwarded
@@ -366,11 +430,29 @@ async def test_previous_response_id_continues_the_conversation():
     ]
     # a tool loop: the call comes back as a tool message after its assistant turn
     calls = [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
-    tool_fast = FakeUpstream("fast", "fast-model", lambda b: FakeReply("", tool_calls=calls) if b["messages"][-1]["role"] == "user" else FakeReply("done"))
+    tool_fast = FakeUpstream(
+        "fast",
+        "fast-model",
+        lambda b: FakeReply("", tool_calls=calls) if b["messages"][-1]["role"] == "user" else FakeReply("done"),
+    )
     client, ups = make(fast=tool_fast)
-    t1 = (await client.post("/v1/responses", json={"model": "auto", "input": "go", "tools": [{"type": "function", "name": "f"}]})).json()
+    t1 = (
+        await client.post(
+            "/v1/responses", json={"model": "auto", "input": "go", "tools": [{"type": "function", "name": "f"}]}
+        )
+    ).json()
     out = [{"type": "function_call_output", "call_id": t1["output"][0]["call_id"], "output": "42"}]
-    t2 = (await client.post("/v1/responses", json={"model": "auto", "input": out, "previous_response_id": t1["id"], "tools": [{"type": "function", "name": "f"}]})).json()
+    t2 = (
+        await client.post(
+            "/v1/responses",
+            json={
+                "model": "auto",
+                "input": out,
+                "previous_response_id": t1["id"],
+                "tools": [{"type": "function", "name": "f"}],
+            },
+        )
+    ).json()
     assert valid_response(t2).output_text == "done"
     assert ups["fast"].calls[-1]["messages"] == [
         {"role": "user", "content": "go"},
@@ -399,7 +481,11 @@ async def test_retrieve_delete_and_input_items():
     for it in page["data"]:
         ITEM.validate_python(it)
     assert [i["content"][0]["text"] for i in page["data"]] == ["m0", "m1"]
-    nxt = (await client.get(f"/v1/responses/{rid}/input_items", params={"limit": 10, "order": "asc", "after": page["last_id"]})).json()
+    nxt = (
+        await client.get(
+            f"/v1/responses/{rid}/input_items", params={"limit": 10, "order": "asc", "after": page["last_id"]}
+        )
+    ).json()
     assert [i["content"][0]["text"] for i in nxt["data"]] == ["m2", "m3", "m4"] and nxt["has_more"] is False
     desc = (await client.get(f"/v1/responses/{rid}/input_items")).json()
     assert desc["data"][0]["content"][0]["text"] == "m4"
@@ -416,14 +502,20 @@ async def test_store_false_and_streamed_responses():
     client, _ = make()
     r = (await client.post("/v1/responses", json={"model": "auto", "input": "x", "store": False})).json()
     assert (await client.get(f"/v1/responses/{r['id']}")).status_code == 404
-    evs = sse_events((await client.post("/v1/responses", json={"model": "auto", "input": "streamed", "stream": True})).text)
+    evs = sse_events(
+        (await client.post("/v1/responses", json={"model": "auto", "input": "streamed", "stream": True})).text
+    )
     final = evs[-1]["response"]
     got = (await client.get(f"/v1/responses/{final['id']}")).json()
     assert got["output"] == final["output"]
 
 
 async def test_store_is_scoped_by_tenant():
-    s = settings(auth={"keys": [{"key": "sk-tenant-a-0123456789", "tenant": "a"}, {"key": "sk-tenant-b-0123456789", "tenant": "b"}]})
+    s = settings(
+        auth={
+            "keys": [{"key": "sk-tenant-a-0123456789", "tenant": "a"}, {"key": "sk-tenant-b-0123456789", "tenant": "b"}]
+        }
+    )
     keys = KeyStore.from_settings(s.auth, env={})
     app = create_app(s, upstreams={"fast": FakeUpstream("fast", "fast-model"), "reasoning": FakeUpstream("reasoning", "reasoning-model")},
                      middleware=middleware(keys, Limiter(s.limits)))  # fmt: skip
@@ -434,7 +526,9 @@ async def test_store_is_scoped_by_tenant():
         assert (await c.get(f"/v1/responses/{made['id']}", headers=a)).status_code == 200
         assert (await c.get(f"/v1/responses/{made['id']}", headers=b)).status_code == 404
         assert (await c.delete(f"/v1/responses/{made['id']}", headers=b)).status_code == 404
-        r = await c.post("/v1/responses", json={"model": "auto", "input": "y", "previous_response_id": made["id"]}, headers=b)
+        r = await c.post(
+            "/v1/responses", json={"model": "auto", "input": "y", "previous_response_id": made["id"]}, headers=b
+        )
         assert_openai_error(r, 404, "previous_response_id")
         assert (await c.post("/v1/responses", json={"model": "auto", "input": "x"})).status_code == 401
 
@@ -453,7 +547,9 @@ async def test_store_down_degrades():
     assert r.status_code == 200 and valid_response(r.json()).output_text == "echo: x"
     s = await client.post("/v1/responses", json={"model": "auto", "input": "x", "stream": True})
     assert sse_events(s.text)[-1]["type"] == "response.completed"
-    err = assert_openai_error(await client.post("/v1/responses", json={"model": "auto", "input": "x", "previous_response_id": "resp_1"}), 503)
+    err = assert_openai_error(
+        await client.post("/v1/responses", json={"model": "auto", "input": "x", "previous_response_id": "resp_1"}), 503
+    )
     assert "did not answer" in err["message"] and err["code"] == "response_store_unavailable"
     assert_openai_error(await client.get("/v1/responses/resp_1"), 503)
 

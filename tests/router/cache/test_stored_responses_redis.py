@@ -50,7 +50,9 @@ def _app(redis_url: str) -> tuple[Any, FakeUpstream]:
     fast = FakeUpstream("fast", "fast-model")
     s = settings(responses={"redis_url": redis_url, "timeout_ms": 300})
     store = build_response_store(redis_url, ttl_s=60, max_entries=10, timeout_ms=300, namespace="thinkgate")
-    app = create_app(s, upstreams={"fast": fast, "reasoning": FakeUpstream("reasoning", "reasoning-model")}, response_store=store)
+    app = create_app(
+        s, upstreams={"fast": fast, "reasoning": FakeUpstream("reasoning", "reasoning-model")}, response_store=store
+    )
     return app, fast
 
 
@@ -63,7 +65,9 @@ async def test_two_replicas_share_the_store(redis_url: str) -> None:
         first = (await a.post("/v1/responses", json={"model": "auto", "input": "one"})).json()
         got = await b.get(f"/v1/responses/{first['id']}")
         assert got.status_code == 200 and got.json() == first
-        second = await b.post("/v1/responses", json={"model": "auto", "input": "two", "previous_response_id": first["id"]})
+        second = await b.post(
+            "/v1/responses", json={"model": "auto", "input": "two", "previous_response_id": first["id"]}
+        )
         assert second.status_code == 200
         assert fast_b.calls[-1]["messages"] == [
             {"role": "user", "content": "one"},
@@ -83,7 +87,9 @@ async def test_redis_down_degrades_then_recovers(redis_url: str, redis_server: R
             t = time.perf_counter()
             r = await c.post("/v1/responses", json={"model": "auto", "input": "still served"})
             assert r.status_code == 200 and r.json()["output"][0]["content"][0]["text"] == "echo: still served"
-            r = await c.post("/v1/responses", json={"model": "auto", "input": "two", "previous_response_id": first["id"]})
+            r = await c.post(
+                "/v1/responses", json={"model": "auto", "input": "two", "previous_response_id": first["id"]}
+            )
             assert r.status_code == 503 and r.json()["error"]["code"] == "response_store_unavailable"
             assert "did not answer" in r.json()["error"]["message"]
             assert time.perf_counter() - t < 5  # bounded by timeout_ms, not a hang
