@@ -66,14 +66,21 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def cpu_per_request(pid: int, url: str, model: str, n: int) -> float:
+async def cpu_per_request(pid: int, targets: dict[str, tuple[str, str]], n: int, block: int = 50) -> dict[str, float]:
+    """Gateway CPU ms per request for each target, in alternating blocks so drift
+    (and the previous block's leftover logging) falls on every target alike."""
+    used = {name: 0.0 for name in targets}
     async with httpx.AsyncClient(timeout=30) as client:
-        for _ in range(20):
-            await one(client, url, model)
-        c = cpu_s(pid)
-        for _ in range(n):
-            await one(client, url, model)
-        return (cpu_s(pid) - c) / n * 1000
+        for url, model in targets.values():
+            for _ in range(20):
+                await one(client, url, model)
+        for _ in range(max(1, n // block)):
+            for name, (url, model) in targets.items():
+                c = cpu_s(pid)
+                for _ in range(block):
+                    await one(client, url, model)
+                used[name] += cpu_s(pid) - c
+    return {name: v / (max(1, n // block) * block) * 1000 for name, v in used.items()}
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -90,14 +97,19 @@ async def one(client: httpx.AsyncClient, url: str, model: str) -> float:
 
 
 async def sequential(targets: dict[str, tuple[str, str]], n: int) -> dict[str, list[float]]:
-    """Concurrency 1, interleaved request by request so drift hits every target alike."""
+    """Concurrency 1, interleaved request by request (in a rotating order) so drift hits every target alike."""
     lat: dict[str, list[float]] = {k: [] for k in targets}
     async with httpx.AsyncClient(timeout=30) as client:
         for name, (url, model) in targets.items():  # warm-up
             for _ in range(20):
                 await one(client, url, model)
-        for _ in range(n):
-            for name, (url, model) in targets.items():
+        names = list(targets)
+        for i in range(n):
+            # rotate the order: a target must not always pay for the one before it
+            # (the gateway finishes a request's logging after the reply)
+            k = i % len(names)
+            for name in names[k:] + names[:k]:
+                url, model = targets[name]
                 lat[name].append(await one(client, url, model))
     return lat
 
@@ -207,7 +219,7 @@ litellm_settings: {{telemetry: false}}
             print(f"{name:<14} {p50:10.2f} {p99:10.2f} {p50 - direct_p50:10.2f} {p99 - direct_p99:10.2f} "
                   f"{statistics.median(rps[name]):10.0f} {pct(lat32[name], 0.5):11.2f} {pct(lat32[name], 0.99):11.2f} {fails[name]:7d}")
         tg_pid = procs[1].pid
-        cpu = {name: asyncio.run(cpu_per_request(tg_pid, *targets[name], args.n1)) for name in ("thinkgate", "tg-responses")}
+        cpu = asyncio.run(cpu_per_request(tg_pid, {k: targets[k] for k in ("thinkgate", "tg-responses")}, args.n1))
         print("\ngateway CPU per request (c1, " + str(args.n1) + " requests): "
               + ", ".join(f"{k} {v:.2f} ms" for k, v in cpu.items()))
         added_chat = pct(lat1["thinkgate"], 0.5) - direct_p50
