@@ -96,6 +96,18 @@ def test_stream_helper(tools_client: OpenAI):
     assert final.status == "completed" and final.usage.total_tokens == 28
 
 
+def test_stream_is_not_buffered(tools_client: OpenAI):
+    import time
+
+    seen = []
+    with tools_client.responses.stream(model="slow", input="hello") as stream:
+        for e in stream:
+            if e.type == "response.output_text.delta":
+                seen.append(time.monotonic())
+    # five words 0.2 s apart upstream: they reach the client spread out, not in one burst at the end
+    assert len(seen) == 5 and seen[-1] - seen[0] > 0.5
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_tool_loop_with_previous_response_id(tools_client: OpenAI, stream: bool):
     # turn 1 on the reasoning route: its thinking must not reach the strict upstream on turn 2

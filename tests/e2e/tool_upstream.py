@@ -2,8 +2,8 @@
 `thinkgate serve` in front of it, for client tests that need tool calls (the
 embedded SmolLM2 does not make them).
 
-The upstream plays two models: `tool-fast`, and `tool-think`, which also
-answers with `reasoning_content`. With tools and a user turn last it calls the
+The upstream plays three models: `tool-fast`; `tool-think`, which also
+answers with `reasoning_content`; `tool-slow`, which streams a word every 0.2 s. With tools and a user turn last it calls the
 first tool; after a tool result it answers "The tool said: <result>". It is
 strict like DeepSeek, Groq or Mistral: a request field or message field the
 OpenAI chat API does not define is a 400, so thinking that leaks back into the
@@ -12,6 +12,7 @@ history cannot hide behind a lenient fake.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -140,6 +141,8 @@ async def chat(request: Request) -> Response:
         if r["content"]:
             words = r["content"].split(" ")
             for i, w in enumerate(words):
+                if "slow" in body["model"]:
+                    await asyncio.sleep(0.2)  # a slow generation: the client must see each word as it comes
                 yield chunk({"content": w if i == 0 else " " + w})
         for i, tc in enumerate(r["tool_calls"] or []):
             yield chunk(
@@ -204,6 +207,7 @@ CONFIG = """
 models:
   fast: {{provider: openai, model: tool-fast, api_base: "{base}", logprobs: false, timeout: 30}}
   reasoning: {{provider: openai, model: tool-think, api_base: "{base}", reasoning: true, logprobs: false, timeout: 30}}
+  slow: {{provider: openai, model: tool-slow, api_base: "{base}", logprobs: false, timeout: 30}}
 routes:
   auto: {{fast: fast, reasoning: reasoning, default: fast}}
   fast: {{pin: fast}}
