@@ -6,7 +6,7 @@ Layers, lowest first; a module imports only from its own layer or those below it
   0  router.config, router.errors, router.types       the ground floor
   1  policies                                         pure decision logic, no I/O
   2  router.embedding, .cache, .upstreams, .access,   the parts behind each seam
-     .decisions, .learning
+     .decisions, .learning, .tracing
   3  router.deer                                      DEER over a completions API
   4  router.pipeline                                  one request's steps
   5  router.api, router.dashboard                     what clients and operators see

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from router import errors
+from router import errors, tracing
 from router.api import responses as responses_api
 from router.api.protocol import DONE, max_tokens, parse_request, sse
 from router.cache.stored_responses import MemoryResponseStore
@@ -107,7 +107,8 @@ class Gateway:
         state = request.scope.get("state")
         pre = state.get("parsed_body") if isinstance(state, dict) else None
         parsed = pre[1] if pre is not None and pre[0] == raw else None
-        req = parse_request(endpoint, raw, request.headers, parsed)
+        with tracing.span("thinkgate.parse", {"thinkgate.endpoint": endpoint}):
+            req = parse_request(endpoint, raw, request.headers, parsed)
         req.caller = _caller(request)
         limits = self.settings.limits
         if len(req.messages) > limits.max_messages:

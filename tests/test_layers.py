@@ -14,6 +14,7 @@ LAYERS: dict[str, int] = {
     "policies": 1,
     "router.embedding": 2, "router.cache": 2, "router.upstreams": 2, "router.access": 2, "router.decisions": 2,
     "router.learning": 2,
+    "router.tracing": 2,
     "router.deer": 3,
     "router.pipeline": 4,
     "router.api": 5, "router.dashboard": 5,

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from policies.deer import Probe, probe_stops
-from router import errors
+from router import errors, tracing
 from router.config import DeerSettings
 from router.deer.run import Run
 from router.upstreams.completions import Completions
@@ -102,7 +102,9 @@ class DeerCalls:
         cpu = time.process_time() - cpu0
         t0 = time.perf_counter()
         try:
-            data = await asyncio.wait_for(self.api.create(payload, self.timeout), s.probe_timeout_s)
+            with tracing.span("thinkgate.deer.probe", {"thinkgate.deer.step": step, "thinkgate.deer.kind": run.kind}) as sp:
+                data = await asyncio.wait_for(self.api.create(payload, self.timeout), s.probe_timeout_s)
+                sp.set("gen_ai.usage.output_tokens", (data.get("usage") or {}).get("completion_tokens"))
         except (errors.UpstreamError, TimeoutError) as e:
             trace.update(error=type(e).__name__, latency_ms=(time.perf_counter() - t0) * 1000, cpu_ms=cpu * 1000)
             # a rejected probe (4xx) is a configuration problem, not load: say so loudly

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from policies.features import message_text
-from router import errors
+from router import errors, tracing
 from router.config import RouteSettings, Settings
 from router.embedding.encoders import sentence
 from router.learning.slot import snapshot
@@ -111,7 +111,9 @@ class Pipeline:
         if cache_on and getattr(self.cache, "state", "up") == "down":
             d.cache = "bypass"  # Redis is down: requests skip the cache and still succeed
         if cache_on and not req.controls.cache.no_cache:
-            hit = await self.cache.get(req, None)  # type: ignore[union-attr]
+            with tracing.span("thinkgate.cache", {"thinkgate.cache.lookup": "exact"}) as sp:
+                hit = await self.cache.get(req, None)  # type: ignore[union-attr]
+                sp.set("thinkgate.cache.hit", hit is not None)
             if hit is not None:
                 return self._cache_reply(req, d, hit, t0)
 
@@ -121,16 +123,22 @@ class Pipeline:
         wants_classifier = rs.pin is None and forced is None and self.classifier is not None
         wants_semantic = cache_on and not req.controls.cache.no_cache and self.cache.needs_embedding(req)  # type: ignore[union-attr]
         if self.embedder is not None and (wants_classifier or wants_semantic):
-            vector = await self.embedder.embed(req.messages)
+            with tracing.span("thinkgate.embed"):
+                vector = await self.embedder.embed(req.messages)
             embedding = sentence(vector)
             if self.settings.decisions.store_embedding:
                 d.embedding = [round(float(x), 5) for x in embedding]
             if wants_semantic:
-                hit = await self.cache.get(req, embedding, exact=False)  # type: ignore[union-attr]
+                with tracing.span("thinkgate.cache", {"thinkgate.cache.lookup": "semantic"}) as sp:
+                    hit = await self.cache.get(req, embedding, exact=False)  # type: ignore[union-attr]
+                    sp.set("thinkgate.cache.hit", hit is not None)
                 if hit is not None:
                     return self._cache_reply(req, d, hit, t0)
 
-        route, pinned = self._decide(req, rs, d, vector)
+        with tracing.span("thinkgate.classify") as sp:
+            route, pinned = self._decide(req, rs, d, vector)
+            sp.set("thinkgate.route", route)
+            sp.set("thinkgate.difficulty", d.difficulty)
         d.routing_ms = (time.perf_counter() - t0) * 1000
 
         # 5-6. call the route (Self-Ref on fast, DEER inside the reasoning upstream)
@@ -196,7 +204,8 @@ class Pipeline:
                     charge_discarded(self.settings, d, target, body)
                     self.recorder.hold_fast(d, body)
                     target = self._target(rs, "reasoning")
-                    body = await self._call(req, d, target)
+                    with tracing.span("thinkgate.selfref.escalate", {"thinkgate.selfref.confidence": d.confidence}):
+                        body = await self._call(req, d, target)
                 else:
                     strip_logprobs(req, body)
             else:

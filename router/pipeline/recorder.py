@@ -9,6 +9,7 @@ import asyncio
 import logging
 from typing import Any
 
+from router import tracing
 from router.pipeline.parts import Cache, DecisionSink, MetricsSink
 from router.types import ChatRequest, Decision
 
@@ -52,6 +53,7 @@ class Recorder:
         return start
 
     def finish(self, d: Decision) -> None:
+        tracing.record_decision(d)  # on the request's trace, when tracing is on
         if self.metrics is not None:
             try:
                 self.metrics.observe(d)

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from router import errors
+from router import errors, tracing
 from router.upstreams.openai_compat import _error_message, map_transport_error
 
 
@@ -46,47 +46,56 @@ class Completions:
     async def stream(self, payload: dict[str, Any], timeout: httpx.Timeout) -> AsyncIterator[Piece]:
         payload = {**payload, "stream": True}
         try:
-            async with self.client.stream("POST", self.url, json=payload, timeout=timeout) as resp:
-                if resp.status_code >= 400:
-                    text = (await resp.aread()).decode(errors="replace")
-                    raise errors.from_status(
-                        resp.status_code, _error_message(text, resp.status_code), upstream=self.upstream
-                    )
-                async for line in resp.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        return
-                    try:
-                        event = json.loads(data)
-                    except ValueError:
-                        raise errors.UpstreamUnavailable(
-                            f"upstream {self.upstream} sent a malformed event", upstream=self.upstream
-                        ) from None
-                    if not isinstance(event, dict) or "error" in event:
-                        raise errors.UpstreamUnavailable(_error_message(data, 500), upstream=self.upstream)
-                    usage = event.get("usage") if isinstance(event.get("usage"), dict) else None
-                    for choice in event.get("choices") or []:
-                        text = choice.get("text") or ""
-                        yield Piece(
-                            text=text,
-                            tokens=_n_tokens(choice, text),
-                            finish_reason=choice.get("finish_reason"),
-                            stop_reason=choice.get("stop_reason"),
-                            has_stop_reason="stop_reason" in choice,
-                            usage=usage,
-                            at=time.perf_counter(),
+            with tracing.client("openai", str(payload.get("model", "")), payload, self.upstream) as call:
+                async with self.client.stream("POST", self.url, json=payload, timeout=timeout, headers=call.headers) as resp:
+                    if resp.status_code >= 400:
+                        text = (await resp.aread()).decode(errors="replace")
+                        raise errors.from_status(
+                            resp.status_code, _error_message(text, resp.status_code), upstream=self.upstream
                         )
-                    if usage and not event.get("choices"):
-                        yield Piece(text="", tokens=0, usage=usage, at=time.perf_counter())
+                    async for line in resp.aiter_lines():
+                        if not line.startswith("data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            return
+                        try:
+                            event = json.loads(data)
+                        except ValueError:
+                            raise errors.UpstreamUnavailable(
+                                f"upstream {self.upstream} sent a malformed event", upstream=self.upstream
+                            ) from None
+                        if not isinstance(event, dict) or "error" in event:
+                            raise errors.UpstreamUnavailable(_error_message(data, 500), upstream=self.upstream)
+                        usage = event.get("usage") if isinstance(event.get("usage"), dict) else None
+                        if usage:
+                            call.result({"usage": usage})
+                        for choice in event.get("choices") or []:
+                            text = choice.get("text") or ""
+                            yield Piece(
+                                text=text,
+                                tokens=_n_tokens(choice, text),
+                                finish_reason=choice.get("finish_reason"),
+                                stop_reason=choice.get("stop_reason"),
+                                has_stop_reason="stop_reason" in choice,
+                                usage=usage,
+                                at=time.perf_counter(),
+                            )
+                        if usage and not event.get("choices"):
+                            yield Piece(text="", tokens=0, usage=usage, at=time.perf_counter())
         except httpx.HTTPError as e:
             raise map_transport_error(e, self.upstream) from None
 
     async def create(self, payload: dict[str, Any], timeout: httpx.Timeout) -> dict[str, Any]:
         payload = {**payload, "stream": False}
+        with tracing.client("openai", str(payload.get("model", "")), payload, self.upstream) as call:
+            data = await self._create(payload, timeout, call.headers)
+            call.result(data)
+        return data
+
+    async def _create(self, payload: dict[str, Any], timeout: httpx.Timeout, headers: dict[str, str] | None) -> dict[str, Any]:
         try:
-            resp = await self.client.post(self.url, json=payload, timeout=timeout)
+            resp = await self.client.post(self.url, json=payload, timeout=timeout, headers=headers)
         except httpx.HTTPError as e:
             raise map_transport_error(e, self.upstream) from None
         if resp.status_code >= 400:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import random
@@ -58,6 +59,7 @@ class FakeOpenAIServer:
         self.faults = faults or Faults()
         self.words = words
         self.stats = Stats()
+        self.traceparents: collections.deque[str | None] = collections.deque(maxlen=256)  # recent W3C traceparents
         self._rng = random.Random(self.faults.seed)
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -105,6 +107,8 @@ class FakeOpenAIServer:
                 headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
                 keep = headers.get("connection", "").lower() != "close"
+                if method == "POST":
+                    self.traceparents.append(headers.get("traceparent"))
                 if not await self._answer(method, path.split("?")[0], body, writer):
                     return
                 if not keep:

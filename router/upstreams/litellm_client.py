@@ -8,7 +8,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from router import errors
+from router import errors, tracing
 from router.upstreams.base import CallContext
 
 _litellm: Any = None
@@ -75,6 +75,9 @@ class LiteLLMUpstream:
     def _args(self, body: dict[str, Any], ctx: CallContext, stream: bool) -> dict[str, Any]:
         args = {**body, **self._kw, "model": self.model, "stream": stream, "timeout": ctx.timeout or self.timeout}
         args.pop("stream_options", None)
+        trace_headers = tracing.headers()  # continue the request's trace at the provider
+        if trace_headers:
+            args["extra_headers"] = {**(args.get("extra_headers") or {}), **trace_headers}
         if stream and "messages" in body:
             args["stream_options"] = {"include_usage": True}
         return args

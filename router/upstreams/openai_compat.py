@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import httpx
 
-from router import errors
+from router import errors, tracing
 from router.upstreams.base import CallContext
 
 
@@ -86,7 +86,7 @@ class OpenAICompatUpstream:
         t = ctx.timeout or self.timeout
         timeout = aiohttp.ClientTimeout(total=t, connect=min(t, self.connect_timeout))
         try:
-            async with self.session().post(self._url(body), json=body, timeout=timeout) as resp:
+            async with self.session().post(self._url(body), json=body, timeout=timeout, headers=tracing.headers()) as resp:
                 raw = await resp.read()
                 status = resp.status
         except (aiohttp.ClientError, asyncio.TimeoutError) as e:
@@ -111,7 +111,7 @@ class OpenAICompatUpstream:
         timeout = aiohttp.ClientTimeout(total=None, connect=min(t, self.connect_timeout), sock_read=t)
         finished = False
         try:
-            async with self.session().post(self._url(body), json=body, timeout=timeout) as resp:
+            async with self.session().post(self._url(body), json=body, timeout=timeout, headers=tracing.headers()) as resp:
                 if resp.status >= 400:
                     text = (await resp.read()).decode(errors="replace")
                     raise errors.from_status(resp.status, _error_message(text, resp.status), upstream=self.name)

@@ -66,6 +66,7 @@ class ScriptedServer:
         self.script = script
         self.base_prompt: str | None = None
         self.requests: list[dict[str, Any]] = []
+        self.traceparents: list[str | None] = []  # each completions request's W3C traceparent
         self.streams: list[StreamLog] = []
         self.probe_prompts: list[str] = []
         self.tokenize_calls = 0
@@ -88,6 +89,7 @@ class ScriptedServer:
     async def completions(self, request: Request) -> Any:
         payload = await request.json()
         self.requests.append(payload)
+        self.traceparents.append(request.headers.get("traceparent"))
         prompt: str = payload["prompt"]
         if not payload.get("stream"):
             return await self._probe(prompt)
