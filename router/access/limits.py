@@ -130,6 +130,7 @@ class Limiter:
         self._local = LocalWindows()
         self._script = redis.register_script(_LUA) if redis is not None else None
         self._redis_down_until = 0.0
+        self._warm = False  # connection opened and script loaded (by the first readiness check)
         self._retry_redis_s = retry_redis_s
         self.redis_errors = 0
         self.streams = 0
@@ -258,6 +259,17 @@ class Limiter:
 
     async def ready(self) -> dict[str, Any]:
         """Limits never make the gateway unready: a Redis outage means per-process counting."""
+        if self._script is not None and not self._warm:
+            # Before a load balancer sends traffic (it waits for /readyz): open a
+            # connection and load the script, so the first counted request is not
+            # the one that pays connect + NOSCRIPT inside redis_timeout_ms and
+            # falls back to per-process counting (measured: +1 per cold replica).
+            try:
+                async with asyncio.timeout(1.0):
+                    await self.redis.script_load(_LUA)  # type: ignore[union-attr]
+                self._warm = True
+            except Exception:  # down now: counted per process until it is back
+                pass
         backend = "redis" if self._script is not None else "local"
         if backend == "redis" and not self._redis_ok(self._clock()):
             backend = "local (redis down)"
