@@ -298,10 +298,10 @@ def build_limiter(
     url = settings.limits.redis_url or settings.cache.redis_url
     client = None
     if url:
-        import redis.asyncio as aioredis
+        from router.cache.redis_client import connect  # plain or redis+sentinel:// URLs
 
         t = settings.limits.redis_timeout_ms / 1000
-        client = aioredis.Redis.from_url(url, socket_timeout=t, socket_connect_timeout=t)
+        client = connect(url, socket_timeout=t, socket_connect_timeout=t)
     return Limiter(settings.limits, redis=client, key_limits=key_limits)
 
 

@@ -226,9 +226,9 @@ class RedisDecisionLog:
         self.last_error: str | None = None
         self.failures = 0
         if client is None:
-            import redis.asyncio as aioredis  # lazy: the embedded default never needs it
+            from router.cache.redis_client import connect  # lazy: the embedded default never needs it
 
-            client = aioredis.from_url(
+            client = connect(
                 url,
                 socket_timeout=max(self.timeout * 4, 0.5),
                 socket_connect_timeout=max(self.timeout * 4, 0.5),
