@@ -56,8 +56,35 @@ def parse_sentinel(url: str) -> SentinelURL | None:
     )  # fmt: skip
 
 
-def connect(url: str, **kwargs: Any) -> Redis:
-    """`Redis.from_url(url, **kwargs)`, or the Sentinel master for a redis+sentinel:// URL."""
+CLUSTER_SCHEME = "redis+cluster"
+
+
+def is_cluster(url: str | None) -> bool:
+    return bool(url) and urlsplit(url).scheme == CLUSTER_SCHEME  # type: ignore[arg-type]
+
+
+def connect(url: str, **kwargs: Any) -> Any:
+    """`Redis.from_url(url, **kwargs)`; the Sentinel master for a redis+sentinel:// URL;
+    a cluster client for `redis+cluster://[user:password@]host:port[,host:port...]`
+    (any nodes: the client learns the slots). Keys used together in one command or
+    script must share a hash tag there (router.cache.redis_store and access.limits do)."""
+    if is_cluster(url):
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        parts = urlsplit(url)
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        nodes = []
+        for hp in hosts.split(","):
+            host, _, port = hp.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{redact(url)}: each cluster node needs host:port")
+            nodes.append(ClusterNode(host.strip("[]"), int(port)))
+        user, _, password = userinfo.partition(":")
+        keep = ("socket_timeout", "socket_connect_timeout", "max_connections", "decode_responses")
+        return RedisCluster(
+            startup_nodes=nodes, username=unquote(user) or None, password=unquote(password) or None,
+            **{k: v for k, v in kwargs.items() if k in keep},
+        )  # fmt: skip
     sentinel = parse_sentinel(url)
     if sentinel is None:
         return Redis.from_url(url, **kwargs)
@@ -69,7 +96,7 @@ def connect(url: str, **kwargs: Any) -> Redis:
 
 
 def open_client(url: str, read_timeout: float | None, pool_size: int, connect_timeout: float) -> Redis:
-    if parse_sentinel(url) is not None:
+    if parse_sentinel(url) is not None or is_cluster(url):
         # a Sentinel pool finds the master per connection; it has no blocking variant
         return connect(
             url, max_connections=pool_size, socket_timeout=read_timeout, socket_connect_timeout=connect_timeout,

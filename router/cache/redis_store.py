@@ -38,7 +38,7 @@ from redis.exceptions import RedisError, ResponseError
 from router.cache import vsearch
 from router.cache.index import Match, VectorIndex
 from router.cache.index_log import IndexLog, add_event, inv_event
-from router.cache.redis_client import open_client, redact
+from router.cache.redis_client import is_cluster, open_client, redact
 from router.cache.store import Entry, decode, encode
 from router.errors import ThinkgateError
 
@@ -110,7 +110,9 @@ class RedisStore:
         self.max_connections = max_connections
         self.timeouts_to_trip = timeouts_to_trip
         self._timeouts_in_row = 0
-        base = f"{namespace}:cache:"
+        # On Redis Cluster the put script's keys (entry, LRU set, index log) must
+        # share a slot: one hash tag for the namespace (the cache then lives on one shard)
+        base = f"{{{namespace}}}:cache:" if is_cluster(url) else f"{namespace}:cache:"
         self.prefix = base + "e:"
         self.k_lru, self.k_log, self.k_epoch, self.k_idx = base + "lru", base + "log", base + "epoch", base + "idx"
         self.index = VectorIndex(dim=dim, max_rows=max_entries)
@@ -251,13 +253,17 @@ class RedisStore:
     async def _connect(self) -> None:
         assert self._r is not None and self._tail is not None
         async with asyncio.timeout(self.connect_timeout):
-            # sockets from before an outage are dead: start from fresh ones
-            await self._r.connection_pool.disconnect(inuse_connections=False)
-            await self._tail.connection_pool.disconnect(inuse_connections=False)
+            # sockets from before an outage are dead: start from fresh ones (a
+            # cluster client has a pool per node and refreshes its topology itself)
+            for client in (self._r, self._tail):
+                pool = getattr(client, "connection_pool", None)
+                if pool is not None:
+                    await pool.disconnect(inuse_connections=False)
             await self._r.ping()
             await self._r.set(self.k_epoch, uuid.uuid4().hex, nx=True)
             epoch = await self._r.get(self.k_epoch)
-            if self.vector_search in ("auto", "redis"):
+            # on a cluster an FT index would span shards: the local index is used
+            if self.vector_search in ("auto", "redis") and not is_cluster(self.url):
                 self._ft = await vsearch.detect(self._r)
                 if not self._ft and self.vector_search == "redis" and self._epoch is None:
                     log.warning("cache: vector_search=redis but the server has no FT.* commands; using the local index")
