@@ -22,8 +22,10 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router import errors, tracing
+from router.access import error_shapes
+from router.api import anthropic, request_limits
 from router.api import responses as responses_api
-from router.api.protocol import DONE, max_tokens, parse_request, sse
+from router.api.protocol import DONE, parse_request, sse
 from router.cache.stored_responses import MemoryResponseStore
 from router.config import Settings
 from router.pipeline.core import Pipeline
@@ -52,7 +54,7 @@ class BodyLimit:
                 except ValueError:
                     too_big = False
                 if too_big:
-                    await _send_error(send, self._error())
+                    await _send_error(send, self._error(), scope.get("path", ""))
                     return
         seen = 0
 
@@ -71,14 +73,15 @@ class BodyLimit:
         return errors.PayloadTooLarge(f"request body is larger than the limit of {self.limit} bytes")
 
 
-async def _send_error(send: Send, e: errors.ThinkgateError) -> None:
-    resp = error_response(e)
+async def _send_error(send: Send, e: errors.ThinkgateError, path: str = "") -> None:
+    resp = error_response(e, path)
     await send({"type": "http.response.start", "status": resp.status_code, "headers": resp.raw_headers})
     await send({"type": "http.response.body", "body": resp.body})
 
 
-def error_response(e: errors.ThinkgateError) -> JSONResponse:
-    return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
+def error_response(e: errors.ThinkgateError, path: str = "") -> JSONResponse:
+    # the body's shape is the protocol the path speaks (OpenAI, or Anthropic on /v1/messages*)
+    return JSONResponse(error_shapes.body_for(path, e), status_code=e.status, headers=e.headers)
 
 
 def _caller(request: Request) -> Caller:
@@ -110,15 +113,7 @@ class Gateway:
         with tracing.span("thinkgate.parse", {"thinkgate.endpoint": endpoint}):
             req = parse_request(endpoint, raw, request.headers, parsed)
         req.caller = _caller(request)
-        limits = self.settings.limits
-        if len(req.messages) > limits.max_messages:
-            raise errors.InvalidRequest(
-                f"too many messages: {len(req.messages)} > {limits.max_messages}", param="messages", code="too_many_messages"
-            )
-        if max_tokens(req, 0) > limits.max_tokens:
-            raise errors.InvalidRequest(
-                f"max_tokens is over the limit of {limits.max_tokens}", param="max_tokens", code="invalid_value"
-            )
+        request_limits.check(req, self.settings.limits)
         reply = await self.pipeline.handle(req)
         headers = reply.decision.headers()
         headers.update(reply.extra_headers)
@@ -186,7 +181,7 @@ async def _sse_body(reply: Reply) -> AsyncIterator[bytes]:
 
 async def _thinkgate_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.ThinkgateError)
-    return error_response(exc)
+    return error_response(exc, request.url.path)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -195,12 +190,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     message = {404: f"no route {request.url.path}", 405: f"method {request.method} not allowed on {request.url.path}"}.get(
         exc.status_code, str(exc.detail)
     )
-    return error_response(kind(message, status=exc.status_code, code="not_found" if exc.status_code == 404 else "method_not_allowed"))
+    return error_response(
+        kind(message, status=exc.status_code, code="not_found" if exc.status_code == 404 else "method_not_allowed"), request.url.path
+    )
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
-    return error_response(errors.ThinkgateError("internal error; the gateway logged the details"))
+    return error_response(errors.ThinkgateError("internal error; the gateway logged the details"), request.url.path)
 
 
 def create_app(
@@ -280,6 +277,7 @@ def create_app(
             Route("/healthz", gw.healthz, methods=["GET"]),
             Route("/readyz", gw.readyz, methods=["GET"]),
             *responses_api.routes(settings, pipeline, response_store),
+            *anthropic.routes(settings, pipeline),
             *routes,
         ],
         middleware=[Middleware(BodyLimit, limit=settings.server.max_body_bytes), *middleware],

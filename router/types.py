@@ -30,6 +30,7 @@ class CacheControl:
 class DeerControl:
     enabled: bool = True
     threshold: float | None = None  # None: the model's configured threshold
+    budget_tokens: int | None = None  # thinking tokens; None: deer.thinking_budget x max_tokens
 
 
 @dataclass(frozen=True)

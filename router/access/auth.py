@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from router import errors
+from router.access import error_shapes
 from router.config import ApiKey, AuthSettings
 from router.types import Caller
 
@@ -135,6 +136,18 @@ def check_alias(caller: Caller, alias: str) -> None:
         raise errors.Forbidden(f"this API key may not use model '{alias}'", param="model", code="model_not_allowed")
 
 
+def presented_key(scope: Scope) -> str | None:
+    """The key from `Authorization: Bearer <key>` or else `x-api-key: <key>` (what
+    Anthropic clients send); either works on every route."""
+    token = bearer(scope)
+    if token is not None:
+        return token
+    for name, value in scope.get("headers") or ():
+        if name == b"x-api-key":
+            return value.decode("latin-1").strip() or None
+    return None
+
+
 def bearer(scope: Scope) -> str | None:
     for name, value in scope.get("headers") or ():
         if name == b"authorization":
@@ -149,9 +162,12 @@ def bearer(scope: Scope) -> str | None:
     return None
 
 
-async def send_error(send: Any, err: errors.ThinkgateError, extra_headers: Mapping[str, str] | None = None) -> None:
-    """Answer with the error tree's OpenAI-shaped body (used by middleware, before any route runs)."""
-    body = json.dumps(err.body()).encode()
+async def send_error(
+    send: Any, err: errors.ThinkgateError, extra_headers: Mapping[str, str] | None = None, *, path: str = ""
+) -> None:
+    """Answer with the error tree's body, in the shape of the protocol `path` speaks
+    (used by middleware, before any route runs)."""
+    body = json.dumps(error_shapes.body_for(path, err)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     for k, v in {**err.headers, **(extra_headers or {})}.items():
         headers.append((k.lower().encode("latin-1"), str(v).encode("latin-1")))
@@ -188,7 +204,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        token = bearer(scope)
+        token = presented_key(scope)
         entry = self.keys.lookup(token) if token else None
         if entry is None:
             if path in self.public_paths:
@@ -197,7 +213,7 @@ class AuthMiddleware:
             reason = "missing" if token is None else "unknown"
             log.info("auth: %s API key for %s %s", reason, scope.get("method", ""), path)
             msg = (
-                "missing API key: send 'Authorization: Bearer <key>'"
+                "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
                 if token is None
                 else "invalid API key"  # never echo what was presented
             )
@@ -216,4 +232,4 @@ class AuthMiddleware:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
-        await send_error(send, err, headers)
+        await send_error(send, err, headers, path=scope.get("path", ""))

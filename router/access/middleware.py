@@ -18,7 +18,7 @@ from router import errors
 from router.access.limits import Limiter, estimate_tokens
 from router.types import Caller
 
-LIMITED_PATHS: tuple[str, ...] = ("/v1/chat/completions", "/v1/completions", "/v1/responses")
+LIMITED_PATHS: tuple[str, ...] = ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages", "/v1/embeddings")
 _MAX_PEEK = 1 << 20  # response bytes inspected for `usage` (non-streaming JSON)
 
 
@@ -57,7 +57,7 @@ class LimitMiddleware:
         try:
             raw = await _read_body(receive)
         except errors.ThinkgateError as e:  # e.g. 413 from the body limit outside
-            await send_error(send, e)
+            await send_error(send, e, path=scope["path"])
             return
         if raw is None:  # the client left before sending its request
             return
@@ -71,7 +71,7 @@ class LimitMiddleware:
                 _check_controls(self.controls_for(caller), scope, body)
             headers = await self.limiter.check(caller, est)
         except errors.ThinkgateError as e:
-            await send_error(send, e)
+            await send_error(send, e, path=scope["path"])
             return
 
         replayed = False
@@ -99,7 +99,7 @@ class LimitMiddleware:
                 slot = self.limiter.stream_slot(caller)
                 await slot.__aenter__()
             except errors.ThinkgateError as e:
-                await send_error(send, e, headers)
+                await send_error(send, e, headers, path=scope["path"])
                 return
             try:
                 await self.app(scope, replay, send_with_headers)
@@ -195,6 +195,10 @@ class _UsagePeek:
         if usage is None and data and isinstance(data.get("response"), dict):
             usage = data["response"].get("usage")  # the Responses API's final event
         total = usage.get("total_tokens") if isinstance(usage, dict) else None
+        if total is None and isinstance(usage, dict):  # Anthropic's usage has no total
+            parts = [usage.get("input_tokens"), usage.get("output_tokens")]
+            if all(isinstance(p, int) and not isinstance(p, bool) for p in parts):
+                total = sum(parts)  # type: ignore[arg-type]
         if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
             self.total = total
 

@@ -68,6 +68,8 @@ def output_params(req: ChatRequest) -> dict[str, Any]:
         params["~force_route"] = c.force_route
     if not c.deer.enabled or c.deer.threshold is not None:
         params["~deer"] = [c.deer.enabled, c.deer.threshold]
+    if c.deer.budget_tokens is not None:
+        params["~thinking_budget"] = c.deer.budget_tokens
     if c.selfref_threshold is not None:
         params["~selfref"] = c.selfref_threshold
     return params

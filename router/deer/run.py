@@ -102,7 +102,9 @@ async def start_run(body: dict[str, Any], ctx: CallContext, settings: DeerSettin
     loop = asyncio.get_running_loop()
     stats = ctx.deer if ctx.deer is not None else DeerStats()  # filled in place: the caller may hold it
     ctx.deer = stats
-    state = ThinkState(thinking_budget=max(1, int(max_tokens * s.thinking_budget)), wall_clock_s=s.wall_clock_s)
+    # a client's own budget (Anthropic `thinking.budget_tokens`) replaces the configured share
+    budget = control.budget_tokens if control.budget_tokens is not None else int(max_tokens * s.thinking_budget)
+    state = ThinkState(thinking_budget=max(1, min(int(max_tokens), budget)), wall_clock_s=s.wall_clock_s)
     return Run(
         prompt=prompt,
         kind=kind,

@@ -120,6 +120,15 @@ async def test_thinking_budget():
     assert out["choices"][0]["finish_reason"] == "length"
 
 
+async def test_client_thinking_budget_replaces_the_configured_share():
+    # Anthropic's thinking.budget_tokens arrives as DeerControl.budget_tokens
+    controls = Controls(deer=DeerControl(budget_tokens=5))
+    async with ScriptedServer(Script(THINKING, probes=[UNSURE] * 5, token_delay=0.005)) as server:
+        out, stats, _ = await run_complete(server, controls=controls)  # max_tokens 200: the share would be 160
+    assert stats.reason == "budget" and stats.thinking_tokens == 5
+    assert server.requests[0]["max_tokens"] == 5
+
+
 async def test_max_probes_then_thinks_on():
     async with ScriptedServer(Script(THINKING, probes=[UNSURE, SURE], token_delay=0.02)) as server:
         _, stats, _ = await run_complete(server, max_probes=1)

@@ -1,0 +1,48 @@
+"""Which protocol's error body a path answers with. Every error leaves through the
+one error tree (router.errors); only its JSON shape depends on the front end the
+client speaks, and the middlewares (auth, limits, body limit) run before any route,
+so the choice is made from the path alone.
+
+Anthropic clients (`/v1/messages*`) parse `{"type": "error", "error": {"type", "message"}}`
+and map its `type`; everything else gets the OpenAI shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from router import errors
+
+ANTHROPIC_PREFIX = "/v1/messages"
+
+
+def is_anthropic(path: str) -> bool:
+    return path == ANTHROPIC_PREFIX or path.startswith(ANTHROPIC_PREFIX + "/")
+
+
+def anthropic_type(e: errors.ThinkgateError) -> str:
+    """Anthropic's error types, by status (docs.anthropic.com/en/api/errors)."""
+    status = e.status
+    if status == 401:
+        return "authentication_error"
+    if status == 403:
+        return "permission_error"
+    if status == 404:
+        return "not_found_error"
+    if status == 413:
+        return "request_too_large"
+    if status == 429:
+        return "rate_limit_error"
+    if 400 <= status < 500:
+        return "invalid_request_error"
+    if status in (503, 529):  # the model behind the route is down or its breaker is open
+        return "overloaded_error"
+    return "api_error"
+
+
+def anthropic_body(e: errors.ThinkgateError) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": anthropic_type(e), "message": e.message}}
+
+
+def body_for(path: str, e: errors.ThinkgateError) -> dict[str, Any]:
+    return anthropic_body(e) if is_anthropic(path) else e.body()

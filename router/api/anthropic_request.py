@@ -1,0 +1,308 @@
+"""Anthropic Messages request -> the OpenAI chat body the pipeline takes.
+
+Validated with Anthropic's field names (so an error names what the client sent),
+then handed to router.api.protocol.parse_request like any chat body: routing, the
+cache, limits and the upstreams see one request shape whatever the front end.
+
+What maps to what:
+  system (string | text blocks)        -> a leading system message
+  text / image blocks                  -> text / image_url parts (base64 -> data: URL)
+  assistant tool_use blocks            -> assistant tool_calls (input -> JSON arguments)
+  user tool_result blocks              -> role "tool" messages, before the user's other blocks
+  thinking / redacted_thinking blocks  -> dropped (they are the model's, not the conversation's)
+  tools[].input_schema                 -> function tools; tool_choice auto/any/tool/none
+  stop_sequences, max_tokens, temperature, top_p, top_k, metadata.user_id -> their OpenAI fields
+  thinking {type: enabled, budget_tokens} -> the DEER thinking budget (router.types.DeerControl)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from router.errors import InvalidRequest
+
+# Anthropic fields accepted; everything else is refused, as Anthropic's API does.
+_FIELDS = {
+    "model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature", "top_p", "top_k",
+    "tools", "tool_choice", "metadata", "thinking", "service_tier", "thinkgate",
+}  # fmt: skip
+_MAX_STOP = 4  # what OpenAI-compatible upstreams accept
+
+
+@dataclass
+class Translated:
+    body: dict[str, Any]  # an OpenAI chat body (plus `thinkgate` controls when given)
+    thinking: bool = False  # the client asked for thinking blocks
+    budget_tokens: int | None = None
+    stop_sequences: list[str] = field(default_factory=list)
+
+
+def _bad(message: str, param: str | None = None) -> InvalidRequest:
+    return InvalidRequest(message, param=param, code="invalid_request")
+
+
+def _number(data: dict[str, Any], name: str, lo: float, hi: float | None) -> float | None:
+    v = data.get(name)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise _bad(f"{name}: Input should be a number", name)
+    if v < lo or (hi is not None and v > hi):
+        rng = f"between {lo:g} and {hi:g}" if hi is not None else f"at least {lo:g}"
+        raise _bad(f"{name}: must be {rng}, got {v}", name)
+    return v
+
+
+def _int(data: dict[str, Any], name: str, lo: int) -> int | None:
+    v = data.get(name)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise _bad(f"{name}: Input should be a valid integer", name)
+    if v < lo:
+        raise _bad(f"{name}: must be at least {lo}, got {v}", name)
+    return v
+
+
+def _text_blocks(value: Any, where: str) -> str:
+    """A string, or a list of text blocks joined (system prompts, tool results)."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise _bad(f"{where}: Input should be a string or a list of text blocks", where)
+    out = []
+    for i, b in enumerate(value):
+        if not isinstance(b, dict) or b.get("type") != "text" or not isinstance(b.get("text"), str):
+            raise _bad(f"{where}.{i}: Input should be a text block", where)
+        out.append(b["text"])
+    return "\n\n".join(out)
+
+
+def _image(block: dict[str, Any], where: str) -> dict[str, Any]:
+    src = block.get("source")
+    if not isinstance(src, dict):
+        raise _bad(f"{where}.source: Field required", where)
+    kind = src.get("type")
+    if kind == "base64":
+        media, data = src.get("media_type"), src.get("data")
+        if not isinstance(media, str) or not media.startswith("image/") or not isinstance(data, str) or not data:
+            raise _bad(f"{where}.source: base64 images need 'media_type' (image/...) and 'data'", where)
+        url = f"data:{media};base64,{data}"
+    elif kind == "url":
+        url = src.get("url")
+        if not isinstance(url, str) or not url:
+            raise _bad(f"{where}.source.url: Field required", where)
+    else:
+        raise _bad(f"{where}.source.type: images are supported as 'base64' or 'url', not {kind!r}", where)
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _tool_result(block: dict[str, Any], where: str) -> dict[str, Any]:
+    call_id = block.get("tool_use_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise _bad(f"{where}.tool_use_id: Field required", where)
+    content = block.get("content", "")
+    if isinstance(content, list):
+        parts = []
+        for i, b in enumerate(content):
+            if isinstance(b, dict) and b.get("type") == "image":
+                # OpenAI's tool messages carry text only
+                raise _bad(f"{where}.content.{i}: images inside tool_result are not supported", where)
+            if not isinstance(b, dict) or b.get("type") != "text" or not isinstance(b.get("text"), str):
+                raise _bad(f"{where}.content.{i}: Input should be a text block", where)
+            parts.append(b["text"])
+        text = "\n\n".join(parts)
+    elif isinstance(content, str):
+        text = content
+    else:
+        raise _bad(f"{where}.content: Input should be a string or a list of blocks", where)
+    if block.get("is_error") is True:
+        text = f"[tool error] {text}"  # OpenAI has no is_error: say it in the content
+    return {"role": "tool", "tool_call_id": call_id, "content": text}
+
+
+def _tool_use(block: dict[str, Any], where: str) -> dict[str, Any]:
+    call_id, name, args = block.get("id"), block.get("name"), block.get("input", {})
+    if not isinstance(call_id, str) or not call_id or not isinstance(name, str) or not name:
+        raise _bad(f"{where}: tool_use blocks need 'id' and 'name'", where)
+    if not isinstance(args, dict):
+        raise _bad(f"{where}.input: Input should be an object", where)
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(args, ensure_ascii=False)}}
+
+
+def _message(m: Any, i: int) -> list[dict[str, Any]]:
+    where = f"messages.{i}"
+    if not isinstance(m, dict):
+        raise _bad(f"{where}: Input should be an object", where)
+    role = m.get("role")
+    if role not in ("user", "assistant"):
+        raise _bad(f"{where}.role: Input should be 'user' or 'assistant'", where)
+    content = m.get("content")
+    if isinstance(content, str):
+        return [{"role": role, "content": content}]
+    if not isinstance(content, list):
+        raise _bad(f"{where}.content: Field required (a string or a list of content blocks)", where)
+    parts: list[dict[str, Any]] = []
+    tool_calls: list[dict[str, Any]] = []
+    tool_msgs: list[dict[str, Any]] = []
+    for j, b in enumerate(content):
+        bw = f"{where}.content.{j}"
+        kind = b.get("type") if isinstance(b, dict) else None
+        if kind == "text":
+            if not isinstance(b.get("text"), str):
+                raise _bad(f"{bw}.text: Input should be a string", bw)
+            parts.append({"type": "text", "text": b["text"]})
+        elif kind == "image" and role == "user":
+            parts.append(_image(b, bw))
+        elif kind == "tool_result" and role == "user":
+            tool_msgs.append(_tool_result(b, bw))
+        elif kind == "tool_use" and role == "assistant":
+            tool_calls.append(_tool_use(b, bw))
+        elif kind in ("thinking", "redacted_thinking") and role == "assistant":
+            continue  # earlier turns' thinking is not sent upstream again
+        else:
+            raise _bad(f"{bw}: content block type {kind!r} is not supported in a {role} message", bw)
+    out: list[dict[str, Any]] = list(tool_msgs)  # OpenAI wants tool results right after the call
+    if role == "assistant":
+        if parts or tool_calls:
+            text = "".join(p["text"] for p in parts)
+            msg: dict[str, Any] = {"role": "assistant", "content": text if (text or not tool_calls) else None}
+            if tool_calls:
+                msg["tool_calls"] = tool_calls
+            out.append(msg)
+    elif parts or not tool_msgs:
+        only_text = all(p["type"] == "text" for p in parts)
+        out.append({"role": "user", "content": "".join(p["text"] for p in parts) if only_text and len(parts) == 1 else parts})
+    return out
+
+
+def tools_of(tools: Any) -> list[dict[str, Any]]:
+    if not isinstance(tools, list):
+        raise _bad("tools: Input should be a list", "tools")
+    out = []
+    for i, t in enumerate(tools):
+        where = f"tools.{i}"
+        if not isinstance(t, dict):
+            raise _bad(f"{where}: Input should be an object", where)
+        if t.get("type") not in (None, "custom"):
+            raise _bad(f"{where}: server tool {t.get('type')!r} is not supported; define a client tool with input_schema", where)
+        name, schema = t.get("name"), t.get("input_schema")
+        if not isinstance(name, str) or not name:
+            raise _bad(f"{where}.name: Field required", where)
+        if not isinstance(schema, dict):
+            raise _bad(f"{where}.input_schema: Field required (a JSON schema object)", where)
+        fn: dict[str, Any] = {"name": name, "parameters": schema}
+        if isinstance(t.get("description"), str):
+            fn["description"] = t["description"]
+        out.append({"type": "function", "function": fn})
+    return out
+
+
+def _tool_choice(tc: Any, body: dict[str, Any]) -> None:
+    if not isinstance(tc, dict) or tc.get("type") not in ("auto", "any", "tool", "none"):
+        raise _bad("tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'", "tool_choice")
+    kind = tc["type"]
+    if kind == "tool":
+        if not isinstance(tc.get("name"), str) or not tc["name"]:
+            raise _bad("tool_choice.name: Field required", "tool_choice")
+        body["tool_choice"] = {"type": "function", "function": {"name": tc["name"]}}
+    else:
+        body["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]
+    if tc.get("disable_parallel_tool_use") is True and kind != "none":
+        body["parallel_tool_calls"] = False
+
+
+def _thinking(data: dict[str, Any], max_tokens: int) -> tuple[bool, int | None]:
+    th = data.get("thinking")
+    if th is None:
+        return False, None
+    if not isinstance(th, dict) or th.get("type") not in ("enabled", "disabled"):
+        raise _bad("thinking.type: Input should be 'enabled' or 'disabled'", "thinking")
+    if th["type"] == "disabled":
+        return False, None
+    budget = th.get("budget_tokens")
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise _bad("thinking.budget_tokens: Field required (a positive integer)", "thinking")
+    if budget >= max_tokens:
+        raise _bad("thinking.budget_tokens: must be less than max_tokens", "thinking")
+    return True, budget
+
+
+def messages_of(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The OpenAI messages of an Anthropic body (system first); also for count_tokens."""
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _bad("messages: Field required (a non-empty list)", "messages")
+    out: list[dict[str, Any]] = []
+    if data.get("system") is not None:
+        system = _text_blocks(data["system"], "system")
+        if system:
+            out.append({"role": "system", "content": system})
+    for i, m in enumerate(messages):
+        out.extend(_message(m, i))
+    return out
+
+
+def check_model(data: dict[str, Any]) -> str:
+    model = data.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise _bad("model: Field required", "model")
+    return model
+
+
+def translate(data: Any) -> Translated:
+    if not isinstance(data, dict):
+        raise _bad("the request body must be a JSON object")
+    for name in data:
+        if name not in _FIELDS:
+            raise _bad(f"{name}: Extra inputs are not permitted", name)
+    model = check_model(data)
+    if "max_tokens" not in data:
+        raise _bad("max_tokens: Field required", "max_tokens")
+    max_tokens = _int(data, "max_tokens", 1)
+    assert max_tokens is not None
+    if not isinstance(data.get("stream", False), bool):
+        raise _bad("stream: Input should be a valid boolean", "stream")
+    body: dict[str, Any] = {"model": model, "messages": messages_of(data), "max_tokens": max_tokens}
+    for name, lo, hi in (("temperature", 0.0, 1.0), ("top_p", 0.0, 1.0)):
+        v = _number(data, name, lo, hi)
+        if v is not None:
+            body[name] = v
+    top_k = _int(data, "top_k", 0)
+    if top_k is not None:
+        body["top_k"] = top_k
+    stops = data.get("stop_sequences")
+    if stops is not None:
+        if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
+            raise _bad("stop_sequences: Input should be a list of non-empty strings", "stop_sequences")
+        if len(stops) > _MAX_STOP:
+            raise _bad(f"stop_sequences: at most {_MAX_STOP} are supported", "stop_sequences")
+        if stops:
+            body["stop"] = list(stops)
+    if data.get("tools") is not None:
+        tools = tools_of(data["tools"])
+        if tools:
+            body["tools"] = tools
+    if data.get("tool_choice") is not None:
+        _tool_choice(data["tool_choice"], body)
+        if "tools" not in body:
+            body.pop("tool_choice", None)  # OpenAI refuses tool_choice without tools
+            body.pop("parallel_tool_calls", None)
+    meta = data.get("metadata")
+    if meta is not None:
+        if not isinstance(meta, dict):
+            raise _bad("metadata: Input should be an object", "metadata")
+        user = meta.get("user_id")
+        if user is not None and not isinstance(user, str):
+            raise _bad("metadata.user_id: Input should be a string", "metadata")
+        if user:
+            body["user"] = user
+    if data.get("thinkgate") is not None:
+        body["thinkgate"] = data["thinkgate"]
+    if data.get("stream"):
+        body["stream"] = True
+    thinking, budget = _thinking(data, max_tokens)
+    return Translated(body=body, thinking=thinking, budget_tokens=budget, stop_sequences=list(stops or []))
