@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router import errors, tracing
 from router.access import error_shapes
-from router.api import anthropic, request_limits
+from router.api import anthropic, embeddings, request_limits
 from router.api import responses as responses_api
 from router.api.protocol import DONE, parse_request, sse
 from router.cache.stored_responses import MemoryResponseStore
@@ -241,6 +241,7 @@ def create_app(
     parts["responses"] = response_store
     parts.update(extra_ready or {})
     gw = Gateway(settings, pipeline, parts)
+    embed_api = embeddings.Embeddings(settings, embedder)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -256,6 +257,7 @@ def create_app(
                 except Exception:  # shutdown goes on whatever one undo does
                     log.exception("error in a start-up hook's undo")
         await pipeline.drain()
+        await embed_api.close()
         close_embedder = getattr(embedder, "close", None)
         if close_embedder is not None:
             close_embedder()
@@ -278,6 +280,7 @@ def create_app(
             Route("/readyz", gw.readyz, methods=["GET"]),
             *responses_api.routes(settings, pipeline, response_store),
             *anthropic.routes(settings, pipeline),
+            *embeddings.routes(embed_api),
             *routes,
         ],
         middleware=[Middleware(BodyLimit, limit=settings.server.max_body_bytes), *middleware],

@@ -274,6 +274,38 @@ class LearningSettings(_Section):
     outcome_log: OutcomeLogSettings = Field(default_factory=OutcomeLogSettings)
 
 
+class EmbeddingModelSettings(_Section):
+    """One model behind /v1/embeddings (router/api/embeddings.py)."""
+
+    # local: the packaged MiniLM (384-d) the router already runs; litellm: any litellm
+    # embedding provider; openai: an OpenAI-compatible server's /embeddings
+    provider: Literal["local", "litellm", "openai"] = "local"
+    model: str = ""  # the provider's model id (litellm: e.g. "openai/text-embedding-3-small")
+    api_base: str | None = None
+    api_key: str | None = Field(None, repr=False)
+    timeout: float = Field(60.0, gt=0)
+    dimensions: bool = False  # whether the model accepts a `dimensions` request field
+    extra: dict[str, Any] = Field(default_factory=dict)  # passed to the provider as-is
+
+    @model_validator(mode="after")
+    def _check(self) -> EmbeddingModelSettings:
+        if self.provider == "openai" and not (self.api_base and self.model):
+            raise ValueError("embedding provider 'openai' needs 'api_base' and 'model'")
+        if self.provider == "litellm" and not self.model:
+            raise ValueError("embedding provider 'litellm' needs 'model'")
+        return self
+
+
+class EmbeddingsSettings(_Section):
+    """/v1/embeddings: model names clients send -> the model that embeds."""
+
+    enabled: bool = True
+    models: dict[str, EmbeddingModelSettings] = Field(
+        default_factory=lambda: {"all-MiniLM-L6-v2": EmbeddingModelSettings(provider="local")}
+    )
+    max_inputs: int = Field(2048, ge=1, description="inputs per request (OpenAI's limit)")
+
+
 class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     models: dict[str, ModelSettings]
@@ -286,6 +318,7 @@ class Settings(_Section):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     learning: LearningSettings = Field(default_factory=LearningSettings)
     responses: ResponsesSettings = Field(default_factory=ResponsesSettings)
+    embeddings: EmbeddingsSettings = Field(default_factory=EmbeddingsSettings)
 
     @field_validator("models")
     @classmethod

@@ -137,6 +137,10 @@ class FakeOpenAIServer:
         if method == "GET" and path in ("/v1/models", "/models", "/health"):
             await _send_json(writer, 200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
             return True
+        if method == "POST" and path in ("/v1/embeddings", "/embeddings"):
+            status, out = _embeddings(raw)
+            await _send_json(writer, status, out)
+            return True
         if method != "POST" or path not in ("/v1/chat/completions", "/v1/completions"):
             await _send_json(writer, 404, {"error": {"message": f"no route {path}", "type": "invalid_request_error"}})
             return True
@@ -255,6 +259,43 @@ class FakeOpenAIServer:
         await writer.drain()
         s.ok += 1
         return True
+
+
+def _embeddings(raw: bytes) -> tuple[int, dict[str, Any]]:
+    """OpenAI's embeddings API, strictly: unknown fields are refused. Vectors are a
+    deterministic hash of each input (8 values, or `dimensions`), L2-normalised."""
+    import base64
+    import hashlib
+    import math
+
+    def bad(msg: str) -> tuple[int, dict[str, Any]]:
+        return 400, {"error": {"message": msg, "type": "invalid_request_error", "param": None, "code": None}}
+
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        return bad("invalid JSON")
+    if not isinstance(body, dict) or "input" not in body or "model" not in body:
+        return bad("'model' and 'input' are required")
+    extra = set(body) - {"model", "input", "encoding_format", "dimensions", "user"}
+    if extra:
+        return bad(f"Unrecognized request argument supplied: {sorted(extra)[0]}")
+    inp = body["input"]
+    items = [inp] if isinstance(inp, str) or (isinstance(inp, list) and inp and isinstance(inp[0], int)) else inp
+    dims = int(body.get("dimensions") or 8)
+    data, tokens = [], 0
+    for i, item in enumerate(items):
+        text = item if isinstance(item, str) else " ".join(map(str, item))
+        tokens += len(text.split()) if isinstance(item, str) else len(item)
+        digest = hashlib.sha256(text.encode()).digest()
+        vec = [(digest[j % 32] - 127.5) / 127.5 for j in range(dims)]
+        norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+        vec = [v / norm for v in vec]
+        emb: Any = vec
+        if body.get("encoding_format") == "base64":
+            emb = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": emb})
+    return 200, {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
 def _chunked(data: bytes) -> bytes:
