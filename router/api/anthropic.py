@@ -28,13 +28,13 @@ from router import errors
 from router.access.auth import check_alias
 from router.access.limits import estimate_tokens
 from router.api import anthropic_reply, request_limits
-from router.api.anthropic_request import check_model, messages_of, tools_of, translate
+from router.api.anthropic_request import _IGNORED, check_model, messages_of, tools_of, translate
 from router.api.protocol import parse_request
 from router.config import Settings
 from router.pipeline.core import Pipeline
 from router.types import Caller
 
-_COUNT_FIELDS = {"model", "messages", "system", "tools", "tool_choice", "thinking", "thinkgate"}
+_COUNT_FIELDS = {"model", "messages", "system", "tools", "tool_choice", "thinking", "output_config", "thinkgate", *_IGNORED}
 
 
 def _caller(request: Request) -> Caller:
@@ -77,13 +77,15 @@ class Messages:
         headers = reply.decision.headers()
         headers.update(reply.extra_headers)
         if reply.body is not None:
-            body = anthropic_reply.to_message(reply.body, model=req.alias, thinking=t.thinking, stop_sequences=t.stop_sequences)
+            body = anthropic_reply.to_message(
+                reply.body, model=req.alias, thinking=t.thinking, stop_sequences=t.stop_sequences, omit=t.omit_thinking
+            )
             return JSONResponse(body, headers=headers)
         assert reply.chunks is not None
         chunks = reply.chunks
         events = anthropic_reply.to_events(
             chunks, model=req.alias, thinking=t.thinking, stop_sequences=t.stop_sequences,
-            input_estimate=estimate_tokens(req.messages),
+            input_estimate=estimate_tokens(req.messages), omit=t.omit_thinking,
         )  # fmt: skip
         headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
         return StreamingResponse(_closing(events, chunks), media_type="text/event-stream", headers=headers)

@@ -58,13 +58,16 @@ def _usage(usage: dict[str, Any] | None) -> dict[str, int]:
     }
 
 
-def to_message(completion: dict[str, Any], *, model: str, thinking: bool, stop_sequences: list[str]) -> dict[str, Any]:
+def to_message(
+    completion: dict[str, Any], *, model: str, thinking: bool, stop_sequences: list[str], omit: bool = False
+) -> dict[str, Any]:
+    """`omit`: thinking display "omitted", a thinking block with its signature and no text."""
     choice = (completion.get("choices") or [{}])[0]
     msg = choice.get("message") or {}
     content: list[dict[str, Any]] = []
     reasoning = msg.get("reasoning_content") or msg.get("reasoning")
     if thinking and isinstance(reasoning, str) and reasoning:
-        content.append({"type": "thinking", "thinking": reasoning, "signature": SIGNATURE})
+        content.append({"type": "thinking", "thinking": "" if omit else reasoning, "signature": SIGNATURE})
     text = msg.get("content")
     if isinstance(text, str) and text:
         content.append({"type": "text", "text": text})
@@ -133,7 +136,8 @@ class _Blocks:
 
 
 async def to_events(
-    chunks: AsyncIterator[dict[str, Any]], *, model: str, thinking: bool, stop_sequences: list[str], input_estimate: int
+    chunks: AsyncIterator[dict[str, Any]], *, model: str, thinking: bool, stop_sequences: list[str], input_estimate: int,
+    omit: bool = False,
 ) -> AsyncIterator[bytes]:
     """OpenAI chunks -> Anthropic SSE bytes: message_start, ping, blocks, message_delta,
     message_stop; an error chunk from the pipeline becomes an `error` event and ends it."""
@@ -166,7 +170,8 @@ async def to_events(
                 if blocks.kind != "thinking":
                     for b in blocks.open("thinking", {"type": "thinking", "thinking": "", "signature": ""}):
                         yield b
-                yield event("content_block_delta", {"index": blocks.index, "delta": {"type": "thinking_delta", "thinking": reasoning}})
+                if not omit:
+                    yield event("content_block_delta", {"index": blocks.index, "delta": {"type": "thinking_delta", "thinking": reasoning}})
             if d.get("content"):
                 if blocks.kind != "text":
                     for b in blocks.open("text", {"type": "text", "text": ""}):

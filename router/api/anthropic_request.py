@@ -12,7 +12,9 @@ What maps to what:
   thinking / redacted_thinking blocks  -> dropped (they are the model's, not the conversation's)
   tools[].input_schema                 -> function tools; tool_choice auto/any/tool/none
   stop_sequences, max_tokens, temperature, top_p, top_k, metadata.user_id -> their OpenAI fields
-  thinking {type: enabled, budget_tokens} -> the DEER thinking budget (router.types.DeerControl)
+  output_config.format (json_schema)   -> response_format
+  thinking {type: enabled, budget_tokens} -> the DEER thinking budget (router.types.DeerControl);
+    adaptive / between_tools: thinking blocks, DEER's own budget
 """
 
 from __future__ import annotations
@@ -27,8 +29,12 @@ from router.errors import InvalidRequest
 # Anthropic fields accepted; everything else is refused, as Anthropic's API does.
 _FIELDS = {
     "model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature", "top_p", "top_k",
-    "tools", "tool_choice", "metadata", "thinking", "service_tier", "thinkgate",
+    "tools", "tool_choice", "metadata", "thinking", "output_config", "thinkgate",
 }  # fmt: skip
+# Anthropic-side knobs with no upstream meaning here (prompt caching, routing to a region
+# or speed tier, the account's ids): accepted and ignored, so current SDKs work unchanged.
+_IGNORED = {"cache_control", "service_tier", "inference_geo", "speed", "diagnostics", "user_profile_id", "workspace_id"}
+_REFUSED = {"container": "code-execution containers are not supported", "mcp_servers": "MCP servers are not supported"}
 _MAX_STOP = 4  # what OpenAI-compatible upstreams accept
 
 
@@ -36,6 +42,7 @@ _MAX_STOP = 4  # what OpenAI-compatible upstreams accept
 class Translated:
     body: dict[str, Any]  # an OpenAI chat body (plus `thinkgate` controls when given)
     thinking: bool = False  # the client asked for thinking blocks
+    omit_thinking: bool = False  # display "omitted": blocks with a signature and no text
     budget_tokens: int | None = None
     stop_sequences: list[str] = field(default_factory=list)
 
@@ -169,7 +176,9 @@ def _message(m: Any, i: int) -> list[dict[str, Any]]:
     if role == "assistant":
         if parts or tool_calls:
             text = "".join(p["text"] for p in parts)
-            msg: dict[str, Any] = {"role": "assistant", "content": text if (text or not tool_calls) else None}
+            # "" rather than null beside tool_calls: OpenAI takes either, llama.cpp's server
+            # (its pydantic model and the chat templates it renders) only a string
+            msg: dict[str, Any] = {"role": "assistant", "content": text}
             if tool_calls:
                 msg["tool_calls"] = tool_calls
             out.append(msg)
@@ -215,20 +224,40 @@ def _tool_choice(tc: Any, body: dict[str, Any]) -> None:
         body["parallel_tool_calls"] = False
 
 
-def _thinking(data: dict[str, Any], max_tokens: int) -> tuple[bool, int | None]:
+def _thinking(data: dict[str, Any], max_tokens: int) -> tuple[bool, int | None, bool]:
+    """(thinking blocks wanted, budget, omitted). `adaptive` and `between_tools` leave
+    the budget to DEER's configured share of max_tokens."""
     th = data.get("thinking")
     if th is None:
-        return False, None
-    if not isinstance(th, dict) or th.get("type") not in ("enabled", "disabled"):
-        raise _bad("thinking.type: Input should be 'enabled' or 'disabled'", "thinking")
+        return False, None, False
+    if not isinstance(th, dict) or th.get("type") not in ("enabled", "disabled", "adaptive", "between_tools"):
+        raise _bad("thinking.type: Input should be 'enabled', 'adaptive', 'between_tools' or 'disabled'", "thinking")
     if th["type"] == "disabled":
-        return False, None
+        return False, None, False
+    display = th.get("display")
+    if display not in (None, "summarized", "omitted"):
+        raise _bad("thinking.display: Input should be 'summarized' or 'omitted'", "thinking")
+    if th["type"] != "enabled":
+        return True, None, display == "omitted"
     budget = th.get("budget_tokens")
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise _bad("thinking.budget_tokens: Field required (a positive integer)", "thinking")
     if budget >= max_tokens:
         raise _bad("thinking.budget_tokens: must be less than max_tokens", "thinking")
-    return True, budget
+    return True, budget, display == "omitted"
+
+
+def _output_config(oc: Any, body: dict[str, Any]) -> None:
+    """`format` (a JSON schema) becomes OpenAI's response_format; `effort` is not
+    mapped (the route decides how much thinking a prompt gets)."""
+    if not isinstance(oc, dict):
+        raise _bad("output_config: Input should be an object", "output_config")
+    fmt = oc.get("format")
+    if fmt is None:
+        return
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
+        raise _bad("output_config.format: Input should be {type: 'json_schema', schema: {...}}", "output_config")
+    body["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"]}}
 
 
 def messages_of(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -257,7 +286,9 @@ def translate(data: Any) -> Translated:
     if not isinstance(data, dict):
         raise _bad("the request body must be a JSON object")
     for name in data:
-        if name not in _FIELDS:
+        if name in _REFUSED and data[name] is not None:
+            raise _bad(f"{name}: {_REFUSED[name]}", name)
+        if name not in _FIELDS and name not in _IGNORED and name not in _REFUSED:
             raise _bad(f"{name}: Extra inputs are not permitted", name)
     model = check_model(data)
     if "max_tokens" not in data:
@@ -300,9 +331,11 @@ def translate(data: Any) -> Translated:
             raise _bad("metadata.user_id: Input should be a string", "metadata")
         if user:
             body["user"] = user
+    if data.get("output_config") is not None:
+        _output_config(data["output_config"], body)
     if data.get("thinkgate") is not None:
         body["thinkgate"] = data["thinkgate"]
     if data.get("stream"):
         body["stream"] = True
-    thinking, budget = _thinking(data, max_tokens)
-    return Translated(body=body, thinking=thinking, budget_tokens=budget, stop_sequences=list(stops or []))
+    thinking, budget, omit = _thinking(data, max_tokens)
+    return Translated(body=body, thinking=thinking, omit_thinking=omit, budget_tokens=budget, stop_sequences=list(stops or []))

@@ -156,7 +156,7 @@ async def test_tool_choice_kinds_and_error_results():
     r = await client.post("/v1/messages", json={**BASIC, "tools": tools, "messages": msgs})
     assert r.status_code == 200, r.text
     sent = ups["fast"].calls[-1]["messages"]
-    assert sent[1] == {"role": "assistant", "content": None, "tool_calls": [
+    assert sent[1] == {"role": "assistant", "content": "", "tool_calls": [
         {"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}  # fmt: skip
     assert sent[2] == {"role": "tool", "tool_call_id": "t1", "content": "[tool error] boom"}
     assert len(sent) == 3  # no empty user turn after the tool result
@@ -206,6 +206,30 @@ async def test_thinking_blocks_only_when_enabled_and_budget_reaches_deer():
     r = await client.post("/v1/messages", json={**BASIC, "model": "pinned"})
     assert r.json()["content"] == [{"type": "text", "text": "42"}]  # not asked for: no thinking block
     assert reasoning.ctxs[-1].controls.deer.budget_tokens is None
+
+
+async def test_current_sdk_fields_adaptive_and_omitted_thinking_and_output_format():
+    client, ups = make()
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    req = {
+        **BASIC, "model": "pinned",
+        "thinking": {"type": "adaptive", "display": "omitted"},
+        "output_config": {"effort": "low", "format": {"type": "json_schema", "schema": schema}},
+        # accepted and ignored: prompt caching and account-side knobs
+        "cache_control": {"type": "ephemeral"}, "service_tier": "auto", "speed": "fast", "inference_geo": "us",
+    }  # fmt: skip
+    r = await client.post("/v1/messages", json=req)
+    assert r.status_code == 200, r.text
+    assert r.json()["content"] == [{"type": "thinking", "thinking": "", "signature": SIGNATURE}, {"type": "text", "text": "42"}]
+    sent = ups["reasoning"].calls[-1]
+    assert sent["response_format"] == {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    for k in ("cache_control", "service_tier", "speed", "inference_geo", "output_config", "thinking"):
+        assert k not in sent
+    r = await client.post("/v1/messages", json={**req, "stream": True, "thinking": {"type": "adaptive"}})
+    deltas = [d["delta"]["type"] for n, d in events(r) if n == "content_block_delta"]
+    assert "thinking_delta" in deltas and "signature_delta" in deltas
+    r = await client.post("/v1/messages", json={**BASIC, "container": "c-1"})
+    assert "containers are not supported" in assert_anthropic_error(r, 400, "invalid_request_error")
 
 
 # -- streaming ----------------------------------------------------------------------
