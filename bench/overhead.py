@@ -5,7 +5,7 @@ thinkgate vs through the LiteLLM proxy, side by side in one run.
 
 Front ends beside chat (same thinkgate process, same upstream): `tg-responses` is
 POST /v1/responses with the same question (stored in the in-process response store,
-as by default).
+as by default); `tg-messages` is POST /v1/messages (Anthropic Messages), the same question.
 
 The LiteLLM proxy runs from its own venv (default ~/.cache/thinkgate/litellm-proxy-venv,
 created with `python -m venv DIR && DIR/bin/pip install 'litellm[proxy]==1.106.2'`).
@@ -32,6 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BODY = {"model": "fast", "messages": [{"role": "user", "content": "What is 2 + 2?"}], "max_tokens": 16}
 # the same question through the Responses API front end (stored, as by default)
 RESPONSES_BODY = {"model": "fast", "input": "What is 2 + 2?", "max_output_tokens": 16}
+# and through the Anthropic Messages front end
+MESSAGES_BODY = {"model": "fast", "messages": [{"role": "user", "content": "What is 2 + 2?"}], "max_tokens": 16}
+FRONT_END_BODIES = {"/v1/responses": RESPONSES_BODY, "/v1/messages": MESSAGES_BODY}  # path -> body; else BODY
 
 
 def free_port() -> int:
@@ -90,7 +93,7 @@ def pct(xs: list[float], q: float) -> float:
 
 async def one(client: httpx.AsyncClient, url: str, model: str) -> float:
     t = time.perf_counter()
-    body = RESPONSES_BODY if url.endswith("/v1/responses") else BODY
+    body = next((b for path, b in FRONT_END_BODIES.items() if url.endswith(path)), BODY)
     r = await client.post(url, json={**body, "model": model})
     r.raise_for_status()
     return (time.perf_counter() - t) * 1000
@@ -174,6 +177,7 @@ server: {{log_level: warning}}
             "direct": (f"{upstream}/chat/completions", "fake-model"),
             "thinkgate": (f"http://127.0.0.1:{tg}/v1/chat/completions", "fast"),
             "tg-responses": (f"http://127.0.0.1:{tg}/v1/responses", "fast"),
+            "tg-messages": (f"http://127.0.0.1:{tg}/v1/messages", "fast"),
         }
         litellm_bin = Path(args.proxy_venv) / "bin" / "litellm"
         if litellm_bin.exists():
@@ -219,11 +223,11 @@ litellm_settings: {{telemetry: false}}
             print(f"{name:<14} {p50:10.2f} {p99:10.2f} {p50 - direct_p50:10.2f} {p99 - direct_p99:10.2f} "
                   f"{statistics.median(rps[name]):10.0f} {pct(lat32[name], 0.5):11.2f} {pct(lat32[name], 0.99):11.2f} {fails[name]:7d}")
         tg_pid = procs[1].pid
-        cpu = asyncio.run(cpu_per_request(tg_pid, {k: targets[k] for k in ("thinkgate", "tg-responses")}, args.n1))
+        cpu = asyncio.run(cpu_per_request(tg_pid, {k: targets[k] for k in ("thinkgate", "tg-responses", "tg-messages")}, args.n1))
         print("\ngateway CPU per request (c1, " + str(args.n1) + " requests): "
               + ", ".join(f"{k} {v:.2f} ms" for k, v in cpu.items()))
         added_chat = pct(lat1["thinkgate"], 0.5) - direct_p50
-        for name in ("tg-responses",):
+        for name in ("tg-responses", "tg-messages"):
             added = pct(lat1[name], 0.5) - direct_p50
             print(f"\n{name} vs chat: added p50 {added - added_chat:+.2f} ms at c1, "
                   f"c32 throughput {statistics.median(rps[name]) / statistics.median(rps['thinkgate']):.2f}x, "
