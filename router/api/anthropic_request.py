@@ -291,10 +291,9 @@ def translate(data: Any) -> Translated:
         if name not in _FIELDS and name not in _IGNORED and name not in _REFUSED:
             raise _bad(f"{name}: Extra inputs are not permitted", name)
     model = check_model(data)
-    if "max_tokens" not in data:
-        raise _bad("max_tokens: Field required", "max_tokens")
     max_tokens = _int(data, "max_tokens", 1)
-    assert max_tokens is not None
+    if max_tokens is None:  # required, as in Anthropic's API
+        raise _bad("max_tokens: Field required", "max_tokens")
     if not isinstance(data.get("stream", False), bool):
         raise _bad("stream: Input should be a valid boolean", "stream")
     body: dict[str, Any] = {"model": model, "messages": messages_of(data), "max_tokens": max_tokens}
