@@ -411,3 +411,30 @@ async def test_count_tokens_uses_the_estimator():
     assert (await client.post("/v1/messages/count_tokens", json=with_tools)).json()["input_tokens"] > want
     assert_anthropic_error(await client.post("/v1/messages/count_tokens", json={**req, "model": "nope"}), 404, "not_found_error")
     assert_anthropic_error(await client.post("/v1/messages/count_tokens", json={**req, "max_tokens": 5}), 400, "invalid_request_error")
+
+
+async def test_the_cache_serves_both_front_ends_and_keys_on_the_thinking_budget():
+    from router.cache import build_cache
+
+    s = settings(cache={"enabled": True, "semantic": False})
+    reasoning = FakeUpstream("reasoning", "reasoning-model", lambda b: FakeReply("42", reasoning="think hard"))
+    app = create_app(s, upstreams={"fast": FakeUpstream("fast", "fast-model"), "reasoning": reasoning}, cache=build_cache(s.cache))
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tg")
+
+    async def post(path: str, body: dict[str, Any]) -> httpx.Response:
+        r = await client.post(path, json=body)
+        await app.state.pipeline.drain()  # the cache write runs after the reply
+        return r
+
+    req = {**BASIC, "model": "pinned", "temperature": 0, "max_tokens": 200, "thinking": {"type": "enabled", "budget_tokens": 50}}
+    assert (await post("/v1/messages", req)).headers["x-thinkgate-cache"] == "miss"
+    r = await post("/v1/messages", req)
+    assert r.headers["x-thinkgate-cache"] == "exact" and r.json()["content"][0]["type"] == "thinking"
+    other = {**req, "thinking": {"type": "enabled", "budget_tokens": 60}}  # thinks for another length
+    assert (await post("/v1/messages", other)).headers["x-thinkgate-cache"] == "miss"
+    # the same question through OpenAI chat: one internal request, one cache
+    chat = {"model": "pinned", "temperature": 0, "max_tokens": 200, "messages": BASIC["messages"]}
+    r = await post("/v1/chat/completions", chat)
+    assert r.headers["x-thinkgate-cache"] == "miss"  # no budget: a different request
+    assert (await post("/v1/messages", {**req, "thinking": {"type": "disabled"}})).headers["x-thinkgate-cache"] == "exact"
+    assert len(reasoning.calls) == 3
