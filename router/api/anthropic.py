@@ -34,7 +34,17 @@ from router.config import Settings
 from router.pipeline.core import Pipeline
 from router.types import Caller
 
-_COUNT_FIELDS = {"model", "messages", "system", "tools", "tool_choice", "thinking", "output_config", "thinkgate", *_IGNORED}
+_COUNT_FIELDS = {
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "output_config",
+    "thinkgate",
+    *_IGNORED,
+}
 
 
 def _caller(request: Request) -> Caller:
@@ -56,7 +66,11 @@ async def _json_body(request: Request) -> Any:
 
 
 def known_model(settings: Settings, alias: str) -> bool:
-    return alias in settings.routes or alias in settings.models or any(ms.model == alias for ms in settings.models.values())
+    return (
+        alias in settings.routes
+        or alias in settings.models
+        or any(ms.model == alias for ms in settings.models.values())
+    )
 
 
 class Messages:

@@ -19,10 +19,15 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-
 SIGNATURE = "thinkgate-unsigned"
 
-_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use", "content_filter": "refusal"}
+_STOP = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
 
 
 def message_id(upstream_id: Any) -> str:
@@ -101,7 +106,11 @@ def to_message(
 
 
 def event(kind: str, data: dict[str, Any]) -> bytes:
-    return f"event: {kind}\ndata: ".encode() + json.dumps({"type": kind, **data}, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+    return (
+        f"event: {kind}\ndata: ".encode()
+        + json.dumps({"type": kind, **data}, separators=(",", ":"), ensure_ascii=False).encode()
+        + b"\n\n"
+    )
 
 
 def error_event(err_type: str, message: str) -> bytes:
@@ -122,7 +131,12 @@ class _Blocks:
             return []
         out = []
         if self.kind == "thinking":
-            out.append(event("content_block_delta", {"index": self.index, "delta": {"type": "signature_delta", "signature": SIGNATURE}}))
+            out.append(
+                event(
+                    "content_block_delta",
+                    {"index": self.index, "delta": {"type": "signature_delta", "signature": SIGNATURE}},
+                )
+            )
         out.append(event("content_block_stop", {"index": self.index}))
         self.kind = self.tool = None
         return out
@@ -136,7 +150,12 @@ class _Blocks:
 
 
 async def to_events(
-    chunks: AsyncIterator[dict[str, Any]], *, model: str, thinking: bool, stop_sequences: list[str], input_estimate: int,
+    chunks: AsyncIterator[dict[str, Any]],
+    *,
+    model: str,
+    thinking: bool,
+    stop_sequences: list[str],
+    input_estimate: int,
     omit: bool = False,
 ) -> AsyncIterator[bytes]:
     """OpenAI chunks -> Anthropic SSE bytes: message_start, ping, blocks, message_delta,
@@ -171,22 +190,36 @@ async def to_events(
                     for b in blocks.open("thinking", {"type": "thinking", "thinking": "", "signature": ""}):
                         yield b
                 if not omit:
-                    yield event("content_block_delta", {"index": blocks.index, "delta": {"type": "thinking_delta", "thinking": reasoning}})
+                    yield event(
+                        "content_block_delta",
+                        {"index": blocks.index, "delta": {"type": "thinking_delta", "thinking": reasoning}},
+                    )
             if d.get("content"):
                 if blocks.kind != "text":
                     for b in blocks.open("text", {"type": "text", "text": ""}):
                         yield b
-                yield event("content_block_delta", {"index": blocks.index, "delta": {"type": "text_delta", "text": d["content"]}})
+                yield event(
+                    "content_block_delta",
+                    {"index": blocks.index, "delta": {"type": "text_delta", "text": d["content"]}},
+                )
             for tc in d.get("tool_calls") or []:
                 any_tool = True
                 i = tc.get("index", 0)
                 fn = tc.get("function") or {}
                 if blocks.kind != "tool_use" or blocks.tool != i:
-                    block = {"type": "tool_use", "id": tc.get("id") or f"toolu_{uuid.uuid4().hex[:24]}", "name": fn.get("name") or "", "input": {}}
+                    block = {
+                        "type": "tool_use",
+                        "id": tc.get("id") or f"toolu_{uuid.uuid4().hex[:24]}",
+                        "name": fn.get("name") or "",
+                        "input": {},
+                    }
                     for b in blocks.open("tool_use", block, tool=i):
                         yield b
                 if fn.get("arguments"):
-                    yield event("content_block_delta", {"index": blocks.index, "delta": {"type": "input_json_delta", "partial_json": fn["arguments"]}})
+                    yield event(
+                        "content_block_delta",
+                        {"index": blocks.index, "delta": {"type": "input_json_delta", "partial_json": fn["arguments"]}},
+                    )
             if c.get("finish_reason"):
                 finish = c["finish_reason"]
                 matched = c.get("stop_reason", matched)

@@ -137,7 +137,11 @@ def _tool_use(block: dict[str, Any], where: str) -> dict[str, Any]:
         raise _bad(f"{where}: tool_use blocks need 'id' and 'name'", where)
     if not isinstance(args, dict):
         raise _bad(f"{where}.input: Input should be an object", where)
-    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(args, ensure_ascii=False)}}
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(args, ensure_ascii=False)},
+    }
 
 
 def _message(m: Any, i: int) -> list[dict[str, Any]]:
@@ -184,7 +188,9 @@ def _message(m: Any, i: int) -> list[dict[str, Any]]:
             out.append(msg)
     elif parts or not tool_msgs:
         only_text = all(p["type"] == "text" for p in parts)
-        out.append({"role": "user", "content": "".join(p["text"] for p in parts) if only_text and len(parts) == 1 else parts})
+        out.append(
+            {"role": "user", "content": "".join(p["text"] for p in parts) if only_text and len(parts) == 1 else parts}
+        )
     return out
 
 
@@ -197,7 +203,10 @@ def tools_of(tools: Any) -> list[dict[str, Any]]:
         if not isinstance(t, dict):
             raise _bad(f"{where}: Input should be an object", where)
         if t.get("type") not in (None, "custom"):
-            raise _bad(f"{where}: server tool {t.get('type')!r} is not supported; define a client tool with input_schema", where)
+            raise _bad(
+                f"{where}: server tool {t.get('type')!r} is not supported; define a client tool with input_schema",
+                where,
+            )
         name, schema = t.get("name"), t.get("input_schema")
         if not isinstance(name, str) or not name:
             raise _bad(f"{where}.name: Field required", where)
@@ -337,4 +346,6 @@ def translate(data: Any) -> Translated:
     if data.get("stream"):
         body["stream"] = True
     thinking, budget, omit = _thinking(data, max_tokens)
-    return Translated(body=body, thinking=thinking, omit_thinking=omit, budget_tokens=budget, stop_sequences=list(stops or []))
+    return Translated(
+        body=body, thinking=thinking, omit_thinking=omit, budget_tokens=budget, stop_sequences=list(stops or [])
+    )

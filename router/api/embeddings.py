@@ -72,7 +72,9 @@ def parse_input(value: Any, max_inputs: int) -> tuple[list[Any], bool]:
         return items, False
     if all(_is_tokens(x) for x in items):
         return items, True
-    raise _bad("'input' must be a string, an array of strings, or token arrays (arrays of integers)", "input", "invalid_type")
+    raise _bad(
+        "'input' must be a string, an array of strings, or token arrays (arrays of integers)", "input", "invalid_type"
+    )
 
 
 def _encode(vec: list[float] | np.ndarray, fmt: str) -> Any:
@@ -101,7 +103,8 @@ class Embeddings:
             if m.provider == "local" and name == EMBEDDER_ID:
                 return key, m
         raise errors.ModelNotFound(
-            f"The embedding model '{name}' does not exist; available: {', '.join(self.cfg.models) or 'none'}", param="model"
+            f"The embedding model '{name}' does not exist; available: {', '.join(self.cfg.models) or 'none'}",
+            param="model",
         )
 
     async def create(self, request: Request) -> Response:
@@ -144,9 +147,15 @@ class Embeddings:
             if tokens:
                 raise _bad(f"model '{name}' takes text; token arrays are not supported", "input", "unsupported_value")
             if dims is not None and dims != DIM:
-                raise _bad(f"model '{name}' has {DIM} dimensions only; 'dimensions' must be {DIM} or omitted", "dimensions", "unsupported_value")
+                raise _bad(
+                    f"model '{name}' has {DIM} dimensions only; 'dimensions' must be {DIM} or omitted",
+                    "dimensions",
+                    "unsupported_value",
+                )
             vectors, n_tokens = await self._local(inputs)
-            data_out = [{"object": "embedding", "index": i, "embedding": _encode(v, fmt)} for i, v in enumerate(vectors)]
+            data_out = [
+                {"object": "embedding", "index": i, "embedding": _encode(v, fmt)} for i, v in enumerate(vectors)
+            ]
             usage = {"prompt_tokens": n_tokens, "total_tokens": n_tokens}
         else:
             if dims is not None and not ms.dimensions:
@@ -158,7 +167,10 @@ class Embeddings:
                 body["user"] = user
             out = await self.remote[key].embed(body)
             rows = sorted(out["data"], key=lambda d: d.get("index", 0))
-            data_out = [{"object": "embedding", "index": i, "embedding": _encode(d["embedding"], fmt)} for i, d in enumerate(rows)]
+            data_out = [
+                {"object": "embedding", "index": i, "embedding": _encode(d["embedding"], fmt)}
+                for i, d in enumerate(rows)
+            ]
             u = out.get("usage") or {}
             pt = int(u.get("prompt_tokens") or 0)
             usage = {"prompt_tokens": pt, "total_tokens": int(u.get("total_tokens") or pt)}
@@ -181,7 +193,9 @@ class Embeddings:
 
                 c = self.settings.classifier
                 encoder = await asyncio.to_thread(make_encoder, c.embedder, c.threads)
-                self._own = AsyncEmbedder(encoder, batch_max=c.batch_max, batch_tokens=c.batch_tokens, workers=c.workers)
+                self._own = AsyncEmbedder(
+                    encoder, batch_max=c.batch_max, batch_tokens=c.batch_tokens, workers=c.workers
+                )
         return self._own
 
     def _count_tokens(self, texts: list[str]) -> int:

@@ -12,7 +12,9 @@ from router.types import ChatRequest
 def check(req: ChatRequest, limits: LimitSettings) -> None:
     if len(req.messages) > limits.max_messages:
         raise errors.InvalidRequest(
-            f"too many messages: {len(req.messages)} > {limits.max_messages}", param="messages", code="too_many_messages"
+            f"too many messages: {len(req.messages)} > {limits.max_messages}",
+            param="messages",
+            code="too_many_messages",
         )
     if max_tokens(req, 0) > limits.max_tokens:
         raise errors.InvalidRequest(

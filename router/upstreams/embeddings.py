@@ -28,8 +28,10 @@ class RemoteEmbeddings(Protocol):
 def _check(out: Any, n: int, name: str) -> dict[str, Any]:
     """An upstream answer is trusted only in OpenAI's shape, one float vector per input."""
     data = out.get("data") if isinstance(out, dict) else None
-    ok = isinstance(data, list) and len(data) == n and all(
-        isinstance(d, dict) and isinstance(d.get("embedding"), list) for d in data
+    ok = (
+        isinstance(data, list)
+        and len(data) == n
+        and all(isinstance(d, dict) and isinstance(d.get("embedding"), list) for d in data)
     )
     if not ok:
         raise errors.UpstreamUnavailable(f"upstream {name} sent a malformed embeddings response", upstream=name)
@@ -60,7 +62,9 @@ class OpenAIEmbeddings:
         except httpx.HTTPError as e:
             raise map_transport_error(e, self.name) from None
         if r.status_code != 200:
-            raise errors.from_status(r.status_code, f"upstream {self.name}: {_error_message(r.text, r.status_code)}", upstream=self.name)
+            raise errors.from_status(
+                r.status_code, f"upstream {self.name}: {_error_message(r.text, r.status_code)}", upstream=self.name
+            )
         try:
             out = r.json()
         except ValueError:

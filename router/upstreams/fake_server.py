@@ -279,7 +279,7 @@ def _embeddings(raw: bytes) -> tuple[int, dict[str, Any]]:
         return bad("'model' and 'input' are required")
     extra = set(body) - {"model", "input", "encoding_format", "dimensions", "user"}
     if extra:
-        return bad(f"Unrecognized request argument supplied: {sorted(extra)[0]}")
+        return bad(f"Unrecognized request argument supplied: {min(extra)}")
     inp = body["input"]
     items = [inp] if isinstance(inp, str) or (isinstance(inp, list) and inp and isinstance(inp[0], int)) else inp
     dims = int(body.get("dimensions") or 8)

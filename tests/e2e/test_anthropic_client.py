@@ -72,7 +72,10 @@ def test_tool_use_loop(client: anthropic.Anthropic):
     assert uses[0].name == "get_weather" and isinstance(uses[0].input, dict)
     messages += [
         {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id, "content": "Sunny, 22 degrees."}]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": uses[0].id, "content": "Sunny, 22 degrees."}],
+        },
     ]
     answer = client.messages.create(model="fast", max_tokens=32, messages=messages, tools=[WEATHER], extra_body=T0)
     assert answer.stop_reason in ("end_turn", "max_tokens", "tool_use")
@@ -103,7 +106,9 @@ def test_thinking_on_the_reasoning_route_within_the_budget(client: anthropic.Ant
 
 
 def test_count_tokens(client: anthropic.Anthropic):
-    n = client.messages.count_tokens(model="auto", system="be brief", messages=[{"role": "user", "content": "What is the capital of France?"}])
+    n = client.messages.count_tokens(
+        model="auto", system="be brief", messages=[{"role": "user", "content": "What is the capital of France?"}]
+    )
     assert n.input_tokens > 0
 
 
@@ -112,7 +117,9 @@ def test_sdk_raises_typed_errors(client: anthropic.Anthropic):
         client.messages.create(model="no-such-model", max_tokens=8, messages=[{"role": "user", "content": "x"}])
     assert e.value.body["error"]["type"] == "not_found_error"
     with pytest.raises(anthropic.BadRequestError):
-        client.messages.create(model="auto", max_tokens=8, messages=[{"role": "user", "content": "x"}], extra_body={"temperature": 3})
+        client.messages.create(
+            model="auto", max_tokens=8, messages=[{"role": "user", "content": "x"}], extra_body={"temperature": 3}
+        )
 
 
 def test_openai_sdk_embeddings(gateway_url: str):
@@ -188,4 +195,7 @@ def test_x_api_key_auth_with_a_configured_key(keyed_gateway: str):
     r = httpx.get(f"{keyed_gateway}/v1/models", headers={"x-api-key": KEY})
     assert r.status_code == 200
     oa = OpenAI(base_url=f"{keyed_gateway}/v1", api_key=KEY, max_retries=0)
-    assert oa.chat.completions.create(model="auto", messages=[{"role": "user", "content": "x"}]).choices[0].message.content == "echo: x"
+    assert (
+        oa.chat.completions.create(model="auto", messages=[{"role": "user", "content": "x"}]).choices[0].message.content
+        == "echo: x"
+    )

@@ -151,7 +151,10 @@ async def test_tool_choice_kinds_and_error_results():
     msgs = [
         {"role": "user", "content": "go"},
         {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "boom", "is_error": True}]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "boom", "is_error": True}],
+        },
     ]
     r = await client.post("/v1/messages", json={**BASIC, "tools": tools, "messages": msgs})
     assert r.status_code == 200, r.text
@@ -166,7 +169,9 @@ async def test_tool_use_reply():
     calls = [{"id": "call_9", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Oslo"}'}}]
     fast = FakeUpstream("fast", "fast-model", lambda b: FakeReply("", tool_calls=calls))
     client, _ = make(fast=fast)
-    r = await client.post("/v1/messages", json={**BASIC, "tools": [{"name": "weather", "input_schema": {"type": "object"}}]})
+    r = await client.post(
+        "/v1/messages", json={**BASIC, "tools": [{"name": "weather", "input_schema": {"type": "object"}}]}
+    )
     body = r.json()
     assert body["stop_reason"] == "tool_use"
     assert body["content"] == [{"type": "tool_use", "id": "call_9", "name": "weather", "input": {"city": "Oslo"}}]
@@ -220,7 +225,10 @@ async def test_current_sdk_fields_adaptive_and_omitted_thinking_and_output_forma
     }  # fmt: skip
     r = await client.post("/v1/messages", json=req)
     assert r.status_code == 200, r.text
-    assert r.json()["content"] == [{"type": "thinking", "thinking": "", "signature": SIGNATURE}, {"type": "text", "text": "42"}]
+    assert r.json()["content"] == [
+        {"type": "thinking", "thinking": "", "signature": SIGNATURE},
+        {"type": "text", "text": "42"},
+    ]
     sent = ups["reasoning"].calls[-1]
     assert sent["response_format"] == {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
     for k in ("cache_control", "service_tier", "speed", "inference_geo", "output_config", "thinking"):
@@ -237,7 +245,13 @@ async def test_current_sdk_fields_adaptive_and_omitted_thinking_and_output_forma
 
 async def test_stream_event_sequence_with_thinking():
     client, _ = make()
-    req = {**BASIC, "model": "pinned", "max_tokens": 2048, "stream": True, "thinking": {"type": "enabled", "budget_tokens": 512}}
+    req = {
+        **BASIC,
+        "model": "pinned",
+        "max_tokens": 2048,
+        "stream": True,
+        "thinking": {"type": "enabled", "budget_tokens": 512},
+    }
     r = await client.post("/v1/messages", json=req, headers=HEADERS)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     ev = events(r)
@@ -255,7 +269,9 @@ async def test_stream_event_sequence_with_thinking():
     assert "".join(x.get("text", "") for x in deltas if x["type"] == "text_delta") == "42"
     assert [d["index"] for n, d in ev if n == "content_block_stop"] == [0, 1]
     # a block is stopped before the next one starts
-    assert names.index("content_block_stop") < names.index("content_block_start", names.index("content_block_start") + 1)
+    assert names.index("content_block_stop") < names.index(
+        "content_block_start", names.index("content_block_start") + 1
+    )
     final = ev[-2][1]
     assert final["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
     assert final["usage"]["output_tokens"] == 3 and final["usage"]["input_tokens"] > 0
@@ -277,7 +293,13 @@ class StreamsToolCalls(FakeUpstream):
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}  # fmt: skip
 
         yield chunk({"role": "assistant", "content": "checking"})
-        yield chunk({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "weather", "arguments": ""}}]})
+        yield chunk(
+            {
+                "tool_calls": [
+                    {"index": 0, "id": "call_1", "type": "function", "function": {"name": "weather", "arguments": ""}}
+                ]
+            }
+        )
         for piece in ('{"ci', 'ty": ', '"Oslo"}'):
             yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
         last = chunk({}, "tool_calls")
@@ -287,11 +309,18 @@ class StreamsToolCalls(FakeUpstream):
 
 async def test_stream_tool_use_input_json_delta():
     client, _ = make(fast=StreamsToolCalls("fast", "fast-model"))
-    r = await client.post("/v1/messages", json={**BASIC, "stream": True, "tools": [{"name": "weather", "input_schema": {"type": "object"}}]})
+    r = await client.post(
+        "/v1/messages",
+        json={**BASIC, "stream": True, "tools": [{"name": "weather", "input_schema": {"type": "object"}}]},
+    )
     ev = events(r)
     blocks = [d["content_block"] for n, d in ev if n == "content_block_start"]
     assert blocks[-1] == {"type": "tool_use", "id": "call_1", "name": "weather", "input": {}}
-    parts = [d["delta"]["partial_json"] for n, d in ev if n == "content_block_delta" and d["delta"]["type"] == "input_json_delta"]
+    parts = [
+        d["delta"]["partial_json"]
+        for n, d in ev
+        if n == "content_block_delta" and d["delta"]["type"] == "input_json_delta"
+    ]
     assert json.loads("".join(parts)) == {"city": "Oslo"}
     assert [d["content_block"]["type"] for n, d in ev if n == "content_block_start"] == ["text", "tool_use"]
     assert ev[-2][1]["delta"]["stop_reason"] == "tool_use"
@@ -304,7 +333,10 @@ async def test_error_mid_stream_is_an_error_event():
     assert r.status_code == 200
     ev = events(r)
     assert ev[0][0] == "message_start"
-    assert ev[-1] == ("error", {"type": "error", "error": {"type": "overloaded_error", "message": "upstream fast reset the connection"}})
+    assert ev[-1] == (
+        "error",
+        {"type": "error", "error": {"type": "overloaded_error", "message": "upstream fast reset the connection"}},
+    )
     assert "message_stop" not in [n for n, _ in ev]
 
 
@@ -343,7 +375,9 @@ async def test_invalid_requests_get_anthropic_errors():
     r = await client.post("/v1/messages", json={**BASIC, "messages": [{"role": "user", "content": "x" * 5000}]})
     assert_anthropic_error(r, 413, "request_too_large")  # the body limit middleware, in Anthropic's shape
     # the OpenAI routes keep the OpenAI shape
-    r = await client.post("/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]})
+    r = await client.post(
+        "/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "x"}]}
+    )
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
 
 
@@ -372,19 +406,29 @@ def _guarded(rpm: int | None = None) -> httpx.AsyncClient:
 async def test_x_api_key_on_every_route_and_auth_errors_in_anthropic_shape():
     async with _guarded() as c:
         assert_anthropic_error(await c.post("/v1/messages", json=BASIC), 401, "authentication_error")
-        msg = assert_anthropic_error(await c.post("/v1/messages", json=BASIC, headers={"x-api-key": "sk-wrong"}), 401, "authentication_error")
+        msg = assert_anthropic_error(
+            await c.post("/v1/messages", json=BASIC, headers={"x-api-key": "sk-wrong"}), 401, "authentication_error"
+        )
         assert "sk-wrong" not in msg
         r = await c.post("/v1/messages", json=BASIC, headers={"x-api-key": "sk-ant-good", **HEADERS})
         assert r.status_code == 200, r.text
-        r = await c.post("/v1/messages/count_tokens", json={"model": "auto", "messages": BASIC["messages"]}, headers={"x-api-key": "sk-ant-good"})
+        r = await c.post(
+            "/v1/messages/count_tokens",
+            json={"model": "auto", "messages": BASIC["messages"]},
+            headers={"x-api-key": "sk-ant-good"},
+        )
         assert r.status_code == 200, r.text
         chat = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
-        assert (await c.post("/v1/chat/completions", json=chat, headers={"x-api-key": "sk-ant-good"})).status_code == 200
+        assert (
+            await c.post("/v1/chat/completions", json=chat, headers={"x-api-key": "sk-ant-good"})
+        ).status_code == 200
         assert (await c.get("/v1/models", headers={"x-api-key": "sk-ant-good"})).status_code == 200
         r = await c.post("/v1/chat/completions", json=chat, headers={"x-api-key": "sk-wrong"})
         assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"  # OpenAI shape there
         # a Bearer token still works, and wins over x-api-key
-        r = await c.post("/v1/chat/completions", json=chat, headers={"authorization": "Bearer sk-ant-good", "x-api-key": "junk"})
+        r = await c.post(
+            "/v1/chat/completions", json=chat, headers={"authorization": "Bearer sk-ant-good", "x-api-key": "junk"}
+        )
         assert r.status_code == 200
 
 
@@ -402,15 +446,25 @@ async def test_rate_limit_error_in_anthropic_shape():
 
 async def test_count_tokens_uses_the_estimator():
     client, _ = make()
-    req = {"model": "auto", "system": "be brief", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+    req = {
+        "model": "auto",
+        "system": "be brief",
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+    }
     r = await client.post("/v1/messages/count_tokens", json=req, headers=HEADERS)
     assert r.status_code == 200, r.text
-    want = estimate_tokens([{"role": "system", "content": "be brief"}, {"role": "user", "content": "What is the capital of France?"}])
+    want = estimate_tokens(
+        [{"role": "system", "content": "be brief"}, {"role": "user", "content": "What is the capital of France?"}]
+    )
     assert r.json() == {"input_tokens": want}
     with_tools = {**req, "tools": [{"name": "weather", "input_schema": {"type": "object"}}]}
     assert (await client.post("/v1/messages/count_tokens", json=with_tools)).json()["input_tokens"] > want
-    assert_anthropic_error(await client.post("/v1/messages/count_tokens", json={**req, "model": "nope"}), 404, "not_found_error")
-    assert_anthropic_error(await client.post("/v1/messages/count_tokens", json={**req, "max_tokens": 5}), 400, "invalid_request_error")
+    assert_anthropic_error(
+        await client.post("/v1/messages/count_tokens", json={**req, "model": "nope"}), 404, "not_found_error"
+    )
+    assert_anthropic_error(
+        await client.post("/v1/messages/count_tokens", json={**req, "max_tokens": 5}), 400, "invalid_request_error"
+    )
 
 
 async def test_the_cache_serves_both_front_ends_and_keys_on_the_thinking_budget():
@@ -418,7 +472,9 @@ async def test_the_cache_serves_both_front_ends_and_keys_on_the_thinking_budget(
 
     s = settings(cache={"enabled": True, "semantic": False})
     reasoning = FakeUpstream("reasoning", "reasoning-model", lambda b: FakeReply("42", reasoning="think hard"))
-    app = create_app(s, upstreams={"fast": FakeUpstream("fast", "fast-model"), "reasoning": reasoning}, cache=build_cache(s.cache))
+    app = create_app(
+        s, upstreams={"fast": FakeUpstream("fast", "fast-model"), "reasoning": reasoning}, cache=build_cache(s.cache)
+    )
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tg")
 
     async def post(path: str, body: dict[str, Any]) -> httpx.Response:
@@ -426,7 +482,13 @@ async def test_the_cache_serves_both_front_ends_and_keys_on_the_thinking_budget(
         await app.state.pipeline.drain()  # the cache write runs after the reply
         return r
 
-    req = {**BASIC, "model": "pinned", "temperature": 0, "max_tokens": 200, "thinking": {"type": "enabled", "budget_tokens": 50}}
+    req = {
+        **BASIC,
+        "model": "pinned",
+        "temperature": 0,
+        "max_tokens": 200,
+        "thinking": {"type": "enabled", "budget_tokens": 50},
+    }
     assert (await post("/v1/messages", req)).headers["x-thinkgate-cache"] == "miss"
     r = await post("/v1/messages", req)
     assert r.headers["x-thinkgate-cache"] == "exact" and r.json()["content"][0]["type"] == "thinking"
@@ -436,5 +498,7 @@ async def test_the_cache_serves_both_front_ends_and_keys_on_the_thinking_budget(
     chat = {"model": "pinned", "temperature": 0, "max_tokens": 200, "messages": BASIC["messages"]}
     r = await post("/v1/chat/completions", chat)
     assert r.headers["x-thinkgate-cache"] == "miss"  # no budget: a different request
-    assert (await post("/v1/messages", {**req, "thinking": {"type": "disabled"}})).headers["x-thinkgate-cache"] == "exact"
+    assert (await post("/v1/messages", {**req, "thinking": {"type": "disabled"}})).headers[
+        "x-thinkgate-cache"
+    ] == "exact"
     assert len(reasoning.calls) == 3

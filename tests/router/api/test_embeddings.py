@@ -24,7 +24,10 @@ from router.upstreams.fake_server import FakeOpenAIServer
 
 def _settings(embeddings: dict[str, Any] | None = None, **over: Any) -> config.Settings:
     data: dict[str, Any] = {
-        "models": {"fast": {"provider": "fake", "model": "fast-model"}, "reasoning": {"provider": "fake", "model": "r", "reasoning": True}},
+        "models": {
+            "fast": {"provider": "fake", "model": "fast-model"},
+            "reasoning": {"provider": "fake", "model": "r", "reasoning": True},
+        },
         "selfref": {"enabled": False},
         "cache": {"enabled": False},
         **over,
@@ -72,14 +75,25 @@ async def test_local_model_single_and_list_input():
 
 async def test_local_base64_and_dimensions():
     async with _client(_settings(), fake_embedder()) as c:
-        f = (await c.post("/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": "x y"})).json()["data"][0]["embedding"]
-        r = await c.post("/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": "x y", "encoding_format": "base64", "dimensions": 384})
+        f = (await c.post("/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": "x y"})).json()["data"][0][
+            "embedding"
+        ]
+        r = await c.post(
+            "/v1/embeddings",
+            json={"model": "all-MiniLM-L6-v2", "input": "x y", "encoding_format": "base64", "dimensions": 384},
+        )
         assert r.status_code == 200, r.text
         decoded = np.frombuffer(base64.b64decode(r.json()["data"][0]["embedding"]), dtype="<f4")
         assert np.allclose(decoded, f)
-        err = _err(await c.post("/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": "x", "dimensions": 256}), 400, "dimensions")
+        err = _err(
+            await c.post("/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": "x", "dimensions": 256}),
+            400,
+            "dimensions",
+        )
         assert "384" in err["message"]
-        err = _err(await c.post("/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": [[1, 2, 3]]}), 400, "input")
+        err = _err(
+            await c.post("/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": [[1, 2, 3]]}), 400, "input"
+        )
         assert "token arrays" in err["message"]
 
 
@@ -120,18 +134,33 @@ async def test_remote_openai_compatible_model_is_proxied():
             "fixed": {"provider": "openai", "model": "up-fixed", "api_base": server.api_base},
         }})  # fmt: skip
         async with _client(s) as c:
-            r = await c.post("/v1/embeddings", json={"model": "text-embedding-3-small", "input": ["a b", "c"], "dimensions": 4, "user": "u1"})
+            r = await c.post(
+                "/v1/embeddings",
+                json={"model": "text-embedding-3-small", "input": ["a b", "c"], "dimensions": 4, "user": "u1"},
+            )
             assert r.status_code == 200, r.text
             body = r.json()
             assert body["model"] == "text-embedding-3-small"
             assert [len(x["embedding"]) for x in body["data"]] == [4, 4]
             assert body["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
-            r64 = await c.post("/v1/embeddings", json={"model": "text-embedding-3-small", "input": ["a b", "c"], "dimensions": 4, "encoding_format": "base64"})
+            r64 = await c.post(
+                "/v1/embeddings",
+                json={
+                    "model": "text-embedding-3-small",
+                    "input": ["a b", "c"],
+                    "dimensions": 4,
+                    "encoding_format": "base64",
+                },
+            )
             decoded = np.frombuffer(base64.b64decode(r64.json()["data"][1]["embedding"]), dtype="<f4")
             assert np.allclose(decoded, body["data"][1]["embedding"])
             # token arrays go to a remote server as they are
             assert (await c.post("/v1/embeddings", json={"model": "fixed", "input": [[1, 2], [3]]})).status_code == 200
-            _err(await c.post("/v1/embeddings", json={"model": "fixed", "input": "x", "dimensions": 4}), 400, "dimensions")
+            _err(
+                await c.post("/v1/embeddings", json={"model": "fixed", "input": "x", "dimensions": 4}),
+                400,
+                "dimensions",
+            )
         assert server.stats.by_path["/v1/embeddings"] == 3
 
 

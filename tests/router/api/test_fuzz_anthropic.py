@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from typing import Any
 
 import httpx
@@ -35,9 +34,14 @@ block = st.one_of(
     st.dictionaries(text, any_json, max_size=3),
 )  # fmt: skip
 message = st.fixed_dictionaries(
-    {"role": maybe(st.sampled_from(["user", "assistant"])), "content": maybe(st.one_of(text, st.lists(block, max_size=3)))}
+    {
+        "role": maybe(st.sampled_from(["user", "assistant"])),
+        "content": maybe(st.one_of(text, st.lists(block, max_size=3))),
+    }
 )
-tool = st.fixed_dictionaries({"name": maybe(text), "input_schema": maybe(st.just({"type": "object"})), "description": maybe(text)})
+tool = st.fixed_dictionaries(
+    {"name": maybe(text), "input_schema": maybe(st.just({"type": "object"})), "description": maybe(text)}
+)
 OPTIONAL = {
     "system": st.one_of(text, st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": text}), max_size=2)),
     "stop_sequences": st.lists(text, max_size=5),
@@ -117,8 +121,23 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.integers(0, 19)) == 0:
         body = draw(any_json)
     content = json.dumps(body).encode() if draw(st.integers(0, 29)) else draw(st.binary(max_size=40))
-    auth = draw(st.sampled_from([{"x-api-key": KEY}, {"x-api-key": KEY}, {"x-api-key": USER}, {"authorization": f"Bearer {KEY}"}, {"x-api-key": "sk-bad"}, {}]))
-    return {"path": path, "content": content, "headers": {"content-type": "application/json", "anthropic-version": "2023-06-01", **auth}}
+    auth = draw(
+        st.sampled_from(
+            [
+                {"x-api-key": KEY},
+                {"x-api-key": KEY},
+                {"x-api-key": USER},
+                {"authorization": f"Bearer {KEY}"},
+                {"x-api-key": "sk-bad"},
+                {},
+            ]
+        )
+    )
+    return {
+        "path": path,
+        "content": content,
+        "headers": {"content-type": "application/json", "anthropic-version": "2023-06-01", **auth},
+    }
 
 
 def check(r: httpx.Response, case: dict[str, Any]) -> None:
