@@ -156,6 +156,8 @@ def _message(m: Any, i: int) -> list[dict[str, Any]]:
         return [{"role": role, "content": content}]
     if not isinstance(content, list):
         raise _bad(f"{where}.content: Field required (a string or a list of content blocks)", where)
+    if not content:
+        raise _bad(f"{where}.content: a message needs at least one content block", where)
     parts: list[dict[str, Any]] = []
     tool_calls: list[dict[str, Any]] = []
     tool_msgs: list[dict[str, Any]] = []
