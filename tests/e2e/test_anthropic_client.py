@@ -33,7 +33,12 @@ WEATHER = {
 @pytest.fixture(scope="module")
 def client(gateway_url: str) -> anthropic.Anthropic:
     # no key configured on this gateway: the SDK still sends its x-api-key and anthropic-version
-    return anthropic.Anthropic(base_url=gateway_url, api_key="unused", timeout=180, max_retries=0)
+    # the gateway is shared by the session's e2e tests: neither read nor fill its cache, so
+    # these answers come from the model and leave the other tests' requests to the model too
+    return anthropic.Anthropic(
+        base_url=gateway_url, api_key="unused", timeout=180, max_retries=0,
+        default_headers={"x-thinkgate-cache-control": "no-cache, no-store"},
+    )  # fmt: skip
 
 
 def test_messages_create(client: anthropic.Anthropic):
