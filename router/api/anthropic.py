@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -90,11 +91,13 @@ class Messages:
         reply = await self.pipeline.handle(req)
         headers = reply.decision.headers()
         headers.update(reply.extra_headers)
+        # runs once the response is sent, as on chat (learning's shadow job)
+        after = BackgroundTask(reply.after) if reply.after is not None else None
         if reply.body is not None:
             body = anthropic_reply.to_message(
                 reply.body, model=req.alias, thinking=t.thinking, stop_sequences=t.stop_sequences, omit=t.omit_thinking
             )
-            return JSONResponse(body, headers=headers)
+            return JSONResponse(body, headers=headers, background=after)
         assert reply.chunks is not None
         chunks = reply.chunks
         events = anthropic_reply.to_events(
@@ -102,7 +105,9 @@ class Messages:
             input_estimate=estimate_tokens(req.messages), omit=t.omit_thinking,
         )  # fmt: skip
         headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
-        return StreamingResponse(_closing(events, chunks), media_type="text/event-stream", headers=headers)
+        return StreamingResponse(
+            _closing(events, chunks), media_type="text/event-stream", headers=headers, background=after
+        )
 
     async def count_tokens(self, request: Request) -> Response:
         """The project's estimator (router.access.limits.estimate_tokens, ~4 characters a

@@ -505,3 +505,18 @@ async def test_the_cache_serves_both_front_ends_and_keys_on_the_thinking_budget(
         "x-thinkgate-cache"
     ] == "exact"
     assert len(reasoning.calls) == 3
+
+
+async def test_learning_shadows_messages_requests_after_the_reply(tmp_path):
+    # learning's shadow job (Reply.after) runs for this front end as for chat
+    from tests.router.learning.test_shadow import make as make_learning
+    from tests.router.learning.test_shadow import records
+    from tests.router.learning.test_shadow import settings as learning_settings
+
+    client, ups, learner, log, _ = make_learning(tmp_path, learning_settings())
+    r = await client.post("/v1/messages", json={**BASIC, "messages": [{"role": "user", "content": "What is six times seven?"}]})
+    assert r.status_code == 200 and r.json()["content"][0]["text"] == "echo: What is six times seven?"
+    await learner.wait_idle()
+    assert len(ups["reasoning"].calls) == 1  # the route not taken, asked once
+    [rec] = records(log)
+    assert rec["id"] == r.headers["x-thinkgate-request-id"] and rec["source"] == "shadow"
