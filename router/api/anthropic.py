@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from router import errors
+from router import errors, tracing
 from router.access.auth import check_alias
 from router.access.limits import estimate_tokens
 from router.api import anthropic_reply, request_limits
@@ -80,8 +80,10 @@ class Messages:
         self.pipeline = pipeline
 
     async def create(self, request: Request) -> Response:
-        t = translate(await _json_body(request))
-        req = parse_request("chat", b"", request.headers, t.body)
+        data = await _json_body(request)
+        with tracing.span("thinkgate.parse", {"thinkgate.endpoint": "messages"}):
+            t = translate(data)
+            req = parse_request("chat", b"", request.headers, t.body)
         req.caller = _caller(request)
         req.include_usage = True  # the stream's usage chunk fills message_delta.usage
         if t.budget_tokens is not None:
