@@ -95,7 +95,11 @@ def intervals(
         "draws": draws, "level": level, "resampled": "rows" if groups is None else f"{n_groups} groups",
         "apgr": _figure(proc, ones), "apgr_ci": ci(a),
     }
-    if base:
+    if gain.sum() <= 0:  # APGR exists only in folds that happen to have a gap: no verdict on such a table
+        out["apgr_ci"] = out["diff_ci"] = None
+        out["verdict"] = "no verdict: the strong model is not better than the fast one on this table"
+        return out
+    if base:  # (the table has a gap here)
         out["baseline_apgr"] = _figure(base, ones)
         out["baseline_apgr_ci"] = ci(b)
         out["diff"] = out["apgr"] - out["baseline_apgr"]

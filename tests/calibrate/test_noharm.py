@@ -126,6 +126,9 @@ def test_intervals_and_verdicts():
     assert bad["apgr_ci"][0] <= 0.5 <= bad["apgr_ci"][1] and bootstrap.no_signal(bad)
     assert bad["verdict"].startswith("no signal: APGR CI includes 0.5") and "worse than the baseline" in bad["verdict"]
     assert bootstrap.intervals([(-oracle, folds)], fast, strong, draws=100)["verdict"].startswith("worse than random")
+    # the strong model worse on average: per-fold APGR may exist by chance, but no verdict is given
+    flat = bootstrap.intervals([(oracle, folds)], strong, fast, baseline=[(noise, folds)], draws=50)
+    assert flat["apgr_ci"] is None and flat["verdict"].startswith("no verdict") and bootstrap.no_signal(flat)
     # drawing whole groups: 20 groups of 30 identical rows give a wider interval than 600 independent rows
     groups = np.repeat(np.arange(20), 30)
     clustered = np.repeat(rng.normal(size=20), 30)
