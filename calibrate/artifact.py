@@ -75,7 +75,7 @@ def choose_threshold(
 
 def write_artifact(
     out: str | Path, fitted: Fitted, *, data: dict[str, Any], cv: dict[str, Any] | None,
-    table: dict[str, Any], threshold: float, rule: dict[str, Any], embedder_variant: str,
+    table: dict[str, Any], threshold: float, rule: dict[str, Any], embedder_variant: str, fallback: str | None = None,
 ) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -95,6 +95,10 @@ def write_artifact(
         "hyperparameters": {"embedding_dim": fitted.embedding_dim, "alpha": fitted.alpha, "feature_weight": fitted.feature_weight,
                             "lexical_alpha": fitted.lexical_alpha, "lexical_weight": fitted.lexical_weight,
                             "inner_apgr": fitted.inner_apgr},
+        # select-lex/4: which candidate the inner CV chose, and each one's inner APGR
+        "candidate": fitted.candidate,
+        "candidates": fitted.candidates,
+        **({"fallback": fallback} if fallback else {}),
         "model_selection": fitted.grid,
         "training_data": data,
         "metrics": cv,

@@ -83,7 +83,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--outcomes", action="append", required=True, metavar="FILE",
                    help="outcome JSONL, or the gateway's outcome log (its JSONL or redis://host:port/0?stream=KEY); repeatable")
     p.add_argument("--tenant", help="outcome logs: only this tenant's records")
-    p.add_argument("--embedder", default="auto", choices=["auto", "onnx", "onnx-fp32", "torch", "hash"])
+    p.add_argument("--embedder", default="auto", choices=["auto", "onnx", "onnx-fp32", "torch", "hash", "static"],
+                   help="static: the model2vec distillation of MiniLM (classifier.encoder static)")
     p.add_argument("--no-cache", action="store_true", help="do not use the embedding cache (~/.cache/thinkgate)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -137,43 +138,98 @@ def _evaluate_configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=1, help="repeat the CV over this many fold splits and average (default 1)")
     p.add_argument("--json", action="store_true", help="print only the JSON summary line")
     p.add_argument("--plots", metavar="DIR", help="write cost_quality.png and reliability.png here")
-    p.add_argument("--baseline", action="store_true", help="also evaluate the plain baseline (LR on embeddings), same folds")
-    p.add_argument("--compare", action="store_true", help="also evaluate the previous procedure (ridge-gain/1, no lexical part), same folds")
+    p.add_argument("--baseline", action="store_true",
+                   help="print the plain baseline's line (LR on embeddings, same folds; always in the JSON: the verdict needs it)")
+    p.add_argument("--compare", action="store_true", help="also evaluate the previous procedure (ridge-gain-lex/3), same folds")
     p.add_argument(
         "--model", metavar="ARTIFACT",
         help="score these outcomes with an already trained artifact (no refit, no CV): how it routes data it never saw",
     )
+    p.add_argument("--split-by", choices=["group"],
+                   help="a domain shift: the outer folds split the outcomes' `group` (e.g. the MMLU subject), "
+                        "so every fold is scored on groups its fit never saw")
+    p.add_argument("--train-on", action="append", metavar="FILE",
+                   help="fit the procedure and the baseline on these outcomes and score --outcomes (e.g. GSM8K -> MMLU)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap draws for the CIs of APGR and of APGR - baseline (0: none; default 1000)")
+    p.add_argument("--candidates", help=f"comma-separated subset of the inner-CV candidates ({', '.join(_candidates())})")
+
+
+def _candidates() -> tuple[str, ...]:
+    from calibrate.train import CANDIDATES
+
+    return CANDIDATES
+
+
+def _config(args: argparse.Namespace, **kw: Any) -> Any:
+    from calibrate import train
+
+    if getattr(args, "candidates", None):
+        kw["candidates"] = tuple(c.strip() for c in args.candidates.split(",") if c.strip())
+        unknown = set(kw["candidates"]) - set(train.CANDIDATES)
+        if unknown or not kw["candidates"]:
+            raise ValueError(f"--candidates: unknown {sorted(unknown)} (known: {', '.join(train.CANDIDATES)})")
+    return train.TrainConfig(seed=args.seed, **kw)
+
+
+def _outer_groups(args: argparse.Namespace, o: Any) -> np.ndarray | None:
+    if not args.split_by:
+        return None
+    names = [(e or {}).get(args.split_by) for e in (o.extra or [{} for _ in o.ids])]
+    if any(x is None for x in names):
+        raise ValueError(f"--split-by {args.split_by}: {sum(x is None for x in names)} outcomes have no {args.split_by!r} field")
+    uniq = sorted(set(names))
+    if len(uniq) < args.cv:
+        raise ValueError(f"--split-by {args.split_by}: {len(uniq)} distinct values are too few for {args.cv}-fold CV")
+    ids = {g: i for i, g in enumerate(uniq)}
+    return np.asarray([ids[x] for x in names], np.int64)
 
 
 def _evaluate_run(args: argparse.Namespace) -> int:
-    from calibrate import folds, train
+    from calibrate import bootstrap, folds, train
 
     o = load_outcomes(args.outcomes, getattr(args, "tenant", None))
     if args.model:
         return _evaluate_artifact(args, o)
+    if args.train_on:
+        from calibrate.transfer import evaluate_transfer
+
+        return evaluate_transfer(args, o)
     if len(o) < 2 * args.cv:
         raise ValueError(f"{len(o)} outcomes are too few for {args.cv}-fold CV")
     E, F, _ = featurise(o, args.embedder, not args.no_cache, not args.quiet)
     L = train.lexical_matrix([o.messages(i) for i in range(len(o))])
     if args.repeats < 1:
         raise ValueError("--repeats must be at least 1")
-    cfg = train.TrainConfig(seed=args.seed)
+    cfg = _config(args)
     groups = _groups(o)
-    res = train.repeated_cross_validate(E, F, o.fast, o.strong, args.cv, args.repeats, cfg, not args.quiet, L=L, groups=groups)
+    outer = _outer_groups(args, o)
+    res = train.repeated_cross_validate(E, F, o.fast, o.strong, args.cv, args.repeats, cfg, not args.quiet, L=L, groups=groups,
+                                        outer_groups=outer)
     s = res["summary"]
-    if args.baseline:
-        bs = [train.cross_validate_baseline(E, o.fast, o.strong, args.cv, args.seed + r, groups) for r in range(args.repeats)]
-        b = {"apgr": folds.fold_mean([x["apgr"] for x in bs]), "apgr_std": folds.fold_mean([x["apgr_std"] for x in bs]),
-             "cpt": {k: folds.fold_mean([x["cpt"][k] for x in bs]) for k in bs[0]["cpt"]},
-             "auroc": folds.fold_mean([x["auroc"] for x in bs]), "procedure": bs[0]["procedure"]}
-        s["baseline"] = b  # the same fold splits as the procedure, averaged the same way
-        if not args.json:
-            _out(f"baseline (LR on embeddings): APGR {b['apgr']:.3f} ± {b['apgr_std']:.3f}, CPT(80%) {100 * b['cpt']['80']:.1f}%")
+    bs = [train.cross_validate_baseline(E, o.fast, o.strong, args.cv, args.seed + r, groups, outer) for r in range(args.repeats)]
+    b = {"apgr": folds.fold_mean([x["apgr"] for x in bs]), "apgr_std": folds.fold_mean([x["apgr_std"] for x in bs]),
+         "cpt": {k: folds.fold_mean([x["cpt"][k] for x in bs]) for k in bs[0]["cpt"]},
+         "auroc": folds.fold_mean([x["auroc"] for x in bs]), "procedure": bs[0]["procedure"]}
+    s["baseline"] = b  # the same fold splits as the procedure, averaged the same way
+    if args.split_by:
+        s["split_by"] = {"field": args.split_by, "groups": int(len(np.unique(outer)))}
+    if args.baseline and not args.json:
+        _out(f"baseline (LR on embeddings): APGR {b['apgr']:.3f} ± {b['apgr_std']:.3f}, CPT(80%) {100 * b['cpt']['80']:.1f}%")
     if args.compare:
-        r = train.cross_validate(E, F, o.fast, o.strong, args.cv, train.TrainConfig(seed=args.seed), not args.quiet, groups=groups)["summary"]
+        old = train.TrainConfig(seed=args.seed, candidates=("cheap", "full"))
+        r = train.repeated_cross_validate(E, F, o.fast, o.strong, args.cv, args.repeats, old, not args.quiet, L=L, groups=groups,
+                                          outer_groups=outer)["summary"]
         s["previous"] = {k: r[k] for k in ("apgr", "apgr_std", "cpt", "auroc", "procedure")}
         if not args.json:
             _out(f"previous ({r['procedure']}): APGR {r['apgr']:.3f} ± {r['apgr_std']:.3f}, CPT(80%) {100 * r['cpt']['80']:.1f}%")
+    if args.bootstrap:
+        # resample whole groups: prompt repeats, or the split's groups (subjects) under --split-by
+        draw = outer if outer is not None else groups
+        s["ci"] = bootstrap.intervals(res["runs"], o.fast, o.strong, draw, [(x["scores"], x["splits"]) for x in bs],
+                                      draws=args.bootstrap, seed=args.seed)
+    chosen = [f.get("candidate") for f in s.get("folds", [])]
+    s["candidates_chosen"] = {c: chosen.count(c) for c in dict.fromkeys(chosen)}
     if args.plots:
         s["plots"] = _plots(args, res["scores"], res["probs"], o)
     if not args.json:
@@ -188,8 +244,8 @@ def _evaluate_artifact(args: argparse.Namespace, o: Any) -> int:
     from calibrate import metrics
     from policies.difficulty import DifficultyClassifier, resolve
 
-    if args.repeats != 1 or args.baseline or args.compare:
-        raise ValueError("--model scores a trained artifact: --repeats, --baseline and --compare do not apply")
+    if args.repeats != 1 or args.baseline or args.compare or args.split_by or args.train_on:
+        raise ValueError("--model scores a trained artifact: --repeats, --baseline, --compare, --split-by and --train-on do not apply")
     path = resolve(args.model)
     E, F, embedder_id = featurise(o, args.embedder, not args.no_cache, not args.quiet)
     clf = DifficultyClassifier.load(path, embedder_id=embedder_id.split("@")[0])  # the family, as train records it
@@ -205,6 +261,11 @@ def _evaluate_artifact(args: argparse.Namespace, o: Any) -> int:
     }
     s["procedure"] = f"artifact {path.name} ({clf.meta.get('procedure', '?')}), scored as trained: no refit"
     s["model"] = str(path)
+    if args.bootstrap:
+        from calibrate.bootstrap import intervals
+
+        every = np.arange(len(o))
+        s["ci"] = intervals([(probs, [(every[:0], every)])], fast, strong, _groups(o), draws=args.bootstrap, seed=args.seed)
     if args.plots:
         _plots(args, probs, probs, o)
     if not args.json:
@@ -245,6 +306,12 @@ def format_summary(s: dict[str, Any]) -> str:
         rows.insert(3, ("APGR / CPT defined in", f"{s['apgr_folds']} of {folds} folds (in the others the strong model is not better)"))
     if "repeats" in s:
         rows.insert(3, ("APGR per fold split (seed)", ", ".join(f"{r['apgr']:.3f} ({r['seed']})" for r in s["repeats"])))
+    if s.get("candidates_chosen"):
+        rows.append(("candidate chosen (folds)", ", ".join(f"{c} {k}" for c, k in s["candidates_chosen"].items())))
+    if s.get("ci"):
+        from calibrate.bootstrap import format_lines
+
+        rows += format_lines(s["ci"])
     w = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
 
@@ -258,7 +325,10 @@ evaluate = SimpleNamespace(configure=_evaluate_configure, run=_evaluate_run)
 def _train_configure(p: argparse.ArgumentParser) -> None:
     _add_data_args(p)
     p.add_argument("--out", required=True, help="artifact directory, e.g. models/mine")
-    p.add_argument("--cv", type=int, default=5, help="also run out-of-fold evaluation and store it (0: skip)")
+    p.add_argument("--cv", type=int, default=5,
+                   help="also run out-of-fold evaluation and store it (0: skip); with no signal the baseline is trained")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap draws for the stored CIs (default 1000)")
+    p.add_argument("--candidates", help=f"comma-separated subset of the inner-CV candidates ({', '.join(_candidates())})")
     _add_target_args(p)
 
 
@@ -268,18 +338,34 @@ def _train_run(args: argparse.Namespace) -> int:
     o = load_outcomes(args.outcomes, getattr(args, "tenant", None))
     E, F, enc_id = featurise(o, args.embedder, not args.no_cache, not args.quiet)
     L = train.lexical_matrix([o.messages(i) for i in range(len(o))])
-    cfg = train.TrainConfig(seed=args.seed)
+    cfg = _config(args)
     cv = None
     groups = _groups(o)
+    fallback = None
     if args.cv:
+        from dataclasses import replace
+
+        from calibrate import bootstrap
+
         res = train.cross_validate(E, F, o.fast, o.strong, args.cv, cfg, not args.quiet, L=L, groups=groups)
         cv = res["summary"]
+        base = train.cross_validate_baseline(E, o.fast, o.strong, args.cv, args.seed, groups)
+        cv["baseline"] = {k: base[k] for k in ("apgr", "apgr_std", "cpt", "auroc", "procedure")}
+        if args.bootstrap:
+            cv["ci"] = bootstrap.intervals([(res["scores"], res["splits"])], o.fast, o.strong, groups,
+                                           [(base["scores"], base["splits"])], draws=args.bootstrap, seed=args.seed)
         _err(format_summary(cv))
+        if "ci" in cv and bootstrap.no_signal(cv["ci"]) and cfg.candidates != ("baseline",):
+            # Nothing to learn beyond chance: the simplest model, and say so.
+            fallback = f"{cv['ci']['verdict']}: trained the simplest candidate (baseline) instead of choosing"
+            cfg = replace(cfg, candidates=("baseline",))
+            res = {**res, "probs": None}
+            _err(f"warning: {fallback}")
     fitted = train.fit(E, F, o.fast, o.strong, cfg, not args.quiet, L=L, groups=groups)
     fast, strong = np.asarray(o.fast), np.asarray(o.strong)
     # The threshold table comes from held-out scores: the outer CV's when run,
     # else the inner CV's of the final fit.
-    probs = res["probs"] if args.cv else fitted.probs(fitted.oof_scores)
+    probs = res["probs"] if args.cv and res["probs"] is not None else fitted.probs(fitted.oof_scores)
     table = artifact.calibration_table(probs, fast, strong)
     thr, rule = artifact.choose_threshold(table, **_targets(args, default_pgr=0.8))
     data = {
@@ -289,9 +375,11 @@ def _train_run(args: argparse.Namespace) -> int:
         "q_fast": float(fast.mean()),
         "q_strong": float(strong.mean()),
     }
-    out = artifact.write_artifact(args.out, fitted, data=data, cv=cv, table=table, threshold=thr, rule=rule, embedder_variant=enc_id)
-    _err(f"alpha={fitted.alpha:g} feature_weight={fitted.feature_weight:g} threshold={thr:.4f} ({rule['rule']}, share {rule['share']:.2f})")
-    _out(_json({"artifact": str(out), "threshold": thr, "apgr": cv["apgr"] if cv else None}))
+    out = artifact.write_artifact(args.out, fitted, data=data, cv=cv, table=table, threshold=thr, rule=rule, embedder_variant=enc_id,
+                                  fallback=fallback)
+    _err(f"candidate={fitted.candidate} alpha={fitted.alpha:g} feature_weight={fitted.feature_weight:g} threshold={thr:.4f} ({rule['rule']}, share {rule['share']:.2f})")
+    _out(_json({"artifact": str(out), "threshold": thr, "apgr": cv["apgr"] if cv else None, "candidate": fitted.candidate,
+                "verdict": cv["ci"]["verdict"] if cv and "ci" in cv else None, "fallback": fallback}))
     return 0
 
 
@@ -305,7 +393,7 @@ def _threshold_configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="artifact directory or name under models/")
     p.add_argument("--outcomes", action="append", metavar="FILE",
                    help="held-out outcomes to calibrate on (default: the artifact's stored out-of-fold table)")
-    p.add_argument("--embedder", default="auto", choices=["auto", "onnx", "onnx-fp32", "torch", "hash"])
+    p.add_argument("--embedder", default="auto", choices=["auto", "onnx", "onnx-fp32", "torch", "hash", "static"])
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the threshold, do not write it")
     p.add_argument("--quiet", action="store_true")

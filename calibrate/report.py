@@ -30,6 +30,7 @@ def markdown(meta: dict[str, Any], where: str, plots: str | None = None) -> str:
         f"alpha = {hp.get('alpha')}, feature weight = {hp.get('feature_weight')}"
         + (f", lexical alpha = {hp.get('lexical_alpha')}, lexical weight = {hp.get('lexical_weight')}" if "lexical_weight" in hp else ""),
         f"- P = {meta.get('probability')}",
+        *_candidate_lines(meta),
         "",
         "## Threshold",
         "",
@@ -53,13 +54,15 @@ def markdown(meta: dict[str, Any], where: str, plots: str | None = None) -> str:
             f"| quality at 50 % strong | {m['quality_at_50']:.3f} |",
             f"| AUROC (strong better) | {m['auroc']:.3f} ± {m.get('auroc_std', 0):.3f} |",
             f"| ECE | {m['ece']:.3f} |",
+            *([f"| baseline APGR, same folds | {m['baseline']['apgr']:.3f} |"] if m.get("baseline") else []),
+            *(f"| {k} | {v} |" for k, v in _ci_rows(m.get("ci"))),
             "",
         ]
         if m.get("folds"):
-            out += ["| fold | n | APGR | CPT(80%) | AUROC | width | alpha | feature weight | lexical alpha | lexical weight |",
-                    "|---|---|---|---|---|---|---|---|---|---|"]
+            out += ["| fold | n | APGR | CPT(80%) | AUROC | candidate | width | alpha | feature weight | lexical alpha | lexical weight |",
+                    "|---|---|---|---|---|---|---|---|---|---|---|"]
             out += [
-                f"| {i + 1} | {f['n']} | {f['apgr']:.3f} | {100 * f['cpt80']:.1f}% | {f['auroc']:.3f} | {f.get('embedding_dim', '–')} "
+                f"| {i + 1} | {f['n']} | {f['apgr']:.3f} | {100 * f['cpt80']:.1f}% | {f['auroc']:.3f} | {f.get('candidate', '–')} | {f.get('embedding_dim', '–')} "
                 f"| {f['alpha']:g} | {f['feature_weight']:g} "
                 f"| {f.get('lexical_alpha') if f.get('lexical_alpha') is not None else '–'} | {f.get('lexical_weight', 0):g} |"
                 for i, f in enumerate(m["folds"])
@@ -87,6 +90,26 @@ def markdown(meta: dict[str, Any], where: str, plots: str | None = None) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _candidate_lines(meta: dict[str, Any]) -> list[str]:
+    """select-lex/4's choice; artifacts of older procedures have none."""
+    if "candidate" not in meta:
+        return []
+    inner = ", ".join(f"{c['candidate']} {c['inner_apgr']:.3f}" for c in meta.get("candidates", []))
+    out = [f"- candidate chosen by inner CV: **{meta['candidate']}** (inner APGR: {inner}; "
+           "the simplest candidate the best one does not beat by more than one standard error)"]
+    if meta.get("fallback"):
+        out.append(f"- **{meta['fallback']}**")
+    return out
+
+
+def _ci_rows(ci: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if not ci:
+        return []
+    from calibrate.bootstrap import format_lines
+
+    return [(k, f"**{v}**" if k == "verdict" else v) for k, v in format_lines(ci)]
 
 
 def _to_html(md: str) -> str:

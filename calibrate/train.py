@@ -39,6 +39,19 @@ options otherwise wins by chance. With the cheap-v2 features (counts of
 quantities and of their relations) this lifted out-of-fold APGR on RouteLLM
 GSM8K from 0.670 to 0.695 and on MMLU from 0.690 to 0.701.
 
+Procedure `select-lex/4` (issue 16: do no harm on tables it was not tuned
+on) makes the simpler models candidates of the same inner CV: the plain
+baseline (LogisticRegression on the sentence embedding, what `evaluate
+--baseline` runs), the embedding ridge alone (no cheap features, no lexical
+part), the embedding ridge with the cheap features, the embedding ridge with
+the lexical blend, and ridge-gain-lex/3's richest model (CANDIDATES, simplest
+first). It takes the simplest candidate that the best one does not beat
+clearly (the one-standard-error rule over the paired inner-fold APGRs): on
+the issue's three unseen tables ridge-gain-lex/3 fell to or below the
+baseline on two, where its extra parts had won the inner CV by chance.
+Every candidate is a linear scorer, so the artifact format does not change;
+meta.json names the chosen one ("candidate").
+
 Tried on RouteLLM GSM8K and not taken (out-of-fold APGR, mean over the same
 fold splits with and without the change): max-pooled or [CLS] hidden states
 of the six layers as further views (0.697-0.699 against 0.6995, 3 splits); a
@@ -66,7 +79,17 @@ from calibrate.folds import distinct, fold_mean, fold_std, kfold
 from policies.features import LEXICAL_DIM
 from router.embedding.encoders import DIM, LAYERS_DIM
 
-PROCEDURE = "ridge-gain-lex/3"
+PROCEDURE = "select-lex/4"
+# The candidates of select-lex/4, simplest first (the order the one-SE rule prefers):
+CANDIDATES = ("baseline", "embedding", "cheap", "lexical", "full")
+CANDIDATE_NOTES = {
+    "baseline": "LogisticRegression(C=1) on the sentence embedding (the plain baseline)",
+    "embedding": "ridge on the sentence embedding alone",
+    "cheap": "ridge on the embedding (+ layer means if clearly better) and the cheap features",
+    "lexical": "ridge on the embedding blended with the lexical ridge, no cheap features",
+    "full": "ridge on the embedding and cheap features blended with the lexical ridge (ridge-gain-lex/3's richest)",
+}
+LEXICAL_CANDIDATES = ("lexical", "full")
 
 
 @dataclass
@@ -81,6 +104,9 @@ class TrainConfig:
     lexical_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)  # lambda; 0 = embedding ridge alone
     inner_folds: int = 3
     seed: int = 0
+    # which candidates the inner CV chooses among (CANDIDATES; those needing the
+    # lexical matrix are skipped without it). ("cheap", "full") is ridge-gain-lex/3.
+    candidates: tuple[str, ...] = CANDIDATES
 
 
 @dataclass
@@ -95,6 +121,8 @@ class Fitted:
     lexical_alpha: float | None = None
     lexical_weight: float = 0.0
     procedure: str = PROCEDURE
+    candidate: str = "full"  # the chosen one of CANDIDATES
+    candidates: list[dict[str, Any]] = field(default_factory=list)  # each one's inner APGR (mean, per fold)
 
     def scores(self, E: np.ndarray, F: np.ndarray, L: Any = None) -> np.ndarray:
         """Blended scores; L: the lexical matrix of the same rows (required
@@ -253,42 +281,51 @@ def _fit(
     k = max(2, min(cfg.inner_folds, distinct(n, groups) // 20 or 2))
     folds = kfold(n, k, cfg.seed, groups)
     grid: list[dict[str, float]] = []
-    lexical = L is not None and any(lam > 0 for lam in cfg.lexical_weights)
+    cands = [c for c in cfg.candidates if L is not None or c not in LEXICAL_CANDIDATES]
+    unknown = set(cands) - set(CANDIDATES)
+    if unknown or not cands:
+        raise ValueError(f"unknown or no candidates {sorted(unknown) or list(cfg.candidates)} (known: {', '.join(CANDIDATES)})")
+    lexical = L is not None and any(c in LEXICAL_CANDIDATES for c in cands)
     views = sorted({v for v in cfg.embedding_views if v <= E.shape[1]} or {E.shape[1]})
-    steps = (len(views) * len(cfg.feature_weights) + (len(cfg.lexical_alphas) if lexical else 0)) * k
+    # the (view, feature weight) ridges the candidates need; weight 0 = no cheap features
+    needs: set[tuple[int, float]] = set()
+    if "embedding" in cands:
+        needs.add((views[0], 0.0))
+    if "lexical" in cands:
+        needs |= {(v, 0.0) for v in views}
+    if "cheap" in cands or "full" in cands:
+        needs |= {(v, w) for v in views for w in cfg.feature_weights if w > 0}
+    steps = (len(needs) + ("baseline" in cands) + (len(cfg.lexical_alphas) if lexical else 0)) * k
     bar = tqdm(total=steps, desc="model selection", unit="fit", disable=not progress, file=sys.stderr, leave=False)
-    best_of_view: dict[int, tuple[float, float, float, np.ndarray, np.ndarray]] = {}
-    for view in views:
+    ridge: dict[tuple[int, float], tuple[float, float, np.ndarray, np.ndarray]] = {}  # -> (score, alpha, oof, per)
+    for view, w in sorted(needs):
         Ev = E[:, :view]
-        for w in cfg.feature_weights:
-            oof = np.zeros((len(cfg.alphas), n))
-            for tr, te in folds:
-                for j, arrays in enumerate(_ridge_path(Ev[tr], F[tr], y[tr], cfg.alphas, w)):
-                    oof[j, te] = _score(arrays, Ev[te], F[te])
-                bar.update(1)
-            for j, alpha in enumerate(cfg.alphas):
-                per = _per_fold_apgr(oof[j], fast, strong, folds)
-                score = _mean(per)
-                grid.append({"embedding_dim": view, "alpha": alpha, "feature_weight": w, "inner_apgr": score})
-                if view not in best_of_view or score > best_of_view[view][0]:
-                    best_of_view[view] = (score, alpha, w, oof[j], per)
-    # The narrowest view unless a wider one wins clearly (one-standard-error rule).
-    view = views[0]
-    for wider in views[1:]:
-        b, a = best_of_view[wider], best_of_view[view]
-        if b[0] > a[0] and (not cfg.one_se_rule or _clearly_better(b[4], a[4])):
-            view = wider
-    score, alpha, w, oof, per = best_of_view[view]
-    (arrays,) = _ridge_path(E[:, :view], F, y, (alpha,), w)
-    # The blend: z-score both rankers with their inner out-of-fold statistics.
-    ma, sa = float(oof.mean()), float(oof.std() or 1.0)
-    for key in ("coef_emb", "coef_feat"):
-        arrays[key] = arrays[key] / sa
-    arrays["intercept"] = np.float64((float(arrays["intercept"]) - ma) / sa)
-    blended, lex_alpha, lam = (oof - ma) / sa, None, 0.0
+        oof = np.zeros((len(cfg.alphas), n))
+        for tr, te in folds:
+            for j, arrays in enumerate(_ridge_path(Ev[tr], F[tr], y[tr], cfg.alphas, w)):
+                oof[j, te] = _score(arrays, Ev[te], F[te])
+            bar.update(1)
+        for j, alpha in enumerate(cfg.alphas):
+            per = _per_fold_apgr(oof[j], fast, strong, folds)
+            score = _mean(per)
+            grid.append({"embedding_dim": view, "alpha": alpha, "feature_weight": w, "inner_apgr": score})
+            if (view, w) not in ridge or score > ridge[(view, w)][0]:
+                ridge[(view, w)] = (score, alpha, oof[j], per)
+
+    def best_ridge(weights: list[float]) -> tuple[int, float]:
+        """(view, w): per view the best weight; the narrowest view unless a
+        wider one wins clearly (one-standard-error rule)."""
+        best_w = {v: max(weights, key=lambda w: ridge[(v, w)][0]) for v in views}
+        view = views[0]
+        for wider in views[1:]:
+            b, a = ridge[(wider, best_w[wider])], ridge[(view, best_w[view])]
+            if b[0] > a[0] and (not cfg.one_se_rule or _clearly_better(b[3], a[3])):
+                view = wider
+        return view, best_w[view]
+
+    oof_lex: dict[float, np.ndarray] = {}
     if lexical:
         L = L.tocsr()
-        oof_lex = {}
         for la in cfg.lexical_alphas:
             o = np.zeros(n)
             for tr, te in folds:
@@ -296,47 +333,139 @@ def _fit(
                 o[te] = L[te] @ coef + icpt
                 bar.update(1)
             oof_lex[la] = o
-        best_blend = (float("-inf"), None, 0.0, per)
+
+    def best_blend(oof: np.ndarray, label: str) -> tuple[float, float, float, np.ndarray]:
+        """(score, lexical alpha, lambda, per-fold APGR) of the best blend with
+        a lexical part (lambda > 0: this candidate has one by definition)."""
+        best = (float("-inf"), cfg.lexical_alphas[0], 0.0, np.full(k, np.nan))
         for la, o in oof_lex.items():
             for lw in cfg.lexical_weights:
                 if lw <= 0:
                     continue
                 per_b = _per_fold_apgr(_z(oof, oof) + lw * _z(o, o), fast, strong, folds)
                 sc = _mean(per_b)
-                grid.append({"lexical_alpha": la, "lexical_weight": lw, "inner_apgr": sc})
-                if sc > best_blend[0]:
-                    best_blend = (sc, la, lw, per_b)
-        # The blend only when it beats the embedding ridge alone clearly.
-        if best_blend[0] > score and (not cfg.one_se_rule or _clearly_better(best_blend[3], per)):
-            score, lex_alpha, lam, _ = best_blend
-        if lex_alpha is not None:
-            o = oof_lex[lex_alpha]
-            ml, sl = float(o.mean()), float(o.std() or 1.0)
-            coef, icpt = _lexical_fit(L, y, lex_alpha)
-            arrays["lex_coef"] = (coef * lam / sl).astype(np.float32)
-            arrays["lex_bias"] = np.float64(lam * (icpt - ml) / sl)
-            blended = blended + lam * (o - ml) / sl
+                grid.append({"candidate": label, "lexical_alpha": la, "lexical_weight": lw, "inner_apgr": sc})
+                if sc > best[0] or best[2] == 0.0:
+                    best = (sc, la, lw, per_b)
+        return best
+
+    # Every candidate's inner out-of-fold APGR on the same folds, and how to build it.
+    scored: dict[str, dict[str, Any]] = {}
+    for c in cands:
+        if c == "baseline":
+            oof = np.zeros(n)
+            for tr, te in folds:
+                oof[te] = _baseline_score(_baseline_fit(E[tr], metrics.needs_strong(fast[tr], strong[tr])), E[te])
+                bar.update(1)
+            per = _per_fold_apgr(oof, fast, strong, folds)
+            scored[c] = {"score": _mean(per), "per": per, "oof": oof}
+        elif c == "embedding":
+            sc, alpha, oof, per = ridge[(views[0], 0.0)]
+            scored[c] = {"score": sc, "per": per, "oof": oof, "ridge": (views[0], 0.0, alpha)}
+        else:
+            view, w = best_ridge([0.0] if c == "lexical" else [w for w in cfg.feature_weights if w > 0])
+            sc, alpha, oof, per = ridge[(view, w)]
+            scored[c] = {"score": sc, "per": per, "oof": oof, "ridge": (view, w, alpha)}
+            if c in LEXICAL_CANDIDATES:
+                sc, la, lw, per = best_blend(oof, c)
+                scored[c].update(score=sc, per=per, lex=(la, lw))
     bar.close()
+    best = max(cands, key=lambda c: scored[c]["score"])
+    chosen = best
+    if cfg.one_se_rule:
+        # the simplest candidate that the best one does not beat clearly
+        chosen = next(c for c in cands if c == best or not _clearly_better(scored[best]["per"], scored[c]["per"]))
+    ch = scored[chosen]
+    oof = ch["oof"]
+    if chosen == "baseline":
+        arrays, view, alpha, w = _baseline_arrays(E, F, fast, strong), _bdim(E), 0.0, 0.0
+    else:
+        view, w, alpha = ch["ridge"]
+        (arrays,) = _ridge_path(E[:, :view], F, y, (alpha,), w)
+    # z-score the ranker with its inner out-of-fold statistics (the blend adds z-scores)
+    ma, sa = float(oof.mean()), float(oof.std() or 1.0)
+    for key in ("coef_emb", "coef_feat"):
+        arrays[key] = arrays[key] / sa
+    arrays["intercept"] = np.float64((float(arrays["intercept"]) - ma) / sa)
+    blended, lex_alpha, lam = (oof - ma) / sa, None, 0.0
+    if "lex" in ch:
+        lex_alpha, lam = ch["lex"]
+        o = oof_lex[lex_alpha]
+        ml, sl = float(o.mean()), float(o.std() or 1.0)
+        coef, icpt = _lexical_fit(L, y, lex_alpha)
+        arrays["lex_coef"] = (coef * lam / sl).astype(np.float32)
+        arrays["lex_bias"] = np.float64(lam * (icpt - ml) / sl)
+        blended = blended + lam * (o - ml) / sl
     a, b = _platt(blended, metrics.needs_strong(fast, strong))
     arrays["platt_a"], arrays["platt_b"] = np.float64(a), np.float64(b)
-    procedure = PROCEDURE if lexical else ("ridge-gain/1" if view == views[0] else "ridge-gain-layers/1")
-    return Fitted(arrays, alpha, w, score, view, blended, grid, lex_alpha, lam, procedure)
+    table = [{"candidate": c, "inner_apgr": scored[c]["score"], "per_fold": [float(x) for x in scored[c]["per"]]} for c in cands]
+    return Fitted(arrays, alpha, w, ch["score"], view, blended, grid, lex_alpha, lam, procedure_name(cfg, L is not None),
+                  candidate=chosen, candidates=table)
+
+
+def _bdim(E: np.ndarray) -> int:
+    return min(DIM, E.shape[1])  # the baseline reads the sentence embedding only
+
+
+def _baseline_fit(E: np.ndarray, labels: np.ndarray) -> Any:
+    """The plain baseline: LogisticRegression (C=1) on the raw sentence
+    embedding, label "strong better than fast" (what `evaluate --baseline` runs)."""
+    from sklearn.dummy import DummyClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    if labels.min() == labels.max():  # one class: a constant score (APGR 0.5 / undefined)
+        return DummyClassifier(strategy="prior").fit(E[:, : _bdim(E)], labels)
+    return LogisticRegression(C=1.0, max_iter=2000).fit(E[:, : _bdim(E)], labels)
+
+
+def _baseline_score(m: Any, E: np.ndarray) -> np.ndarray:
+    X = E[:, : _bdim(E)]
+    return m.decision_function(X) if hasattr(m, "decision_function") else np.zeros(len(X))
+
+
+def _baseline_arrays(E: np.ndarray, F: np.ndarray, fast: np.ndarray, strong: np.ndarray) -> dict[str, np.ndarray]:
+    """The baseline in the artifact's linear form: no standardisation (mean 0,
+    scale 1), cheap features weighted 0; serving stays one dot product."""
+    d = _bdim(E)
+    m = _baseline_fit(E, metrics.needs_strong(fast, strong))
+    coef = np.asarray(getattr(m, "coef_", np.zeros((1, d))), np.float64)[0]
+    icpt = float(np.asarray(getattr(m, "intercept_", [0.0]))[0])
+    fm, fs = _standardise(F)
+    return {
+        "emb_mean": np.zeros(d), "emb_scale": np.ones(d), "feat_mean": fm, "feat_scale": fs,
+        "feat_weight": np.float64(0.0), "coef_emb": coef, "coef_feat": np.zeros(F.shape[1]), "intercept": np.float64(icpt),
+    }
+
+
+def procedure_name(cfg: TrainConfig, lexical: bool) -> str:
+    """The name an evaluation or artifact records: the full candidate choice,
+    or the older procedures that a restricted candidate list reproduces."""
+    c = tuple(x for x in cfg.candidates if lexical or x not in LEXICAL_CANDIDATES)
+    if c == ("cheap", "full"):
+        return "ridge-gain-lex/3"
+    if c == ("cheap",):
+        return "ridge-gain/1"
+    return PROCEDURE if lexical else "select/4"
 
 
 def cross_validate(
     E: np.ndarray, F: np.ndarray, fast: Any, strong: Any, folds: int = 5,
     cfg: TrainConfig | None = None, progress: bool = True, L: Any = None, groups: np.ndarray | None = None,
+    outer_groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Out-of-fold scores and probabilities of the whole procedure (model
     selection included), the pooled summary and the per-fold spread. groups:
-    rows with equal ids stay in one fold, outer and inner (calibrate.folds)."""
+    rows with equal ids stay in one fold, outer and inner (calibrate.folds).
+    outer_groups (e.g. MMLU subjects): the outer folds split these instead, so
+    each fold is scored on groups its fit never saw (a domain shift); the
+    inner CV still splits `groups`, as `train` does."""
     with _one_blas_thread():
-        return _cross_validate(E, F, fast, strong, folds, cfg, progress, L, groups)
+        return _cross_validate(E, F, fast, strong, folds, cfg, progress, L, groups, outer_groups)
 
 
 def _cross_validate(
     E: np.ndarray, F: np.ndarray, fast: Any, strong: Any, folds: int, cfg: TrainConfig | None, progress: bool,
-    L: Any = None, groups: np.ndarray | None = None,
+    L: Any = None, groups: np.ndarray | None = None, outer_groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
@@ -345,14 +474,14 @@ def _cross_validate(
     n = len(fast)
     scores, probs = np.zeros(n), np.zeros(n)
     per_fold, chosen = [], []
-    splits = kfold(n, folds, cfg.seed + 1, groups)
+    splits = kfold(n, folds, cfg.seed + 1, groups if outer_groups is None else outer_groups)
     for tr, te in tqdm(splits, desc="cross-validation", unit="fold", disable=not progress, file=sys.stderr):
         m = fit(E[tr], F[tr], fast[tr], strong[tr], cfg, progress=False, L=None if L is None else L[tr],
                 groups=None if groups is None else groups[tr])
         s = m.scores(np.asarray(E[te], np.float64), np.asarray(F[te], np.float64), None if L is None else L[te])
         scores[te], probs[te] = s, m.probs(s)
         per_fold.append(metrics.summary(s, probs[te], fast[te], strong[te]))
-        chosen.append({"embedding_dim": m.embedding_dim, "alpha": m.alpha, "feature_weight": m.feature_weight,
+        chosen.append({"candidate": m.candidate, "embedding_dim": m.embedding_dim, "alpha": m.alpha, "feature_weight": m.feature_weight,
                        "lexical_alpha": m.lexical_alpha, "lexical_weight": m.lexical_weight})
     out = metrics.summary(scores, probs, fast, strong)
     # Pooled figures rank scores of different fold models together; the
@@ -368,13 +497,14 @@ def _cross_validate(
     out["folds"] = [{"apgr": f["apgr"], "cpt80": f["cpt"]["80"], "auroc": f["auroc"], "n": f["n"], **c} for f, c in zip(per_fold, chosen)]
     out["cv"] = folds
     out["distinct_prompts"] = distinct(n, groups)  # < n: repeated prompts were kept in one fold
-    out["procedure"] = PROCEDURE if L is not None else "ridge-gain/1"
-    return {"summary": out, "scores": scores, "probs": probs}
+    out["procedure"] = procedure_name(cfg, L is not None)
+    return {"summary": out, "scores": scores, "probs": probs, "splits": splits}
 
 
 def repeated_cross_validate(
     E: np.ndarray, F: np.ndarray, fast: Any, strong: Any, folds: int = 5, repeats: int = 1,
     cfg: TrainConfig | None = None, progress: bool = True, L: Any = None, groups: np.ndarray | None = None,
+    outer_groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """cross_validate() over `repeats` different fold splits (seeds cfg.seed,
     cfg.seed + 1, ...). On ~1,000 prompts the fold split alone moves APGR by
@@ -382,13 +512,16 @@ def repeated_cross_validate(
     one would compare; the mean over repeats is the steadier figure. The
     summary averages every figure over the repeats, `apgr_std` is the spread
     over all repeats x folds, `repeat_apgr_std` that of the repeat means;
-    scores and probabilities are those of the first repeat (for the plots)."""
+    scores and probabilities are those of the first repeat (for the plots),
+    `runs` every repeat's (scores, splits) (for the bootstrap)."""
     from dataclasses import replace
 
     cfg = cfg or TrainConfig()
-    runs = [cross_validate(E, F, fast, strong, folds, replace(cfg, seed=cfg.seed + r), progress, L, groups) for r in range(repeats)]
+    runs = [cross_validate(E, F, fast, strong, folds, replace(cfg, seed=cfg.seed + r), progress, L, groups, outer_groups)
+            for r in range(repeats)]
+    every = [(r["scores"], r["splits"]) for r in runs]
     if repeats == 1:
-        return runs[0]
+        return {**runs[0], "runs": every}
     sums = [r["summary"] for r in runs]
     out = dict(sums[0])
     for key in ("apgr", "quality_at_50", "auroc", "ece"):
@@ -403,28 +536,31 @@ def repeated_cross_validate(
     out["folds"] = all_folds
     out["repeats"] = [{"seed": cfg.seed + r, "apgr": s["apgr"], "cpt80": s["cpt"]["80"]} for r, s in enumerate(sums)]
     out["repeat_apgr_std"] = float(np.std([s["apgr"] for s in sums]))
-    return {"summary": out, "scores": runs[0]["scores"], "probs": runs[0]["probs"]}
+    return {"summary": out, "scores": runs[0]["scores"], "probs": runs[0]["probs"], "runs": every}
 
 
 def cross_validate_baseline(
-    E: np.ndarray, fast: Any, strong: Any, folds: int = 5, seed: int = 0, groups: np.ndarray | None = None
+    E: np.ndarray, fast: Any, strong: Any, folds: int = 5, seed: int = 0, groups: np.ndarray | None = None,
+    outer_groups: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The plain baseline under the same folds: LogisticRegression (C=1) on the
-    raw sentence embeddings, label "strong better than fast"; for comparison only."""
-    from sklearn.linear_model import LogisticRegression
-
+    raw sentence embeddings, label "strong better than fast"; for comparison
+    (and the simplest candidate of select-lex/4). `scores`: its out-of-fold
+    scores, `splits` the folds (for the paired bootstrap)."""
     fast, strong = np.asarray(fast, float), np.asarray(strong, float)
     y = metrics.needs_strong(fast, strong)
     probs = np.zeros(len(y))
     per_fold = []
+    splits = kfold(len(y), folds, seed + 1, groups if outer_groups is None else outer_groups)
     with _one_blas_thread():
-        for tr, te in kfold(len(y), folds, seed + 1, groups):
-            m = LogisticRegression(C=1.0, max_iter=2000).fit(E[tr, :DIM], y[tr])
-            probs[te] = m.predict_proba(E[te, :DIM])[:, 1]
+        for tr, te in splits:
+            m = _baseline_fit(E[tr], y[tr])
+            probs[te] = m.predict_proba(E[te, : _bdim(E)])[:, -1] if len(m.classes_) > 1 else float(m.classes_[0])
             per_fold.append(metrics.summary(probs[te], probs[te], fast[te], strong[te]))
     out = metrics.summary(probs, probs, fast, strong)
     out["apgr"] = fold_mean([f["apgr"] for f in per_fold])
     out["apgr_std"] = fold_std([f["apgr"] for f in per_fold])
     out["cpt"] = {k: fold_mean([f["cpt"][k] for f in per_fold]) for k in out["cpt"]}
     out["procedure"] = "baseline: LogisticRegression(C=1) on embeddings"
+    out["scores"], out["splits"] = probs, splits
     return out

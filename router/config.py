@@ -124,6 +124,10 @@ class ClassifierSettings(_Section):
     # onnx: int8 MiniLM on onnxruntime (exported once to ~/.cache/thinkgate); torch:
     # sentence-transformers; hash: no model (tests/demos); auto: onnx, else torch
     embedder: Literal["onnx", "onnx-fp32", "torch", "hash", "auto"] = "auto"
+    # what the classifier reads: minilm (the embedder above), or static: a model2vec distillation
+    # of MiniLM (router/embedding/static.py; artifact trained with `calibrate --embedder static`).
+    # The semantic cache keeps the embedder above either way.
+    encoder: Literal["minilm", "static"] = "minilm"
     batch_max: int = Field(16, ge=1)  # throughput flattens past 16 on CPU (bench/routing.py)
     # a batch pads to its longest text and only short prompts gain from batching (router/embedding/batcher.py)
     batch_tokens: int = Field(256, ge=1, description="cap on a batch's padded tokens (estimated)")

@@ -151,7 +151,11 @@ def build_router_model(settings: ClassifierSettings) -> tuple[AsyncEmbedder | No
         return None, None
     from policies.difficulty import ArtifactError, DifficultyClassifier
 
-    classifier = DifficultyClassifier.load(settings.artifact) if settings.artifact else None
+    if settings.encoder == "static":  # the classifier reads a static embedding, the cache keeps MiniLM
+        from router.embedding.static import build_static_classifier
+
+        static = build_static_classifier(settings.artifact) if settings.artifact else None
+    classifier = DifficultyClassifier.load(settings.artifact) if settings.artifact and settings.encoder != "static" else None
     encoder = make_encoder(settings.embedder, threads=settings.threads)
     if classifier is not None and classifier.embedding_dim > encoder.dim:
         raise ArtifactError(
@@ -163,4 +167,6 @@ def build_router_model(settings: ClassifierSettings) -> tuple[AsyncEmbedder | No
         encoder, batch_max=settings.batch_max, batch_tokens=settings.batch_tokens, workers=settings.workers,
         batch_wait_ms=settings.batch_wait_ms,
     )
+    if settings.encoder == "static":
+        return embedder, static  # type: ignore[return-value]  # same predict/threshold/meta surface
     return embedder, classifier

@@ -323,7 +323,7 @@ class HashEncoder:
 
 
 def make_encoder(kind: str = "auto", threads: int | None = None) -> Encoder:
-    """`onnx` | `onnx-fp32` | `torch` | `hash` | `auto` (ONNX int8, else torch)."""
+    """`onnx` | `onnx-fp32` | `torch` | `hash` | `static` | `auto` (ONNX int8, else torch)."""
     if kind == "onnx":
         return OnnxEncoder(threads=threads)
     if kind == "onnx-fp32":
@@ -332,10 +332,14 @@ def make_encoder(kind: str = "auto", threads: int | None = None) -> Encoder:
         return TorchEncoder(threads=threads)
     if kind == "hash":
         return HashEncoder()
+    if kind == "static":  # for the classifier only (router/embedding/static.py)
+        from router.embedding.static import StaticEncoder
+
+        return StaticEncoder()
     if kind == "auto":
         try:
             return OnnxEncoder(threads=threads)
         except ImportError:
             log.warning("onnxruntime is not installed; embedding with torch (slower)")
             return TorchEncoder(threads=threads)
-    raise ValueError(f"unknown embedder kind {kind!r} (onnx, onnx-fp32, torch, hash, auto)")
+    raise ValueError(f"unknown embedder kind {kind!r} (onnx, onnx-fp32, torch, hash, static, auto)")

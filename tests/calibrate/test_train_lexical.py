@@ -1,4 +1,4 @@
-"""The lexical part of ridge-gain-lex/2: chosen by inner CV, folded into the
+"""The lexical part (ridge-gain-lex/2, a candidate of select-lex/4): chosen by inner CV, folded into the
 artifact so that serving (policies.difficulty) reproduces the trainer's scores."""
 
 import numpy as np
@@ -45,6 +45,9 @@ def test_lexical_part_is_chosen_and_served_identically(tmp_path):
 def test_without_lexical_matrix_it_is_the_embedding_ridge():
     msgs, E, F, fast, strong = _data(120, seed=1)
     m = train.fit(E, F, fast, strong, progress=False)
-    assert m.procedure == "ridge-gain/1" and m.lexical_alpha is None and "lex_coef" not in m.arrays
+    assert m.procedure == "select/4" and m.lexical_alpha is None and "lex_coef" not in m.arrays
+    assert m.candidate in ("baseline", "embedding", "cheap") and {c["candidate"] for c in m.candidates} == {"baseline", "embedding", "cheap"}
+    old = train.fit(E, F, fast, strong, train.TrainConfig(candidates=("cheap",)), progress=False)
+    assert old.procedure == "ridge-gain/1" and old.candidate == "cheap"
     with pytest.raises(ValueError, match="lexical"):
         train.fit(E, F, fast, strong, progress=False, L=train.lexical_matrix(msgs)).scores(E, F)
