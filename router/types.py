@@ -42,6 +42,7 @@ class Controls:
     deer: DeerControl = DeerControl()
     selfref_threshold: float | None = None
     debug: bool = False
+    reasoning_field: str | None = None  # "reasoning_content" | "reasoning"; None: the configured one
 
 
 @dataclass

@@ -120,7 +120,7 @@ def _check_messages(messages: list[Any]) -> None:
 
 # -- controls -------------------------------------------------------------------
 
-_CONTROL_KEYS = ("force-route", "cache-control", "deer", "selfref-threshold", "debug")
+_CONTROL_KEYS = ("force-route", "cache-control", "deer", "selfref-threshold", "debug", "reasoning-field")
 
 
 def parse_controls(headers: Mapping[str, str], extra: Mapping[str, Any] | None) -> Controls:
@@ -157,7 +157,16 @@ def parse_controls(headers: Mapping[str, str], extra: Mapping[str, Any] | None) 
         selfref = _float(raw["selfref-threshold"], "x-thinkgate-selfref-threshold", lo=0.0)
 
     debug = str(raw.get("debug", "0")).strip().lower() in ("1", "true", "yes", "on")
-    return Controls(force_route=force, cache=cache, deer=deer, selfref_threshold=selfref, debug=debug)
+    field = raw.get("reasoning-field")
+    if field is not None:
+        field = str(field).strip().lower()
+        if field not in ("reasoning_content", "reasoning"):
+            raise InvalidRequest(
+                "x-thinkgate-reasoning-field must be 'reasoning_content' or 'reasoning'",
+                param="x-thinkgate-reasoning-field",
+                code="invalid_value",
+            )
+    return Controls(force_route=force, cache=cache, deer=deer, selfref_threshold=selfref, debug=debug, reasoning_field=field)
 
 
 def _float(value: Any, param: str, lo: float | None = None, hi: float | None = None) -> float:

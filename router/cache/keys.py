@@ -23,8 +23,10 @@ IGNORED_FIELDS = frozenset(
     {"messages", "prompt", "model", "stream", "stream_options", "user", "metadata", "store", "service_tier"}
 )
 
-# Message fields that are part of a turn's identity.
-_MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id", "function_call", "reasoning_content")
+# Message fields that are part of a turn's identity. A history turn's thinking is not:
+# upstreams never see it (router/upstreams/hygiene.py), and SDKs differ in whether they
+# send it back, so with it in the key the same conversation would miss.
+_MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id", "function_call")
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from router.pipeline.recorder import Recorder
 from router.pipeline.replies import assemble, to_chunks
 from router.types import ChatRequest, Decision, DeerStats, Route
 from router.upstreams.base import CallContext, Upstream
+from router.upstreams.hygiene import clean_body
 
 log = logging.getLogger("thinkgate.pipeline")
 
@@ -77,6 +78,11 @@ class Pipeline:
     def _target(self, rs: RouteSettings, route: Route) -> _Target:
         name = rs.fast if route == "fast" else rs.reasoning
         return _Target(route, self.upstreams[name], name)
+
+    def _body(self, req: ChatRequest, target: _Target, **overrides: Any) -> dict[str, Any]:
+        # message hygiene at the upstream seam: only fields the model's API defines
+        keep = self.settings.models[target.model_name].accepts_reasoning_history
+        return clean_body(req.upstream_body(target.upstream.model, **overrides), keep)
 
     # -- the request ---------------------------------------------------------------
 
@@ -190,7 +196,7 @@ class Pipeline:
             ctx.deer = DeerStats()
         t = time.perf_counter()
         try:
-            return await target.upstream.complete(req.upstream_body(target.upstream.model, **overrides), ctx)
+            return await target.upstream.complete(self._body(req, target, **overrides), ctx)
         finally:
             d.upstream_ms += (time.perf_counter() - t) * 1000
             if ctx.deer is not None:
@@ -263,7 +269,7 @@ class Pipeline:
             d.deer = ctx.deer
         # headers go out before the stream ends: name the model that answers now
         d.upstream, d.upstream_model = target.model_name, target.upstream.model
-        gen = target.upstream.stream(req.upstream_body(target.upstream.model), ctx)
+        gen = target.upstream.stream(self._body(req, target), ctx)
         t = time.perf_counter()
         try:
             first = await gen.__anext__()
@@ -279,7 +285,7 @@ class Pipeline:
             if self.settings.models[target.model_name].reasoning:
                 ctx.deer = DeerStats()
                 d.deer = ctx.deer
-            gen = target.upstream.stream(req.upstream_body(target.upstream.model), ctx)
+            gen = target.upstream.stream(self._body(req, target), ctx)
             first = await gen.__anext__()
         d.upstream_ms += (time.perf_counter() - t) * 1000
         return Reply(d, chunks=streaming.relay(self.settings, self.recorder, req, d, target, first, gen, embedding, t0, t))
@@ -287,7 +293,7 @@ class Pipeline:
     async def _collect(self, req: ChatRequest, d: Decision, target: _Target, **overrides: Any) -> list[dict[str, Any]]:
         t = time.perf_counter()
         try:
-            return [c async for c in target.upstream.stream(req.upstream_body(target.upstream.model, **overrides), CallContext(controls=req.controls))]
+            return [c async for c in target.upstream.stream(self._body(req, target, **overrides), CallContext(controls=req.controls))]
         finally:
             d.upstream_ms += (time.perf_counter() - t) * 1000
 
@@ -309,9 +315,10 @@ class Pipeline:
         chunks = hit.chunks or to_chunks(response)
 
         async def replay() -> AsyncIterator[dict[str, Any]]:
+            roled: set[int] = set()
             try:
                 for ch in chunks:
-                    out = streaming.client_chunk(req, ch)
+                    out = streaming.client_chunk(req, ch, roled)
                     if out is not None:
                         yield out
                 tail = streaming.usage_chunk(req, d, chunks[0])

@@ -26,9 +26,10 @@ log = logging.getLogger("thinkgate.pipeline")
 async def replay(
     recorder: Recorder, req: ChatRequest, d: Decision, chunks: list[dict[str, Any]], embedding: Any, completion: dict[str, Any], t0: float
 ) -> AsyncIterator[dict[str, Any]]:
+    roled: set[int] = set()
     try:
         for ch in chunks:
-            out = client_chunk(req, ch)
+            out = client_chunk(req, ch, roled)
             if out is not None:
                 yield out
         tail = usage_chunk(req, d, chunks[0] if chunks else {})
@@ -54,13 +55,14 @@ async def relay(
 ) -> AsyncIterator[dict[str, Any]]:
     seen: list[dict[str, Any]] = [first]
     complete = False
+    roled: set[int] = set()
     try:
-        out = client_chunk(req, first)
+        out = client_chunk(req, first, roled)
         if out is not None:
             yield out
         async for ch in gen:
             seen.append(ch)
-            out = client_chunk(req, ch)
+            out = client_chunk(req, ch, roled)
             if out is not None:
                 yield out
         complete = True
@@ -84,13 +86,36 @@ async def relay(
         recorder.finish(d)
 
 
-def client_chunk(req: ChatRequest, ch: dict[str, Any]) -> dict[str, Any] | None:
+def client_chunk(req: ChatRequest, ch: dict[str, Any], roled: set[int] | None = None) -> dict[str, Any] | None:
     # usage goes out once, in its own final chunk, and only when asked for
     if "usage" in ch:
         ch = {k: v for k, v in ch.items() if k != "usage"}
         if not ch.get("choices"):
             return None
+    if roled is not None and req.endpoint == "chat":
+        ch = with_role(ch, roled)
     return ch
+
+
+def with_role(ch: dict[str, Any], roled: set[int]) -> dict[str, Any]:
+    """Each choice's first delta says `role: assistant`, as OpenAI's do: some upstreams
+    (llama.cpp forks, proxies) omit it, and the Node SDK's finalChatCompletion() then
+    throws "missing role for choice 0". `roled`: the choice indexes already sent."""
+    choices = ch.get("choices")
+    if not choices:
+        return ch
+    fixed = None
+    for i, c in enumerate(choices):
+        idx = c.get("index", 0)
+        if idx in roled:
+            continue
+        roled.add(idx)
+        delta = c.get("delta")
+        if isinstance(delta, dict) and not delta.get("role"):
+            if fixed is None:
+                fixed = list(choices)
+            fixed[i] = {**c, "delta": {"role": "assistant", **delta}}
+    return ch if fixed is None else {**ch, "choices": fixed}
 
 
 def usage_chunk(req: ChatRequest, d: Decision, first: dict[str, Any]) -> dict[str, Any] | None:

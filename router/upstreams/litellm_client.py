@@ -10,6 +10,7 @@ from typing import Any
 
 from router import errors, tracing
 from router.upstreams.base import CallContext
+from router.upstreams.hygiene import normalize_chunk, normalize_reply
 
 _litellm: Any = None
 
@@ -89,7 +90,7 @@ class LiteLLMUpstream:
             resp = await fn(**self._args(body, ctx, stream=False))
         except Exception as e:  # the seam: every litellm failure becomes one of ours
             raise _map(e, self.name) from None
-        return _dump(resp)
+        return normalize_reply(_dump(resp))
 
     async def stream(self, body: dict[str, Any], ctx: CallContext) -> AsyncIterator[dict[str, Any]]:
         lib = _lib()
@@ -97,7 +98,7 @@ class LiteLLMUpstream:
         try:
             resp = await fn(**self._args(body, ctx, stream=True))
             async for chunk in resp:
-                yield _dump(chunk)
+                yield normalize_chunk(_dump(chunk))
         except errors.ThinkgateError:
             raise
         except Exception as e:  # the seam, as above

@@ -18,6 +18,7 @@ import httpx
 
 from router import errors, tracing
 from router.upstreams.base import CallContext
+from router.upstreams.hygiene import normalize_chunk, normalize_reply
 
 
 def map_transport_error(exc: Exception, upstream: str) -> errors.UpstreamError:
@@ -99,7 +100,7 @@ class OpenAICompatUpstream:
             raise errors.UpstreamUnavailable(f"upstream {self.name} returned invalid JSON", upstream=self.name) from None
         if not isinstance(data, dict) or not data.get("choices"):
             raise errors.UpstreamUnavailable(f"upstream {self.name} returned no choices", upstream=self.name)
-        return data
+        return normalize_reply(data)
 
     async def stream(self, body: dict[str, Any], ctx: CallContext) -> AsyncIterator[dict[str, Any]]:
         body = {**body, "stream": True}
@@ -129,7 +130,7 @@ class OpenAICompatUpstream:
                     if isinstance(chunk, dict) and "error" in chunk:
                         raise errors.UpstreamUnavailable(_error_message(data.decode(errors="replace"), 500), upstream=self.name)
                     finished = finished or any(c.get("finish_reason") for c in chunk.get("choices") or [])
-                    yield chunk
+                    yield normalize_chunk(chunk)
             if not finished:  # closed with neither [DONE] nor a finish_reason: an incomplete answer
                 raise errors.UpstreamUnavailable(f"upstream {self.name} ended the stream early", upstream=self.name)
         except (aiohttp.ClientError, asyncio.TimeoutError) as e:
