@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router import errors, tracing
 from router.access import error_shapes
-from router.api import anthropic, embeddings, reasoning_field, request_limits
+from router.api import anthropic, embeddings, openapi, reasoning_field, request_limits
 from router.api import responses as responses_api
 from router.api.protocol import DONE, parse_request, sse
 from router.cache.stored_responses import MemoryResponseStore
@@ -144,6 +144,10 @@ class Gateway:
             if caller.aliases is None or mid in caller.aliases
         ]
         return JSONResponse({"object": "list", "data": data})
+
+    async def openapi(self, request: Request) -> Response:
+        served = [getattr(r, "path", "") for r in request.app.routes]
+        return JSONResponse(openapi.document(self.settings, served))
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -285,6 +289,7 @@ def create_app(
             *responses_api.routes(settings, pipeline, response_store),
             *anthropic.routes(settings, pipeline),
             *embeddings.routes(embed_api),
+            Route("/openapi.json", gw.openapi, methods=["GET"]),
             *routes,
         ],
         middleware=[Middleware(BodyLimit, limit=settings.server.max_body_bytes), *middleware],

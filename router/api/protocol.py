@@ -22,7 +22,7 @@ _COMMON: dict[str, tuple[tuple[type, ...], Any]] = {
     "stream_options": ((dict,), None),
     "temperature": (_NUM, (0.0, 2.0)),
     "top_p": (_NUM, (0.0, 1.0)),
-    "n": ((int,), (1, 1)),
+    "n": ((int,), (1, 128)),  # OpenAI's limit; answered by fan-out (router/pipeline/fanout.py)
     "max_tokens": ((int,), (1, None)),
     "presence_penalty": (_NUM, (-2.0, 2.0)),
     "frequency_penalty": (_NUM, (-2.0, 2.0)),
@@ -236,6 +236,9 @@ def parse_request(
             raise InvalidRequest(f"Unrecognized request argument supplied: {name}", param=name, code="unsupported_parameter")
         if value is None and name not in ("stop", "logprobs", "suffix"):
             continue
+        if isinstance(value, float) and int in spec[name][0] and float not in spec[name][0] and value.is_integer():
+            # JSON has one number type: 16.0 is the integer 16 (JSON Schema agrees; fuzzing found it)
+            value = data[name] = int(value)
         _check_field(name, value, spec[name])
 
     required = "messages" if endpoint == "chat" else "prompt"

@@ -16,6 +16,8 @@ def check(req: ChatRequest, limits: LimitSettings) -> None:
             param="messages",
             code="too_many_messages",
         )
+    if int(req.body.get("n") or 1) > limits.max_n:  # each choice is an upstream call (router/pipeline/fanout.py)
+        raise errors.InvalidRequest(f"'n' is over the limit of {limits.max_n}", param="n", code="invalid_value")
     if max_tokens(req, 0) > limits.max_tokens:
         raise errors.InvalidRequest(
             f"max_tokens is over the limit of {limits.max_tokens}", param="max_tokens", code="invalid_value"

@@ -26,6 +26,7 @@ def account(settings: Settings, req: ChatRequest, d: Decision, target: _Target, 
     d.prompt_tokens, d.completion_tokens = int(pt), int(ct)
     d.upstream, d.upstream_model = target.model_name, target.upstream.model
     d.route = target.route
+    d.fanout = d.n > 1 and not settings.models[target.model_name].native_n
     d.cost += price(settings, target.model_name, int(pt), int(ct))
     rs = settings.routes.get(req.alias)
     reasoning_name = rs.reasoning if rs and rs.pin is None else None

@@ -24,7 +24,7 @@ from router import errors, tracing
 from router.config import RouteSettings, Settings
 from router.embedding.encoders import sentence
 from router.learning.slot import snapshot
-from router.pipeline import streaming
+from router.pipeline import fanout, streaming
 from router.pipeline.accounting import account, charge_discarded
 from router.pipeline.escalation import escalate, logprob_args, strip_chunk_logprobs, strip_logprobs
 from router.pipeline.parts import Cache, Classifier, DecisionSink, Embedder, MetricsSink, Reply, _Target
@@ -84,12 +84,15 @@ class Pipeline:
         keep = self.settings.models[target.model_name].accepts_reasoning_history
         return clean_body(req.upstream_body(target.upstream.model, **overrides), keep)
 
+    def _native(self, target: _Target) -> bool:
+        return self.settings.models[target.model_name].native_n
+
     # -- the request ---------------------------------------------------------------
 
     async def handle(self, req: ChatRequest) -> Reply:
         t0 = time.perf_counter()
         caller = req.caller
-        d = Decision(tenant=caller.tenant, alias=req.alias, endpoint=req.endpoint, stream=req.stream)
+        d = Decision(tenant=caller.tenant, alias=req.alias, endpoint=req.endpoint, stream=req.stream, n=fanout.n_of(req.body))
         d.artifact = snapshot(self.classifier)[1]
         if self.settings.decisions.store_prompt:
             d.prompt = message_text(req.messages[-1].get("content"))[: self.settings.decisions.prompt_chars]
@@ -196,7 +199,7 @@ class Pipeline:
             ctx.deer = DeerStats()
         t = time.perf_counter()
         try:
-            return await target.upstream.complete(self._body(req, target, **overrides), ctx)
+            return await fanout.complete(target.upstream, self._body(req, target, **overrides), ctx, native=self._native(target))
         finally:
             d.upstream_ms += (time.perf_counter() - t) * 1000
             if ctx.deer is not None:
@@ -269,7 +272,7 @@ class Pipeline:
             d.deer = ctx.deer
         # headers go out before the stream ends: name the model that answers now
         d.upstream, d.upstream_model = target.model_name, target.upstream.model
-        gen = target.upstream.stream(self._body(req, target), ctx)
+        gen = fanout.stream(target.upstream, self._body(req, target), ctx, native=self._native(target))
         t = time.perf_counter()
         try:
             first = await gen.__anext__()
@@ -285,7 +288,7 @@ class Pipeline:
             if self.settings.models[target.model_name].reasoning:
                 ctx.deer = DeerStats()
                 d.deer = ctx.deer
-            gen = target.upstream.stream(self._body(req, target), ctx)
+            gen = fanout.stream(target.upstream, self._body(req, target), ctx, native=self._native(target))
             first = await gen.__anext__()
         d.upstream_ms += (time.perf_counter() - t) * 1000
         return Reply(d, chunks=streaming.relay(self.settings, self.recorder, req, d, target, first, gen, embedding, t0, t))
@@ -293,7 +296,8 @@ class Pipeline:
     async def _collect(self, req: ChatRequest, d: Decision, target: _Target, **overrides: Any) -> list[dict[str, Any]]:
         t = time.perf_counter()
         try:
-            return [c async for c in target.upstream.stream(self._body(req, target, **overrides), CallContext(controls=req.controls))]
+            body = self._body(req, target, **overrides)
+            return [c async for c in fanout.stream(target.upstream, body, CallContext(controls=req.controls), native=self._native(target))]
         finally:
             d.upstream_ms += (time.perf_counter() - t) * 1000
 

@@ -23,13 +23,18 @@ def escalate(cfg: SelfRefSettings, req: ChatRequest, d: Decision, completion: di
     from policies import selfref
     from policies.confidence_tags import strip_confidence_token
 
-    choice = (completion.get("choices") or [{}])[0]
-    conf = selfref.confidence(choice, cfg.mode, quantile=cfg.quantile)
+    # n > 1: the request escalates when its least confident choice would (the client
+    # gets all n from one route); a choice without logprobs counts as missing
+    choices = completion.get("choices") or [{}]
+    confs = [selfref.confidence(c, cfg.mode, quantile=cfg.quantile) for c in choices]
+    known = [c for c in confs if c is not None]
+    conf = min(known) if len(known) == len(confs) else None
     threshold = req.controls.selfref_threshold if req.controls.selfref_threshold is not None else cfg.threshold
     d.confidence, d.selfref_threshold, d.selfref_mode = conf, threshold, cfg.mode
     escalate = selfref.should_escalate(conf, threshold, cfg.on_missing_logprobs)
     if cfg.mode == "confidence_token" and not escalate:
-        _rewrite_text(choice, strip_confidence_token)
+        for choice in choices:
+            _rewrite_text(choice, strip_confidence_token)
     if escalate:
         d.escalated, d.route, d.reason = True, "reasoning", "escalated"
     return escalate

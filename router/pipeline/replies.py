@@ -13,101 +13,117 @@ from policies.features import message_text
 
 
 def assemble(chunks: list[dict[str, Any]]) -> dict[str, Any]:
-    """Fold a chat or completions chunk stream into the equivalent non-stream object."""
+    """Fold a chat or completions chunk stream into the equivalent non-stream object
+    (one choice per `index`, as n > 1 streams interleave them)."""
     if not chunks:
         raise ValueError("no chunks to assemble")
     first = chunks[0]
     chat = first.get("object") == "chat.completion.chunk" or any(
         "delta" in c for ch in chunks for c in ch.get("choices", [])
     )
-    content: list[str] = []
-    reasoning: list[str] = []
-    tool_calls: dict[int, dict[str, Any]] = {}
-    logprobs: list[Any] = []
-    finish: str | None = None
+    slots: dict[int, _Choice] = {}
     usage = None
-    role = "assistant"
     for ch in chunks:
         if ch.get("usage"):
             usage = ch["usage"]
         for c in ch.get("choices", []):
-            if c.get("finish_reason"):
-                finish = c["finish_reason"]
-            lp = c.get("logprobs")
-            if chat:
-                d = c.get("delta") or {}
-                role = d.get("role") or role
-                if d.get("content"):
-                    content.append(d["content"])
-                if d.get("reasoning_content"):
-                    reasoning.append(d["reasoning_content"])
-                for tc in d.get("tool_calls") or []:
-                    slot = tool_calls.setdefault(
-                        tc.get("index", 0), {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
-                    )
-                    if tc.get("id"):
-                        slot["id"] = tc["id"]
-                    fn = tc.get("function") or {}
-                    slot["function"]["name"] += fn.get("name") or ""
-                    slot["function"]["arguments"] += fn.get("arguments") or ""
-                if lp and lp.get("content"):
-                    logprobs.extend(lp["content"])
-            else:
-                content.append(c.get("text") or "")
-                if lp:
-                    logprobs.append(lp)
+            slot = slots.get(c.get("index", 0))
+            if slot is None:
+                slot = slots[c.get("index", 0)] = _Choice()
+            slot.add(c, chat)
     out: dict[str, Any] = {
         "id": first.get("id"),
         "created": first.get("created", int(time.time())),
         "model": first.get("model"),
+        "object": "chat.completion" if chat else "text_completion",
+        "choices": [slots[i].choice(i, chat) for i in sorted(slots)] or [_Choice().choice(0, chat)],
     }
-    if chat:
-        message: dict[str, Any] = {"role": role, "content": "".join(content) if (content or not tool_calls) else None}
-        if reasoning:
-            message["reasoning_content"] = "".join(reasoning)
-        if tool_calls:
-            message["tool_calls"] = [tool_calls[i] for i in sorted(tool_calls)]
-        out["object"] = "chat.completion"
-        out["choices"] = [
-            {"index": 0, "message": message, "finish_reason": finish, "logprobs": {"content": logprobs} if logprobs else None}
-        ]
-    else:
-        merged = None
-        if logprobs:
-            merged = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
-            for lp in logprobs:
-                for k in merged:
-                    merged[k].extend(lp.get(k) or [])
-        out["object"] = "text_completion"
-        out["choices"] = [{"index": 0, "text": "".join(content), "finish_reason": finish, "logprobs": merged}]
     if usage:
         out["usage"] = usage
     return out
 
 
-def to_chunks(completion: dict[str, Any]) -> list[dict[str, Any]]:
-    """Split a completion into a chunk stream a streaming client accepts."""
-    base = {"id": completion.get("id"), "created": completion.get("created"), "model": completion.get("model")}
-    choice = (completion.get("choices") or [{}])[0]
-    out: list[dict[str, Any]] = []
-    if completion.get("object") == "text_completion":
-        text = choice.get("text") or ""
-        out.append({**base, "object": "text_completion", "choices": [{"index": 0, "text": text, "finish_reason": None, "logprobs": None}]})
-        out.append({**base, "object": "text_completion", "choices": [{"index": 0, "text": "", "finish_reason": choice.get("finish_reason") or "stop", "logprobs": None}]})
-    else:
-        msg = choice.get("message") or {}
-        obj = "chat.completion.chunk"
+class _Choice:
+    """One choice's pieces while a stream is folded."""
 
-        def delta(d: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            return {**base, "object": obj, "choices": [{"index": 0, "delta": d, "finish_reason": finish, "logprobs": None}]}
+    def __init__(self) -> None:
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.tool_calls: dict[int, dict[str, Any]] = {}
+        self.logprobs: list[Any] = []
+        self.finish: str | None = None
+        self.role = "assistant"
+
+    def add(self, c: dict[str, Any], chat: bool) -> None:
+        if c.get("finish_reason"):
+            self.finish = c["finish_reason"]
+        lp = c.get("logprobs")
+        if not chat:
+            self.content.append(c.get("text") or "")
+            if lp:
+                self.logprobs.append(lp)
+            return
+        d = c.get("delta") or {}
+        self.role = d.get("role") or self.role
+        if d.get("content"):
+            self.content.append(d["content"])
+        if d.get("reasoning_content"):
+            self.reasoning.append(d["reasoning_content"])
+        for tc in d.get("tool_calls") or []:
+            slot = self.tool_calls.setdefault(
+                tc.get("index", 0), {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+            )
+            if tc.get("id"):
+                slot["id"] = tc["id"]
+            fn = tc.get("function") or {}
+            slot["function"]["name"] += fn.get("name") or ""
+            slot["function"]["arguments"] += fn.get("arguments") or ""
+        if lp and lp.get("content"):
+            self.logprobs.extend(lp["content"])
+
+    def choice(self, index: int, chat: bool) -> dict[str, Any]:
+        if not chat:
+            merged = None
+            if self.logprobs:
+                merged = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+                for lp in self.logprobs:
+                    for k in merged:
+                        merged[k].extend(lp.get(k) or [])
+            return {"index": index, "text": "".join(self.content), "finish_reason": self.finish, "logprobs": merged}
+        tool_calls = self.tool_calls
+        message: dict[str, Any] = {"role": self.role, "content": "".join(self.content) if (self.content or not tool_calls) else None}
+        if self.reasoning:
+            message["reasoning_content"] = "".join(self.reasoning)
+        if tool_calls:
+            message["tool_calls"] = [tool_calls[i] for i in sorted(tool_calls)]
+        lp = {"content": self.logprobs} if self.logprobs else None
+        return {"index": index, "message": message, "finish_reason": self.finish, "logprobs": lp}
+
+
+def to_chunks(completion: dict[str, Any]) -> list[dict[str, Any]]:
+    """Split a completion into a chunk stream a streaming client accepts (every choice, in order)."""
+    base = {"id": completion.get("id"), "created": completion.get("created"), "model": completion.get("model")}
+    out: list[dict[str, Any]] = []
+    for pos, choice in enumerate(completion.get("choices") or [{}]):
+        i = choice.get("index", pos)
+        if completion.get("object") == "text_completion":
+            text = choice.get("text") or ""
+            obj = "text_completion"
+            out.append({**base, "object": obj, "choices": [{"index": i, "text": text, "finish_reason": None, "logprobs": None}]})
+            out.append({**base, "object": obj, "choices": [{"index": i, "text": "", "finish_reason": choice.get("finish_reason") or "stop", "logprobs": None}]})
+            continue
+        msg = choice.get("message") or {}
+
+        def delta(d: dict[str, Any], finish: str | None = None, i: int = i) -> dict[str, Any]:
+            return {**base, "object": "chat.completion.chunk", "choices": [{"index": i, "delta": d, "finish_reason": finish, "logprobs": None}]}
 
         out.append(delta({"role": "assistant", "content": ""}))
         if msg.get("reasoning_content"):
             out.append(delta({"reasoning_content": msg["reasoning_content"]}))
         if msg.get("content"):
             out.append(delta({"content": msg["content"]}))
-        for i, tc in enumerate(msg.get("tool_calls") or []):
-            out.append(delta({"tool_calls": [{"index": i, **tc}]}))
+        for k, tc in enumerate(msg.get("tool_calls") or []):
+            out.append(delta({"tool_calls": [{"index": k, **tc}]}))
         out.append(delta({}, choice.get("finish_reason") or "stop"))
     if completion.get("usage"):
         out[-1] = {**out[-1], "usage": completion["usage"]}

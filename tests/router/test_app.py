@@ -208,7 +208,7 @@ async def test_debug_control_adds_the_decision():
         (json.dumps({**CHAT, "temperature": 3}).encode(), "temperature", "invalid_value"),
         (json.dumps({**CHAT, "max_tokens": 0}).encode(), "max_tokens", "invalid_value"),
         (json.dumps({**CHAT, "stream": "yes"}).encode(), "stream", "invalid_type"),
-        (json.dumps({**CHAT, "n": 3}).encode(), "n", "unsupported_value"),
+        (json.dumps({**CHAT, "n": 0}).encode(), "n", "invalid_value"),
         (json.dumps({**CHAT, "frobnicate": 1}).encode(), "frobnicate", "unsupported_parameter"),
         (json.dumps({**CHAT, "audio": {}}).encode(), "audio", "unsupported_parameter"),
         (json.dumps({**CHAT, "thinkgate": {"force_route": "slow"}}).encode(), "x-thinkgate-force-route", "invalid_value"),
