@@ -32,15 +32,40 @@ MESSAGE_FIELDS: dict[str, frozenset[str]] = {
 }
 
 
+# A tool call's fields: SDK helpers add their own (the openai SDK's stream helper keeps
+# `index` and `function.parsed_arguments` on the final message it hands back).
+TOOL_CALL_FIELDS = frozenset({"id", "type", "function", "custom"})
+FUNCTION_FIELDS = frozenset({"name", "arguments"})
+
+
+def _clean_tool_call(tc: Any) -> Any:
+    if not isinstance(tc, dict):
+        return tc
+    fn = tc.get("function")
+    clean_fn = isinstance(fn, dict) and all(k in FUNCTION_FIELDS for k in fn)
+    if clean_fn and all(k in TOOL_CALL_FIELDS for k in tc):
+        return tc
+    out = {k: v for k, v in tc.items() if k in TOOL_CALL_FIELDS}
+    if isinstance(fn, dict) and not clean_fn:
+        out["function"] = {k: v for k, v in fn.items() if k in FUNCTION_FIELDS}
+    return out
+
+
 def clean_message(message: dict[str, Any], keep_reasoning: bool = False) -> dict[str, Any]:
     """The message with only its role's defined fields (plus reasoning when kept)."""
     allowed = MESSAGE_FIELDS.get(message.get("role"))  # type: ignore[arg-type]
     if allowed is None:  # an unknown role is the protocol layer's error, not ours to hide
         return message
     extra = [k for k in message if k not in allowed and not (keep_reasoning and k in REASONING_FIELDS)]
-    if not extra:
+    calls = message.get("tool_calls")
+    cleaned_calls = [_clean_tool_call(tc) for tc in calls] if isinstance(calls, list) else calls
+    calls_changed = isinstance(calls, list) and any(a is not b for a, b in zip(cleaned_calls, calls))
+    if not extra and not calls_changed:
         return message
-    return {k: v for k, v in message.items() if k not in extra}
+    out = {k: v for k, v in message.items() if k not in extra}
+    if calls_changed and "tool_calls" in out:
+        out["tool_calls"] = cleaned_calls
+    return out
 
 
 def clean_messages(messages: list[dict[str, Any]], keep_reasoning: bool = False) -> list[dict[str, Any]]:

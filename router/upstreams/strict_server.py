@@ -97,10 +97,13 @@ def violations(body: dict[str, Any]) -> list[str]:
         if role == "tool" and not isinstance(m.get("tool_call_id"), str):
             out.append(f"messages[{i}]: 'tool_call_id' is required for role 'tool'")
         for k, tc in enumerate(m.get("tool_calls") or []):
-            if not isinstance(tc, dict) or set(tc) - TOOL_CALL_FIELDS or not isinstance(tc.get("function"), dict):
-                out.append(f"messages[{i}].tool_calls[{k}]: not an OpenAI tool call")
+            where = f"messages[{i}].tool_calls[{k}]"
+            if not isinstance(tc, dict) or not isinstance(tc.get("function"), dict):
+                out.append(f"{where}: not an OpenAI function tool call")
+            elif set(tc) - TOOL_CALL_FIELDS:
+                out.append(f"{where}: unknown field(s) {', '.join(sorted(set(tc) - TOOL_CALL_FIELDS))}")
             elif set(tc["function"]) - {"name", "arguments"}:
-                out.append(f"messages[{i}].tool_calls[{k}].function: unknown field(s)")
+                out.append(f"{where}.function: unknown field(s) {', '.join(sorted(set(tc['function']) - {'name', 'arguments'}))}")
     return out
 
 

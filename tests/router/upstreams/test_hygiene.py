@@ -34,6 +34,10 @@ def test_clean_message_keeps_only_the_roles_fields():
     assert clean_message(m, keep_reasoning=True) == {"role": "assistant", "content": "hi", "reasoning_content": "t", "reasoning": "t"}
     tool = {"role": "tool", "content": "3", "tool_call_id": "c1", "name": "f"}
     assert clean_message(tool) == {"role": "tool", "content": "3", "tool_call_id": "c1"}
+    sdk = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c", "type": "function", "index": 0, "function": {"name": "f", "arguments": "{}", "parsed_arguments": {}}}]}  # fmt: skip
+    assert clean_message(sdk)["tool_calls"] == [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    assert sdk["tool_calls"][0]["index"] == 0  # not mutated
     clean = {"role": "user", "content": "x", "name": "ann"}
     assert clean_message(clean) is clean  # nothing to drop: no copy
 
