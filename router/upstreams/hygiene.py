@@ -38,33 +38,39 @@ TOOL_CALL_FIELDS = frozenset({"id", "type", "function", "custom"})
 FUNCTION_FIELDS = frozenset({"name", "arguments"})
 
 
-def _clean_tool_call(tc: Any) -> Any:
-    if not isinstance(tc, dict):
-        return tc
+_WITH_REASONING = {role: fields | set(REASONING_FIELDS) for role, fields in MESSAGE_FIELDS.items()}
+
+
+def _call_is_clean(tc: Any) -> bool:
+    if not isinstance(tc, dict) or not TOOL_CALL_FIELDS.issuperset(tc):
+        return False
     fn = tc.get("function")
-    clean_fn = isinstance(fn, dict) and all(k in FUNCTION_FIELDS for k in fn)
-    if clean_fn and all(k in TOOL_CALL_FIELDS for k in tc):
+    return not isinstance(fn, dict) or FUNCTION_FIELDS.issuperset(fn)
+
+
+def _clean_tool_call(tc: Any) -> Any:
+    if not isinstance(tc, dict) or _call_is_clean(tc):
         return tc
     out = {k: v for k, v in tc.items() if k in TOOL_CALL_FIELDS}
-    if isinstance(fn, dict) and not clean_fn:
+    fn = tc.get("function")
+    if isinstance(fn, dict):
         out["function"] = {k: v for k, v in fn.items() if k in FUNCTION_FIELDS}
     return out
 
 
 def clean_message(message: dict[str, Any], keep_reasoning: bool = False) -> dict[str, Any]:
     """The message with only its role's defined fields (plus reasoning when kept)."""
-    allowed = MESSAGE_FIELDS.get(message.get("role"))  # type: ignore[arg-type]
+    role = message.get("role")
+    allowed = (_WITH_REASONING if keep_reasoning else MESSAGE_FIELDS).get(role) if isinstance(role, str) else None
     if allowed is None:  # an unknown role is the protocol layer's error, not ours to hide
         return message
-    extra = [k for k in message if k not in allowed and not (keep_reasoning and k in REASONING_FIELDS)]
     calls = message.get("tool_calls")
-    cleaned_calls = [_clean_tool_call(tc) for tc in calls] if isinstance(calls, list) else calls
-    calls_changed = isinstance(calls, list) and any(a is not b for a, b in zip(cleaned_calls, calls))
-    if not extra and not calls_changed:
+    calls_clean = not isinstance(calls, list) or all(_call_is_clean(tc) for tc in calls)
+    if calls_clean and allowed.issuperset(message):  # the common case: a scan in C, no copy
         return message
-    out = {k: v for k, v in message.items() if k not in extra}
-    if calls_changed and "tool_calls" in out:
-        out["tool_calls"] = cleaned_calls
+    out = {k: v for k, v in message.items() if k in allowed}
+    if not calls_clean and "tool_calls" in out:
+        out["tool_calls"] = [_clean_tool_call(tc) for tc in calls]  # type: ignore[union-attr]
     return out
 
 
