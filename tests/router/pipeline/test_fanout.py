@@ -174,3 +174,29 @@ async def test_cache_stores_and_replays_all_choices():
     assert texts == {c["index"]: c["message"]["content"] for c in first.json()["choices"]}
     one = await client.post("/v1/chat/completions", json={**body, "n": 1})
     assert one.headers["x-thinkgate-cache"] == "miss"  # n is part of the key
+
+
+async def test_completions_streaming_n2():
+    client = client_for(settings(), FakeUpstream("fast", "f", numbered()))
+    r = await client.post("/v1/completions", json={"model": "auto", "n": 2, "stream": True, "prompt": "q"})
+    assert r.status_code == 200
+    texts: dict[int, str] = {}
+    for ch in events(r.text):
+        for c in ch["choices"]:
+            texts[c["index"]] = texts.get(c["index"], "") + (c.get("text") or "")
+    assert sorted(texts.values()) == ["answer 0", "answer 1"] and set(texts) == {0, 1}
+
+
+async def test_a_client_leaving_an_n3_stream_cancels_every_upstream_stream():
+    from router.api.protocol import parse_request
+    from router.pipeline.core import Pipeline
+
+    fast = FakeUpstream("fast", "f", lambda b: FakeReply("one two three four five six"), chunk_delay=0.05)
+    pipeline = Pipeline(settings(), {"fast": fast, "reasoning": FakeUpstream("reasoning", "r")})
+    raw = json.dumps({"model": "auto", "n": 3, "stream": True, "messages": [{"role": "user", "content": "q"}]}).encode()
+    reply = await pipeline.handle(parse_request("chat", raw, {}))
+    assert reply.chunks is not None
+    await reply.chunks.__anext__()
+    await reply.chunks.aclose()  # type: ignore[attr-defined]
+    assert fast.cancelled_streams == 3
+    assert reply.decision.status == 499
