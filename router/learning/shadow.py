@@ -32,6 +32,7 @@ from router.learning.budget import HourlyBudget
 from router.learning.outcome_log import OutcomeLog
 from router.types import ChatRequest, Decision, DeerStats
 from router.upstreams.base import CallContext, Upstream
+from router.upstreams.hygiene import clean_body
 
 log = logging.getLogger("thinkgate.learning")
 
@@ -192,7 +193,8 @@ class Learner:
 
     async def _shadow_call(self, req: ChatRequest, name: str) -> dict[str, Any]:
         upstream = self.upstreams[name]
-        body = req.upstream_body(upstream.model)
+        # the same message hygiene as the pipeline's calls: a strict upstream rejects client extras
+        body = clean_body(req.upstream_body(upstream.model), self.settings.models[name].accepts_reasoning_history)
         body.pop("stream", None)  # the client may have streamed; the shadow answer is read whole
         body.pop("stream_options", None)
         ctx = CallContext(controls=req.controls)

@@ -237,3 +237,17 @@ async def test_shutdown_cancels_running_jobs_and_the_app_lifespan_does_it(tmp_pa
 
 async def _note(closed: list[str]) -> None:
     closed.append("on_close")
+
+
+async def test_the_shadow_call_gets_the_same_message_hygiene(tmp_path):
+    client, ups, learner, log, slot = make(tmp_path, settings())
+    history = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello", "reasoning_content": "t", "provider_specific_fields": {}},
+        {"role": "user", "content": "What is six times seven?"},
+    ]
+    r = await client.post("/v1/chat/completions", json={"model": "auto", "messages": history})
+    assert r.status_code == 200
+    await learner.wait_idle()
+    for name in ("fast", "reasoning"):  # the answer and the shadow answer
+        assert ups[name].calls[0]["messages"][1] == {"role": "assistant", "content": "hello"}
