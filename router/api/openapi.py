@@ -200,8 +200,34 @@ def service_paths(settings: Settings) -> Paths:
     }  # fmt: skip
 
 
+def responses_paths(settings: Settings) -> Paths:
+    # router/api/responses.py validates the items itself; this says the request's shape
+    # without its every field (additional properties allowed), so it is not fuzzed from here
+    schema = {
+        "type": "object",
+        "required": ["model", "input"],
+        "properties": {
+            "model": {"enum": _models(settings)},
+            "input": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+            "instructions": {"type": "string"},
+            "stream": {"type": "boolean"},
+            "store": {"type": "boolean"},
+            "previous_response_id": {"type": "string"},
+            "max_output_tokens": {"type": "integer", "minimum": 1},
+            "tools": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+    rid = [{"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    one = {"responses": {"200": _json_ok("the stored response"), **_ERRORS}, "parameters": rid}
+    return {
+        "/v1/responses": {"post": _operation("createResponse", "Responses API (over the routed chat pipeline)", schema)},
+        "/v1/responses/{response_id}": {"get": {"operationId": "getResponse", **one}, "delete": {"operationId": "deleteResponse", **one}},
+        "/v1/responses/{response_id}/input_items": {"get": {"operationId": "listInputItems", **one}},
+    }
+
+
 # One entry per front end: add yours here (its paths are shown only when routed).
-SECTIONS: tuple[Callable[[Settings], Paths], ...] = (chat_paths, completions_paths, service_paths)
+SECTIONS: tuple[Callable[[Settings], Paths], ...] = (chat_paths, completions_paths, service_paths, responses_paths)
 
 
 def document(settings: Settings, served: Iterable[str] | None = None, sections: Iterable[Callable[[Settings], Paths]] = SECTIONS) -> dict[str, Any]:

@@ -56,7 +56,10 @@ async def test_openapi_document_lists_the_served_routes():
     assert r.status_code == 200
     doc = r.json()
     assert doc["openapi"] == "3.1.0"
-    assert set(doc["paths"]) == {"/v1/chat/completions", "/v1/completions", "/v1/models", "/healthz", "/readyz"}
+    assert set(doc["paths"]) == {
+        "/v1/chat/completions", "/v1/completions", "/v1/models", "/healthz", "/readyz",
+        "/v1/responses", "/v1/responses/{response_id}", "/v1/responses/{response_id}/input_items",
+    }  # fmt: skip
     chat = doc["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert chat["additionalProperties"] is False and chat["properties"]["n"]["maximum"] == 3
     schemathesis.openapi.from_dict(doc)  # loads as OpenAPI 3.1
