@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -114,12 +115,14 @@ class ResponsesAPI:
         reply = await self.pipeline.handle(req)
         headers = reply.decision.headers()
         headers.update(reply.extra_headers)
+        # after the answer is sent: the learning loop's shadow call, as on chat
+        after = BackgroundTask(reply.after) if reply.after is not None else None
         response_id = f"resp_{uuid.uuid4().hex}"
         created = time.time()
         if reply.body is not None:
             body = to_response(p, reply.body, reply.decision, response_id, created)
             await self._save(caller.tenant, body, p, history)
-            return JSONResponse(body, headers=headers)
+            return JSONResponse(body, headers=headers, background=after)
         assert reply.chunks is not None
         chunks = reply.chunks
         stream = EventStream(p, reply.decision, response_id, created)
@@ -139,7 +142,7 @@ class ResponsesAPI:
                         await close()
 
         headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
-        return StreamingResponse(body_iter(), media_type="text/event-stream", headers=headers)
+        return StreamingResponse(body_iter(), media_type="text/event-stream", headers=headers, background=after)
 
     async def retrieve(self, request: Request) -> Response:
         response_id = request.path_params["response_id"]

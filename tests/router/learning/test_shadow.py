@@ -251,3 +251,25 @@ async def test_the_shadow_call_gets_the_same_message_hygiene(tmp_path):
     await learner.wait_idle()
     for name in ("fast", "reasoning"):  # the answer and the shadow answer
         assert ups[name].calls[0]["messages"][1] == {"role": "assistant", "content": "hello"}
+
+
+FRONT_ENDS = {
+    "responses": ("/v1/responses", {"model": "auto", "input": "What is six times seven?"}),
+    "messages": ("/v1/messages", {"model": "auto", "max_tokens": 64, "messages": CHAT["messages"]}),
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("front", sorted(FRONT_ENDS))
+async def test_every_front_end_is_shadowed(tmp_path, front, stream):
+    # the shadow job runs after the reply is sent, whatever protocol carried it
+    client, ups, learner, log, _ = make(tmp_path, settings())
+    path, body = FRONT_ENDS[front]
+    async with client.stream("POST", path, json={**body, "stream": stream}) as r:
+        assert r.status_code == 200, await r.aread()
+        assert r.headers["x-thinkgate-route"] == "fast"
+        await r.aread()
+    await learner.wait_idle()
+    assert len(ups["reasoning"].calls) == 1 and len(ups["judge"].calls) == 2
+    [rec] = records(log)
+    assert rec["route"] == "fast" and rec["source"] == "shadow" and rec["strong"] == 1.0
