@@ -226,8 +226,57 @@ def responses_paths(settings: Settings) -> Paths:
     }
 
 
+_ANTHROPIC_ERROR = {
+    "type": "object",
+    "required": ["type", "error"],
+    "properties": {
+        "type": {"const": "error"},
+        "error": {"type": "object", "required": ["type", "message"], "properties": {"type": {"type": "string"}, "message": {"type": "string"}}},
+    },
+}  # fmt: skip
+
+
+def messages_paths(settings: Settings) -> Paths:
+    # router/api/anthropic_request.py validates the blocks itself (and is fuzzed by
+    # tests/router/api/test_fuzz_anthropic.py); this is the request's outer shape
+    message = {"type": "object", "required": ["role", "content"], "properties": {
+        "role": {"enum": ["user", "assistant"]},
+        "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]}}}
+    base = {
+        "model": {"enum": _models(settings)},
+        "messages": {"type": "array", "items": message},
+        "system": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+        "tools": {"type": "array", "items": {"type": "object"}},
+    }
+    create = {"type": "object", "required": ["model", "messages", "max_tokens"], "properties": {
+        **base, "max_tokens": {"type": "integer", "minimum": 1}, "stream": {"type": "boolean"},
+        "stop_sequences": {"type": "array", "items": {"type": "string"}},
+        "thinking": {"type": "object"}, "tool_choice": {"type": "object"}}}
+    errors = {str(c): {"description": why, "content": {"application/json": {"schema": _ANTHROPIC_ERROR}}}
+              for c, why in ((400, "invalid request"), (401, "missing or invalid API key"), (429, "rate limited"), (529, "overloaded"))}
+    def op(op_id: str, summary: str, schema: dict[str, Any], ok: str) -> dict[str, Any]:
+        return {"post": {"operationId": op_id, "summary": summary,
+                         "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
+                         "responses": {"200": _json_ok(ok), **errors}}}
+    return {
+        "/v1/messages": op("createMessage", "Anthropic Messages (over the routed chat pipeline)", create, "a message, or an SSE stream"),
+        "/v1/messages/count_tokens": op("countTokens", "Anthropic token count (thinkgate's estimate)",
+                                        {"type": "object", "required": ["model", "messages"], "properties": base}, "input_tokens"),
+    }  # fmt: skip
+
+
+def embeddings_paths(settings: Settings) -> Paths:
+    strings = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]}
+    schema = {"type": "object", "required": ["model", "input"], "properties": {
+        "model": {"type": "string"}, "input": strings, "encoding_format": {"enum": ["float", "base64"]},
+        "dimensions": {"type": "integer", "minimum": 1}, "user": {"type": "string"}}}
+    return {"/v1/embeddings": {"post": _operation("createEmbedding", "Embeddings (local MiniLM or a configured model)", schema)}}  # fmt: skip
+
+
 # One entry per front end: add yours here (its paths are shown only when routed).
-SECTIONS: tuple[Callable[[Settings], Paths], ...] = (chat_paths, completions_paths, service_paths, responses_paths)
+SECTIONS: tuple[Callable[[Settings], Paths], ...] = (
+    chat_paths, completions_paths, service_paths, responses_paths, messages_paths, embeddings_paths
+)  # fmt: skip
 
 
 def document(settings: Settings, served: Iterable[str] | None = None, sections: Iterable[Callable[[Settings], Paths]] = SECTIONS) -> dict[str, Any]:
@@ -244,7 +293,10 @@ def document(settings: Settings, served: Iterable[str] | None = None, sections: 
         "paths": paths,
         "components": {
             "schemas": {"Error": ERROR},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},  # the same key, Anthropic's way
+            },
         },
-        "security": [{}, {"bearer": []}],
+        "security": [{}, {"bearer": []}, {"apiKey": []}],
     }
