@@ -87,6 +87,9 @@ class LlamaServer:
             "--n_ctx", str(self.n_ctx),
             "--n_threads", str(self.n_threads),
             "--logits_all", "true",  # logprobs for Self-Ref and DEER probes
+            # its default ends a streaming answer early whenever another request waits: a DEER
+            # thinking stream would stop mid-thought when a second client (or collect row) arrives
+            "--interrupt_requests", "false",
             "--verbose", "false",
         ]  # fmt: skip
         log.info("starting local model server: %s on port %d", self.gguf.name, self.port)
