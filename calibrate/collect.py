@@ -71,8 +71,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tokens", type=int, default=256, help="fast model's max_tokens")
     p.add_argument("--strong-max-tokens", type=int, help="strong model's max_tokens (default: --max-tokens)")
     p.add_argument("--judge-max-tokens", type=int, default=256)
-    p.add_argument("--instruction", choices=["auto", "none"], default="auto",
-                   help="auto: ask for a \\boxed{} answer (math) or a letter (choice)")
+    p.add_argument("--instruction", default="auto",
+                   help="added to each prompt sent (not stored): auto (a \\boxed{} answer for math, a letter for "
+                        "choice), none, or the text itself")
     p.add_argument("--budget", type=float, help="stop before the spend (USD, config prices) could exceed this")
     p.add_argument("--budget-tokens", type=int, help="stop before the tokens could exceed this")
     p.add_argument("--limit", type=int, help="a seeded random sample of this many prompts")
@@ -177,7 +178,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     strong_max = args.strong_max_tokens or args.max_tokens
     estimates = {
         it.id: row_estimate(
-            it.prompt,
+            with_instruction(it.prompt, kinds[it.id], args.instruction),
             fast=m[fast].price,
             strong=m[strong].price,
             max_tokens=args.max_tokens,
@@ -243,7 +244,7 @@ async def ask(upstream: Upstream, body: dict[str, Any], timeout: float | None) -
 
 def with_instruction(prompt: str | list[dict[str, Any]], kind: str, mode: str) -> list[dict[str, Any]]:
     messages = [dict(m) for m in as_messages(prompt)]
-    text = INSTRUCTIONS.get(kind) if mode == "auto" else None
+    text = INSTRUCTIONS.get(kind) if mode == "auto" else None if mode == "none" else mode
     if text and messages and isinstance(messages[-1].get("content"), str):
         messages[-1]["content"] = f"{messages[-1]['content']}\n\n{text}"
     return messages
@@ -262,7 +263,10 @@ class Collector:
         body: dict[str, Any] = {"model": self.clients[name].model, "messages": messages, "max_tokens": max_tokens, "temperature": 0}
         if logprobs and self.plan.settings.models[name].logprobs:
             body["logprobs"] = True
-            body["top_logprobs"] = self.plan.settings.selfref.top_logprobs
+            # only the confidence-token mode reads the alternatives; llama.cpp's server
+            # ranks the whole vocabulary for each one, which slows generation severalfold
+            sr = self.plan.settings.selfref
+            body["top_logprobs"] = sr.top_logprobs if sr.mode == "confidence_token" else 0
         return body
 
     async def row(self, item: PromptItem) -> dict[str, Any]:
