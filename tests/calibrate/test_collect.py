@@ -280,3 +280,28 @@ def test_dry_run_prints_an_upper_bound_and_calls_nothing(tmp_path, capsys):
     bound = sum((prompt_tokens(collect.with_instruction(p["question"], "math", "auto")) * 11 + 100 * 22) / 1e6 for p in PROMPTS)
     assert f"estimated cost at most ${bound:.4f}" in err
     assert math.isclose(bound, sum(e.usd for e in collect.make_plan(args_for(tmp_path, grader="math", max_tokens=100)).estimates.values()))
+
+
+def test_the_example_collect_configs_are_valid():
+    from router import config
+
+    root = Path(__file__).resolve().parents[2] / "examples"
+    pair = config.load(root / "collect-pair.yaml")
+    assert pair.models["reasoning"].chat_format == "gemma"
+    thinking = config.load(root / "collect-thinking.yaml")
+    # the two roles get separate local servers (different n_ctx), so they run side by side
+    assert thinking.models["fast"].n_ctx != thinking.models["reasoning"].n_ctx
+    assert thinking.models["reasoning"].deer is not None
+
+
+def test_derived_gsm8k_steps(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("derive", Path(__file__).resolve().parents[2] / "scripts" / "derive_prompts.py")
+    derive = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(derive)
+    src = tmp_path / "gsm8k.jsonl"
+    src.write_text(json.dumps({"id": "g1", "cot": "She has 16-3-4 = <<16-3-4=9>>9 eggs, 9*2=<<9*2=18>>18 and <<1.5*3=4.5>>4.5 and <<18=18>>18."}) + "\n")
+    rows = derive.gsm8k_steps(src)
+    # whole-number results of real operations only
+    assert [(r["prompt"], r["answer"]) for r in rows] == [("What is 16 - 3 - 4?", "9"), ("What is 9 * 2?", "18")]
