@@ -287,7 +287,7 @@ def test_the_example_collect_configs_are_valid():
 
     root = Path(__file__).resolve().parents[2] / "examples"
     pair = config.load(root / "collect-pair.yaml")
-    assert pair.models["reasoning"].chat_format == "gemma"
+    assert pair.models["fast"].chat_format == "gemma"
     thinking = config.load(root / "collect-thinking.yaml")
     # the two roles get separate local servers (different n_ctx), so they run side by side
     assert thinking.models["fast"].n_ctx != thinking.models["reasoning"].n_ctx

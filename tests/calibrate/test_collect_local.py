@@ -73,7 +73,7 @@ def test_reference_grader_on_the_real_roles(servers, tmp_path):
     for r in lines(tmp_path / "out.jsonl"):
         assert r["fast"] in (0.0, 1.0) and r["strong"] in (0.0, 1.0)
         assert r["fast_tokens"] > 0 and r["strong_tokens"] > 0
-        assert r["fast_cost"] > 0 and r["strong_cost"] > r["fast_cost"] * 0  # priced from the embedded config
+        assert r["fast_cost"] > 0 and r["strong_cost"] > 0  # priced from the embedded config
         # llama.cpp sent logprobs: Self-Ref's confidence of the fast answer is a probability
         assert r["fast_confidence"] is not None and 0.0 < r["fast_confidence"] <= 1.0
         assert r["latency"]["fast"] > 0 and r["latency"]["strong"] > 0
