@@ -1,5 +1,5 @@
 """Asks a configured model to judge two answers (the prompts, the parsing and the
-scoring rule are `policies.judge`). Used offline by `thinkgate calibrate collect`
+scoring rule are `policies.judge`, shared with the gateway's shadow grading). Used offline by `thinkgate calibrate collect`
 and available to the gateway's shadow sampling: both hold an `Upstream`.
 
     j = await judge_pair(upstream, question, fast_answer, strong_answer, mode="pairwise")

@@ -242,7 +242,7 @@ def test_decision_log_export_as_input(tmp_path, capsys):
     ups = clients(fast=lambda b: "4", reasoning=lambda b: "Four.", judge=lambda b: "[[C]]")
     assert collect.run(args_for(tmp_path, judge="judge"), clients=ups) == 0
     out = rows(tmp_path / "out.jsonl")
-    assert [r["id"] for r in out] == ["req-1", "req-4"] and all(r["fast"] == r["strong"] == 1.0 for r in out)
+    assert [r["id"] for r in out] == ["req-1", "req-4"] and all(r["fast"] == r["strong"] == 0.5 for r in out)  # ties
     err = capsys.readouterr().err
     assert "skipped 1 records without a prompt" in err and "skipped 1 records cache hits" in err
     # an export with no prompts at all says why

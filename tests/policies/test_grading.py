@@ -1,4 +1,4 @@
-"""Reference graders (policies.grading) and the judge's parsing and scoring (policies.judge)."""
+"""Reference graders (policies.grading) and the judge's absolute 1-10 mode (policies.judge)."""
 
 from __future__ import annotations
 
@@ -85,24 +85,7 @@ def test_auto_kind():
         grade("fuzzy", "a", "a")
 
 
-# ---------------------------------------------------------------- judge
-
-
-@pytest.mark.parametrize(
-    "reply, verdict",
-    [
-        ("Assistant A is more accurate. [[A]]", "A"),
-        ("Both fail equally.\n\n[[C]]", "tie"),
-        ("My final verdict is [[ B ]]", "B"),
-        ("Final verdict: B", "B"),  # no brackets, but unambiguous
-        ("[[A]] ... on reflection [[B]]", None),  # two different verdicts: not one
-        ("Assistant A is better.", None),  # prose is not a verdict
-        ("", None),
-        (None, None),
-    ],
-)
-def test_parse_pairwise(reply, verdict):
-    assert judge.parse_pairwise(reply) == verdict
+# ---------------------------------------------------------------- judge (absolute mode; pairwise: test_judge.py)
 
 
 @pytest.mark.parametrize(
@@ -118,23 +101,6 @@ def test_parse_pairwise(reply, verdict):
 )
 def test_parse_rating(reply, rating):
     assert judge.parse_rating(reply) == rating
-
-
-@pytest.mark.parametrize(
-    "fast_first, strong_first, scores",
-    [
-        ("A", "B", (1.0, 0.0)),  # fast wins both orders
-        ("A", "tie", (1.0, 0.0)),  # fast wins one, ties the other
-        ("tie", "tie", (1.0, 1.0)),
-        ("B", "A", (0.0, 1.0)),  # strong wins both
-        ("tie", "A", (0.0, 1.0)),
-        ("A", "A", (1.0, 1.0)),  # position A won both times: position bias, a tie
-        ("B", "B", (1.0, 1.0)),
-        ("A", None, None),  # one order unreadable: missing, not guessed
-    ],
-)
-def test_pairwise_scores_cancel_position(fast_first, strong_first, scores):
-    assert judge.pairwise_scores(fast_first, strong_first) == scores
 
 
 def test_judge_prompts_carry_both_answers_and_the_reference():
