@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from router import dashboard
+from router import dashboard, tracing
 from router.dashboard import learning as dashboard_learning
 from router.access import auth, limits
 from router.access import middleware as limit_middleware
@@ -37,8 +37,12 @@ log = logging.getLogger("thinkgate.build")
 def build_app(settings: Settings, *, local: LocalServers | None = None, env: dict[str, str] | None = None) -> Starlette:
     env = dict(os.environ) if env is None else env
     local = local or LocalServers()
+    traces = tracing.from_env(env)  # None unless OTEL_* turn it on
     try:
-        upstreams = wrap_all(build_upstreams(settings, local), settings.models, settings.limits.breaker)
+        upstreams = build_upstreams(settings, local)
+        if traces is not None:  # a span per attempt: inside the retries
+            upstreams = traces.wrap(upstreams, settings.models)
+        upstreams = wrap_all(upstreams, settings.models, settings.limits.breaker)
         embedder, classifier = build_router_model(settings.classifier)
     except Exception:
         local.stop()  # don't leave model servers behind when start-up fails
@@ -90,11 +94,12 @@ def build_app(settings: Settings, *, local: LocalServers | None = None, env: dic
         metrics=metrics,
         routes=routes,
         middleware=[
+            *([traces.middleware()] if traces is not None else []),  # outermost: 401s and 429s are traced too
             # auth outside, limits inside: limits read the caller that auth sets
             Middleware(auth.AuthMiddleware, keys=keys, public_paths=(*auth.PUBLIC_PATHS, *dashboard.PUBLIC_PATHS)),
             Middleware(limit_middleware.LimitMiddleware, limiter=limiter, controls_for=keys.allowed_controls),
         ],
-        on_close=[limiter.close, stop_local],
+        on_close=[limiter.close, stop_local, *([traces.close] if traces is not None else [])],
         extra_ready={"limits": limiter},
         learner=learner,
         on_start=[sighup, start_learning],
