@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("calibrate.commands:report", "a markdown/HTML summary of an artifact"),
     "export-onnx": ("calibrate.commands:export_onnx", "export the int8 ONNX embedder into the cache now"),
     "selfref": ("calibrate.selfref", "calibrate the Self-Ref escalation threshold"),
+    "collect": ("calibrate.collect", "run prompts through the configured models, grade them -> outcome JSONL"),
 }
 
 

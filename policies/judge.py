@@ -10,6 +10,12 @@ changes with the order counts as a tie.
     msgs = pairwise_messages(question, fast_answer, strong_answer)       # order 1
     msgs2 = pairwise_messages(question, strong_answer, fast_answer)      # order 2
     fast, strong = pairwise_scores(parse_verdict(text1), parse_verdict(text2))
+
+Absolute (MT-Bench's single-answer grading, used by `calibrate collect --grader
+judge-absolute`): the judge rates one answer 1-10 and ends with `Rating: [[N]]`;
+the score is N / 10, and a reference answer, when there is one, is shown to the
+judge (MT-Bench does so for math and reasoning). A rating that cannot be read is
+None, never guessed.
 """
 
 from __future__ import annotations
@@ -80,3 +86,52 @@ def _strong_points(v: Verdict, *, strong_is: str) -> float:
     if v == "tie":
         return 0.5
     return 1.0 if v == strong_is else 0.0
+
+
+# ---------------------------------------------------------------- absolute (1-10) grading
+
+ABSOLUTE_SYSTEM = (
+    "Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant "
+    "to the user question displayed below. Your evaluation should consider factors such as the helpfulness, "
+    "relevance, accuracy, depth, creativity, and level of detail of the response. Be as objective as "
+    "possible. After a short explanation, you must rate the response on a scale of 1 to 10 by strictly "
+    'following this format: "Rating: [[5]]".'
+)
+
+ABSOLUTE_REFERENCE_SYSTEM = (
+    "Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant "
+    "to the user question displayed below. Your evaluation should consider correctness and helpfulness. "
+    "You will be given a reference answer and the assistant's answer. Compare the assistant's answer with "
+    "the reference answer and identify any mistakes. Be as objective as possible. After a short "
+    'explanation, you must rate the response on a scale of 1 to 10 by strictly following this format: '
+    '"Rating: [[5]]".'
+)
+
+_RATING = re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]")
+_RATING_LOOSE = re.compile(r"rating\s*[:=]?\s*\[?\s*(\d+(?:\.\d+)?)\s*(?:/\s*10)?\s*\]?", re.IGNORECASE)
+
+
+def absolute_messages(question: str, answer: str, reference: str | None = None, *, max_chars: int = 4000) -> list[dict[str, str]]:
+    """The chat messages that ask the judge to rate one answer 1-10 (against `reference` if given)."""
+    ref = f"[The Start of Reference Answer]\n{_cut(reference, max_chars)}\n[The End of Reference Answer]\n\n" if reference else ""
+    user = (
+        f"[Question]\n{_cut(question, max_chars)}\n\n{ref}"
+        f"[The Start of Assistant's Answer]\n{_cut(answer, max_chars)}\n[The End of Assistant's Answer]"
+    )
+    return [{"role": "system", "content": ABSOLUTE_REFERENCE_SYSTEM if reference else ABSOLUTE_SYSTEM}, {"role": "user", "content": user}]
+
+
+def parse_rating(text: str | None) -> float | None:
+    """The 1-10 rating from `Rating: [[N]]` (or `Rating: N`, `Rating: N/10`); None
+    when absent, ambiguous (two different ratings) or outside 1..10."""
+    if not text:
+        return None
+    found = {float(m) for m in _RATING.findall(text)} or {float(m) for m in _RATING_LOOSE.findall(text)}
+    if len(found) != 1:
+        return None
+    r = found.pop()
+    return r if 1.0 <= r <= 10.0 else None
+
+
+def absolute_score(rating: float | None) -> float | None:
+    return None if rating is None else rating / 10.0

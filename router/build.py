@@ -18,34 +18,20 @@ from router.app import create_app
 from router.cache import admin as cache_admin
 from router.cache import build_cache
 from router.cache.stored_responses import build_response_store
-from router.config import ModelSettings, Settings
+from router.config import Settings
 from router.decisions.log import build_log
 from router.decisions.metrics import CacheStateCollector, Metrics
+from router.deer.clients import build_model, build_upstreams  # noqa: F401  (build_model re-exported)
 from router.embedding.batcher import build_router_model
 from router.learning import admin as learning_admin
 from router.learning.metrics import LearningCollector
 from router.learning.outcome_log import build_outcome_log
 from router.learning.shadow import Learner
 from router.learning.slot import ClassifierSlot
-from router.upstreams import LocalServers, Upstream, build_upstream, endpoint
+from router.upstreams import LocalServers
 from router.upstreams.resilient import BreakerCollector, wrap_all
 
 log = logging.getLogger("thinkgate.build")
-
-
-def build_model(name: str, ms: ModelSettings, local: LocalServers | None = None) -> Upstream:
-    """One configured model's client: a reasoning model with DEER on and an
-    OpenAI-compatible URL gets the DEER driver, every other model a plain upstream."""
-    api_base, gguf = endpoint(name, ms, local)
-    if ms.reasoning and ms.deer is not None and ms.deer.enabled and api_base:
-        from router.deer.upstream import DeerUpstream
-
-        return DeerUpstream.from_settings(name, ms, api_base=api_base, gguf=gguf)
-    return build_upstream(name, ms, api_base)
-
-
-def build_upstreams(settings: Settings, local: LocalServers | None = None) -> dict[str, Upstream]:
-    return {name: build_model(name, ms, local) for name, ms in settings.models.items()}
 
 
 def build_app(settings: Settings, *, local: LocalServers | None = None, env: dict[str, str] | None = None) -> Starlette:

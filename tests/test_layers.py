@@ -22,7 +22,13 @@ LAYERS: dict[str, int] = {
     "router.cli": 7,
 }  # fmt: skip
 # calibrate is offline tooling: the layers it may use, and nothing that serves requests
-CALIBRATE_MAY_IMPORT = ("router.config", "router.errors", "router.types", "policies", "router.embedding", "router.upstreams")
+CALIBRATE_MAY_IMPORT = (
+    "router.config", "router.errors", "router.types", "policies", "router.embedding", "router.upstreams",
+    # `calibrate collect` must call the reasoning model as the gateway does (through the DEER
+    # driver), or its outcome table grades another model than the one routed to: the model
+    # builder only, not the rest of router.deer
+    "router.deer.clients",
+)  # fmt: skip
 
 
 def layer_of(module: str) -> str | None:

@@ -63,8 +63,11 @@ def free_port() -> int:
 class LlamaServer:
     """One `python -m llama_cpp.server` child serving one GGUF on loopback."""
 
-    def __init__(self, gguf: Path, *, n_ctx: int = 2048, n_threads: int | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, gguf: Path, *, n_ctx: int = 2048, n_threads: int | None = None, port: int | None = None, chat_format: str | None = None
+    ) -> None:
         self.gguf = gguf
+        self.chat_format = chat_format
         self.n_ctx = n_ctx
         self.n_threads = n_threads or max(1, min(4, os.cpu_count() or 1))
         self.port = port or free_port()
@@ -87,8 +90,13 @@ class LlamaServer:
             "--n_ctx", str(self.n_ctx),
             "--n_threads", str(self.n_threads),
             "--logits_all", "true",  # logprobs for Self-Ref and DEER probes
+            # its default ends a streaming answer early whenever another request waits: a DEER
+            # thinking stream would stop mid-thought when a second client (or collect row) arrives
+            "--interrupt_requests", "false",
             "--verbose", "false",
         ]  # fmt: skip
+        if self.chat_format:  # else the GGUF's own template (llama-2's format when it has none)
+            cmd += ["--chat_format", self.chat_format]
         log.info("starting local model server: %s on port %d", self.gguf.name, self.port)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -120,13 +128,13 @@ class LocalServers:
     """Starts one server per distinct GGUF and shares it between models."""
 
     def __init__(self) -> None:
-        self._servers: dict[tuple[Path, int], LlamaServer] = {}
+        self._servers: dict[tuple[Path, int, str | None], LlamaServer] = {}
 
-    def get(self, spec: str, *, n_ctx: int, n_threads: int | None) -> LlamaServer:
+    def get(self, spec: str, *, n_ctx: int, n_threads: int | None, chat_format: str | None = None) -> LlamaServer:
         gguf = locate_gguf(spec)
-        key = (gguf, n_ctx)
+        key = (gguf, n_ctx, chat_format)
         if key not in self._servers:
-            server = LlamaServer(gguf, n_ctx=n_ctx, n_threads=n_threads)
+            server = LlamaServer(gguf, n_ctx=n_ctx, n_threads=n_threads, chat_format=chat_format)
             server.start()
             self._servers[key] = server
         return self._servers[key]
