@@ -34,6 +34,8 @@ from router.types import Caller, Endpoint
 
 log = logging.getLogger("thinkgate.app")
 
+_CREDENTIALS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+
 
 class BodyLimit:
     """Rejects bodies over `limit` bytes with 413, by Content-Length when given
@@ -114,6 +116,7 @@ class Gateway:
             req = parse_request(endpoint, raw, request.headers, parsed)
         req.caller = _caller(request)
         request_limits.check(req, self.settings.limits)
+        req.headers = {k: v for k, v in request.headers.items() if k not in _CREDENTIALS}  # for rules, conversations
         reply = await self.pipeline.handle(req)
         headers = reply.decision.headers()
         headers.update(reply.extra_headers)

@@ -46,6 +46,12 @@ def _check_config(args: argparse.Namespace) -> int:
         print(f"thinkgate: {e}", file=sys.stderr)
         return 2
     print(f"ok: {len(settings.models)} models, aliases: {', '.join(settings.routes)}")
+    if settings.rules:  # in the order they are tried (policies.rules precedence)
+        from policies.rules import ordered
+
+        print(f"rules: {', '.join(r.name for r in ordered(settings.rules))}")
+    if settings.routing.conversation != "independent":
+        print(f"conversations: {settings.routing.conversation}")
     return 0
 
 

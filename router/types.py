@@ -74,6 +74,8 @@ class ChatRequest:
     controls: Controls = Controls()
     caller: Caller = field(default_factory=Caller)
     prompt: str | None = None
+    # request headers for rules and the conversation id (lower-case names; credentials dropped)
+    headers: dict[str, str] = field(default_factory=dict)
 
     def upstream_body(self, model: str, **overrides: Any) -> dict[str, Any]:
         body = dict(self.body)
@@ -142,6 +144,9 @@ class Decision:
     prompt: str | None = None  # only when config enables prompt logging (truncated)
     embedding: list[float] | None = None  # only when config enables it (for replay)
     artifact: str | None = None  # the classifier artifact's version (router/learning/slot.py)
+    rule: str | None = None  # the operator rule that fired (policies.rules)
+    conversation: str | None = None  # the conversation's id (a hash) when routing.conversation is on
+    sticky: bool = False  # the conversation's earlier route decided this turn's
 
     def to_dict(self) -> dict[str, Any]:
         # dataclasses.asdict deep-copies recursively and cost ~0.3 ms per request
@@ -174,4 +179,9 @@ class Decision:
             h["x-thinkgate-fallback"] = self.fallback_from
         if self.artifact:
             h["x-thinkgate-router"] = self.artifact
+        if self.rule:
+            h["x-thinkgate-rule"] = self.rule
+        if self.conversation:
+            h["x-thinkgate-conversation"] = self.conversation
+            h["x-thinkgate-sticky"] = "true" if self.sticky else "false"
         return h

@@ -46,6 +46,7 @@ _CHAT: dict[str, tuple[tuple[type, ...], Any]] = {
     "parallel_tool_calls": ((bool,), None),
     "response_format": ((dict,), None),
     "metadata": ((dict,), None),
+    "prompt_cache_key": ((str,), None),  # also names the conversation (routing.conversation)
     "store": ((bool,), None),
     "reasoning_effort": ((str,), None),
     "service_tier": ((str,), None),
