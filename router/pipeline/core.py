@@ -23,8 +23,9 @@ from policies.features import message_text
 from router import errors, tracing
 from router.config import RouteSettings, Settings
 from router.embedding.encoders import sentence
+from router.cache.conversations import RouteStore, build_route_store
 from router.learning.slot import snapshot
-from router.pipeline import fanout, streaming
+from router.pipeline import conversation, fanout, rules, streaming
 from router.pipeline.accounting import account, charge_discarded
 from router.pipeline.escalation import escalate, logprob_args, strip_chunk_logprobs, strip_logprobs
 from router.pipeline.parts import Cache, Classifier, DecisionSink, Embedder, MetricsSink, Reply, _Target
@@ -49,6 +50,7 @@ class Pipeline:
         log_sink: DecisionSink | None = None,
         metrics: MetricsSink | None = None,
         learner: Any = None,
+        conversations: RouteStore | None = None,
     ) -> None:
         self.settings = settings
         self.upstreams = upstreams
@@ -56,6 +58,10 @@ class Pipeline:
         self.classifier = classifier
         self.cache = cache
         self.recorder = Recorder(cache=cache, log_sink=log_sink, metrics=metrics, learner=learner)
+        # routing.conversation: where each conversation's route lives between turns
+        self.conversations = conversations or build_route_store(
+            settings.routing, settings.cache.redis_url if settings.cache.enabled else None
+        )
 
     # -- aliases -----------------------------------------------------------------
 
@@ -113,6 +119,8 @@ class Pipeline:
         return reply
 
     async def _handle(self, req: ChatRequest, rs: RouteSettings, d: Decision, t0: float) -> Reply:
+        # 1b. operator rules (before the cache: a DEER setting is part of the cache key)
+        effect = rules.apply(self.settings.rules, req, d) if rs.pin is None else None
         # 2. cache: exact first (no embedding needed), semantic after embedding
         vector = embedding = None
         cache_on = self.cache is not None
@@ -129,7 +137,8 @@ class Pipeline:
         # 3-4. embed once: the classifier reads the whole routing vector, the
         # semantic cache and the decision log its sentence embedding
         forced = req.controls.force_route
-        wants_classifier = rs.pin is None and forced is None and self.classifier is not None
+        ruled = effect is not None and effect.route is not None
+        wants_classifier = rs.pin is None and forced is None and not ruled and self.classifier is not None
         wants_semantic = cache_on and not req.controls.cache.no_cache and self.cache.needs_embedding(req)  # type: ignore[union-attr]
         if self.embedder is not None and (wants_classifier or wants_semantic):
             with tracing.span("thinkgate.embed"):
@@ -145,9 +154,10 @@ class Pipeline:
                     return self._cache_reply(req, d, hit, t0)
 
         with tracing.span("thinkgate.classify") as sp:
-            route, pinned = self._decide(req, rs, d, vector)
+            route, pinned = self._decide(req, rs, d, vector, effect)
             sp.set("thinkgate.route", route)
             sp.set("thinkgate.difficulty", d.difficulty)
+        route, turn = await conversation.begin(self.conversations, self.settings.routing, req, d, route, pinned)
         d.routing_ms = (time.perf_counter() - t0) * 1000
 
         # 5-6. call the route (Self-Ref on fast, DEER inside the reasoning upstream)
@@ -163,14 +173,21 @@ class Pipeline:
             and self.settings.models[target.model_name].logprobs
         )
         if req.stream:
-            return await self._stream(req, rs, d, target, selfref, embedding, t0)
+            reply = await self._stream(req, rs, d, target, selfref, embedding, t0)
+            if turn is not None:  # the route is final once the stream starts
+                await turn.remember(d)
+            return reply
         body = await self._complete(req, rs, d, target, selfref)
+        if turn is not None:
+            await turn.remember(d)
         self.recorder.store(req, embedding, body, None, d)
         if req.controls.debug:
             body["thinkgate"] = d.to_dict()
         return Reply(d, body=body)
 
-    def _decide(self, req: ChatRequest, rs: RouteSettings, d: Decision, vector: Any) -> tuple[Route, str | None]:
+    def _decide(
+        self, req: ChatRequest, rs: RouteSettings, d: Decision, vector: Any, effect: rules.RuleEffect | None = None
+    ) -> tuple[Route, str | None]:
         forced = req.controls.force_route
         if rs.pin is not None:
             route: Route = "reasoning" if self.settings.models[rs.pin].reasoning else "fast"
@@ -179,11 +196,16 @@ class Pipeline:
         if forced is not None:
             d.route, d.reason = forced, "forced"
             return forced, None
+        if effect is not None and effect.route is not None:
+            d.route, d.reason = effect.route, "rule"
+            return effect.route, None
         # one artifact per request: a reload meanwhile does not mix two (router/learning/slot.py)
         classifier, d.artifact = snapshot(self.classifier)
         if classifier is not None and vector is not None:
             p = float(classifier.predict(req.messages, vector))
             threshold = rs.threshold if rs.threshold is not None else float(classifier.threshold)
+            if effect is not None and effect.threshold is not None:
+                threshold = effect.threshold
             d.difficulty, d.threshold = p, threshold
             route = "reasoning" if p >= threshold else "fast"
             d.route, d.reason = route, "classifier"
@@ -336,4 +358,6 @@ class Pipeline:
 
     async def drain(self) -> None:
         await self.recorder.drain()
+        if self.conversations is not None:
+            await self.conversations.close()
 
