@@ -34,6 +34,7 @@ from typing import Any
 
 from calibrate.selfref_analysis import ALL_MODES, analyse
 from calibrate.selfref_data import Item, Record, arith_items, grade, load_items
+from calibrate.selfref_prefix import compare, format_prefix, prefix_scores
 from calibrate.selfref_report import format_report, plot
 from policies import selfref
 
@@ -42,6 +43,8 @@ CONFIDENCE_TOKEN_INSTRUCTION = (
 )
 MATH_INSTRUCTION = "Solve the problem. End with a line of the form 'The answer is N.'"
 ARITH_INSTRUCTION = "Answer with just the number."
+# --instruction work: answers long enough that a K-token prefix is a real prefix
+WORK_INSTRUCTION = "Work it out step by step, then end with a line of the form 'The answer is N.'"
 
 
 # ---------------------------------------------------------------- running the model
@@ -73,6 +76,8 @@ async def _ask(client: Any, url: str, body: dict[str, Any], retries: int = 2) ->
 
 def build_body(item: Item, args: argparse.Namespace) -> dict[str, Any]:
     instruction = ARITH_INSTRUCTION if args.arith else MATH_INSTRUCTION
+    if getattr(args, "instruction", "default") == "work":
+        instruction = WORK_INSTRUCTION
     if args.ask_confidence_token:
         instruction += " " + CONFIDENCE_TOKEN_INSTRUCTION
     body: dict[str, Any] = {
@@ -114,6 +119,8 @@ async def collect(items: list[Item], args: argparse.Namespace, transport: Any = 
             rec.output = (choice.get("message") or {}).get("content") or ""
             rec.completion_tokens = int((resp.get("usage") or {}).get("completion_tokens") or 0)
             rec.conf, rec.score_us = score_all(choice, quantile=args.quantile)
+            if getattr(args, "prefix", None):
+                rec.conf.update(prefix_scores(choice, args.prefix, args.quantile))
             rec.pred, rec.correct = grade(rec.output, item.answer)
             bar.update()
             return rec
@@ -156,6 +163,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _ks(value: str) -> list[int]:
+    try:
+        ks = sorted({int(x) for x in value.split(",") if x.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--prefix takes token counts like 8,16,32, not {value!r}") from None
+    if not ks or ks[0] < 1:
+        raise argparse.ArgumentTypeError("--prefix: token counts must be at least 1")
+    return ks
+
+
 def configure(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="labelled JSONL (problem|question|prompt, answer)")
@@ -177,6 +194,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--ask-confidence-token", action="store_true", help="ask the model to end with <CN>/<UN>")
+    p.add_argument("--instruction", choices=["default", "work"], default="default",
+                   help="work: ask for the working and a final line (longer answers, for --prefix)")
+    p.add_argument("--prefix", type=_ks, default=None, metavar="K,K,...",
+                   help="also score the first K tokens (selfref.stream prefix:K) and compare AUROC, e.g. 8,16,32")
     p.add_argument("--out", help="write the JSON result here")
     p.add_argument("--plot", help="save the precision/escalation plot here (PNG)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -215,6 +236,9 @@ def run(args: argparse.Namespace, transport: Any = None) -> int:
         }
     result = {**meta, **analyse(records, args.target_precision, args.on_missing, min_kept=args.min_kept)}
     print(format_report(result))
+    if args.prefix:
+        result["prefix"] = compare(records, args.prefix)
+        print("\n" + format_prefix(result["prefix"]))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({**result, "records": [asdict(r) for r in records]}, indent=1))

@@ -241,7 +241,19 @@ class SelfRefSettings(_Section):
     quantile: float = Field(0.1, gt=0, lt=1, description="the low quantile for mode quantile_prob")
     top_logprobs: int = Field(5, ge=0, le=20)
     on_missing_logprobs: Literal["trust", "escalate"] = "trust"
-    stream: Literal["buffer"] = "buffer"
+    # buffer: hold the whole fast answer until it is judged; prefix:K: judge its first
+    # K tokens, then stream the rest as it comes (calibrate selfref --prefix measures the cost)
+    stream: str = Field("buffer", pattern=r"^(buffer|prefix:[1-9][0-9]{0,3})$")
+
+    @property
+    def prefix_tokens(self) -> int | None:
+        return int(self.stream.split(":", 1)[1]) if self.stream.startswith("prefix:") else None
+
+    @model_validator(mode="after")
+    def _prefix_needs_token_scores(self) -> SelfRefSettings:
+        if self.prefix_tokens is not None and self.mode in ("answer_span", "confidence_token"):
+            raise ValueError(f"selfref.stream {self.stream}: mode {self.mode} reads the end of the answer; use buffer")
+        return self
 
 
 class CacheSettings(_Section):

@@ -126,6 +126,7 @@ class Decision:
     confidence: float | None = None
     selfref_threshold: float | None = None
     selfref_mode: str | None = None
+    selfref_tokens: int | None = None  # selfref.stream prefix:K: the tokens it was judged on
     deer: DeerStats | None = None
     cache: CacheKind = "off"
     similarity: float | None = None

@@ -25,7 +25,7 @@ from router.config import RouteSettings, Settings
 from router.embedding.encoders import sentence
 from router.cache.conversations import RouteStore, build_route_store
 from router.learning.slot import snapshot
-from router.pipeline import conversation, fanout, rules, streaming
+from router.pipeline import conversation, fanout, prefix, rules, streaming
 from router.pipeline.accounting import account, charge_discarded
 from router.pipeline.escalation import escalate, logprob_args, strip_chunk_logprobs, strip_logprobs
 from router.pipeline.parts import Cache, Classifier, DecisionSink, Embedder, MetricsSink, Reply, _Target
@@ -266,7 +266,20 @@ class Pipeline:
     async def _stream(
         self, req: ChatRequest, rs: RouteSettings, d: Decision, target: _Target, selfref: bool, embedding: Any, t0: float
     ) -> Reply:
-        if selfref:
+        if selfref and self.settings.selfref.prefix_tokens:
+            # judged on its first K tokens, then streamed (router/pipeline/prefix.py)
+            try:
+                kept = await prefix.judge(self.settings, self.recorder, req, d, target, embedding, t0)
+            except errors.UpstreamError as e:
+                other = self._fallback(rs, target, e)
+                if other is None:
+                    raise
+                d.fallback_from, d.reason, target = target.model_name, "fallback", other
+            else:
+                if kept is not None:
+                    return kept
+                target = self._target(rs, "reasoning")
+        elif selfref:
             # The client must never see a fast answer that is then replaced, so the
             # fast answer is buffered until its confidence is known.
             try:
