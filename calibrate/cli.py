@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export-onnx": ("calibrate.commands:export_onnx", "export the int8 ONNX embedder into the cache now"),
     "selfref": ("calibrate.selfref", "calibrate the Self-Ref escalation threshold"),
     "collect": ("calibrate.collect", "run prompts through the configured models, grade them -> outcome JSONL"),
+    "joint": ("calibrate.joint", "fit the joint classifier + Self-Ref policy from outcomes with fast_confidence"),
 }
 
 
