@@ -198,8 +198,41 @@ class RuleSettings(_Section):
         return self
 
 
+class JointSettings(_Section):
+    """The joint policy (policies.joint), fitted by `thinkgate calibrate joint`:
+    reason at once when P >= p_hi, else answer fast and escalate when the
+    answer's confidence < thresholds[bin of P] (bins split at `edges`)."""
+
+    p_hi: float = Field(ge=0)
+    edges: list[float] = Field(default_factory=list)
+    thresholds: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _shape(self) -> JointSettings:
+        if len(self.thresholds) != len(self.edges) + 1:
+            raise ValueError(f"routing.joint: {len(self.edges)} edges need {len(self.edges) + 1} thresholds")
+        if self.edges != sorted(self.edges) or any(t < 0 for t in self.thresholds):
+            raise ValueError("routing.joint: edges must ascend and thresholds be >= 0")
+        return self
+
+
+class EffortStep(_Section):
+    """Reasoning effort for prompts with P below `below` (the first step that applies)."""
+
+    below: float = Field(gt=0, le=1.0001)
+    deer_threshold: float | None = Field(None, ge=0, le=1, description="DEER's exit confidence")
+    thinking_tokens: int | None = Field(None, ge=1, description="thinking budget in tokens")
+
+
 class RoutingSettings(_Section):
-    """How a conversation's turns are routed (policies.conversation)."""
+    """How a conversation's turns are routed (policies.conversation), the joint
+    policy, and reasoning effort by difficulty."""
+
+    joint: JointSettings | None = None  # None: the classifier's threshold, then Self-Ref's own
+    # DEER threshold / thinking budget follow P; a request's reasoning_effort or
+    # thinking.budget_tokens can only lower the budget (effort_caps maps the effort names)
+    effort: list[EffortStep] = Field(default_factory=list)
+    effort_caps: dict[str, int] = Field(default_factory=lambda: {"minimal": 128, "low": 512, "medium": 2048, "high": 8192})
 
     # independent: every turn on its own; sticky: keep the first route unless the
     # classifier is `margin` past its threshold; monotone: never reasoning -> fast
@@ -210,6 +243,13 @@ class RoutingSettings(_Section):
     redis_url: str | None = None  # None: the cache's redis_url; neither: in-process
     timeout_ms: float = Field(50.0, gt=0, description="per Redis command; on failure the turn is routed on its own")
     namespace: str = "thinkgate"
+
+    @field_validator("effort")
+    @classmethod
+    def _ascending(cls, v: list[EffortStep]) -> list[EffortStep]:
+        if [s.below for s in v] != sorted(s.below for s in v):
+            raise ValueError("routing.effort: steps must be in ascending order of `below`")
+        return v
 
 
 class ClassifierSettings(_Section):

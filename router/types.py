@@ -31,6 +31,7 @@ class DeerControl:
     enabled: bool = True
     threshold: float | None = None  # None: the model's configured threshold
     budget_tokens: int | None = None  # thinking tokens; None: deer.thinking_budget x max_tokens
+    thinking_tokens: int | None = None  # a cap on the thinking budget (routing.effort, the request's effort)
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,8 @@ async def start_run(body: dict[str, Any], ctx: CallContext, settings: DeerSettin
     ctx.deer = stats
     # a client's own budget (Anthropic `thinking.budget_tokens`) replaces the configured share
     budget = control.budget_tokens if control.budget_tokens is not None else int(max_tokens * s.thinking_budget)
+    if control.thinking_tokens is not None:  # routing.effort's budget for this P; the client's caps it
+        budget = min(budget, control.thinking_tokens)
     state = ThinkState(thinking_budget=max(1, min(int(max_tokens), budget)), wall_clock_s=s.wall_clock_s)
     return Run(
         prompt=prompt,

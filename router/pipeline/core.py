@@ -25,7 +25,7 @@ from router.config import RouteSettings, Settings
 from router.embedding.encoders import sentence
 from router.cache.conversations import RouteStore, build_route_store
 from router.learning.slot import snapshot
-from router.pipeline import conversation, fanout, prefix, rules, streaming
+from router.pipeline import conversation, effort, fanout, prefix, rules, streaming
 from router.pipeline.accounting import account, charge_discarded
 from router.pipeline.escalation import escalate, logprob_args, strip_chunk_logprobs, strip_logprobs
 from router.pipeline.parts import Cache, Classifier, DecisionSink, Embedder, MetricsSink, Reply, _Target
@@ -158,6 +158,7 @@ class Pipeline:
             sp.set("thinkgate.route", route)
             sp.set("thinkgate.difficulty", d.difficulty)
         route, turn = await conversation.begin(self.conversations, self.settings.routing, req, d, route, pinned)
+        effort.apply_effort(self.settings.routing, req, d.difficulty)
         d.routing_ms = (time.perf_counter() - t0) * 1000
 
         # 5-6. call the route (Self-Ref on fast, DEER inside the reasoning upstream)
@@ -206,6 +207,7 @@ class Pipeline:
             threshold = rs.threshold if rs.threshold is not None else float(classifier.threshold)
             if effect is not None and effect.threshold is not None:
                 threshold = effect.threshold
+            threshold = effort.joint_cut(self.settings.routing, req, p, threshold, effect.threshold if effect else None)
             d.difficulty, d.threshold = p, threshold
             route = "reasoning" if p >= threshold else "fast"
             d.route, d.reason = route, "classifier"
