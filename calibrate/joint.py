@@ -140,7 +140,7 @@ def fit(d: Data, target: dict[str, float | None], bins: int = 2, seed: int = 0, 
     qf, qs = float(b.fast.mean()), float(b.strong.mean())
     curves = {"joint": held, "classifier": classifier_curve(b), "selfref": selfref_curve(b, on_missing)}
     result: dict[str, Any] = {
-        "n_fit": len(fit_idx), "n_eval": len(eval_idx), "bins": bins, "q_fast": qf, "q_strong": qs,
+        "n_fit": len(fit_idx), "n_eval": len(eval_idx), "eval_idx": eval_idx.tolist(), "bins": bins, "q_fast": qf, "q_strong": qs,
         "apgr": {k: system_apgr(v, qf, qs) for k, v in curves.items()},
         "curves": {k: [asdict(p) for p in frontier(v)] for k, v in curves.items()},
     }
