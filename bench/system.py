@@ -67,6 +67,8 @@ def ask(client: httpx.Client, url: str, alias: str, messages: list[dict[str, Any
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             ch = json.loads(line[6:])
+            if "error" in ch:  # a failure after the stream started
+                raise RuntimeError(f"gateway stream failed: {ch['error'].get('message')}")
             for c in ch.get("choices") or []:
                 piece = (c.get("delta") or {}).get("content")
                 if piece:
@@ -202,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.save_rows:
             Path(args.save_rows).parent.mkdir(parents=True, exist_ok=True)
             Path(args.save_rows).write_text(json.dumps(rows, indent=1))
+    empty = {k: sum(r[f"{k}_tokens"] == 0 for r in rows) for k in ("fast", "strong")}
+    if any(empty.values()):
+        print(f"bench/system: empty answers: {empty} (a model without a chat template?)", file=sys.stderr)
     if any(r["p"] is None for r in rows):
         print("bench/system: the gateway recorded no P (is a classifier loaded?)", file=sys.stderr)
         return 2
