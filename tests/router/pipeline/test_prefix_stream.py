@@ -97,3 +97,11 @@ def test_prefix_needs_a_token_mode_and_a_valid_k():
     with pytest.raises(config.ConfigError, match="selfref.stream"):
         config.from_dict({**base, "selfref": {"stream": "prefix:0"}})
     assert config.from_dict({**base, "selfref": {"stream": "prefix:16"}}).selfref.prefix_tokens == 16
+
+
+def test_the_default_is_prefix_16_and_end_reading_modes_keep_buffer():
+    base = {"models": {"fast": {"provider": "fake"}, "reasoning": {"provider": "fake"}}}
+    assert config.from_dict(base).selfref.prefix_tokens == 16
+    for mode in ("confidence_token", "answer_span"):
+        s = config.from_dict({**base, "selfref": {"mode": mode}}).selfref
+        assert s.stream == "buffer" and s.prefix_tokens is None
