@@ -69,6 +69,8 @@ async def judge(
     if escalate(cfg, req, d, partial):
         await streaming._aclose(gen)  # stop paying for an answer that will not be used
         charge_discarded(settings, d, target, partial)
+        if ended:  # only a whole fast answer can be graded against the reasoning one
+            recorder.hold_fast(d, partial)
         return None
     strip_chunk_logprobs(req, head)
     if ended:  # the whole answer fit in K tokens: judged whole, as in buffer mode
