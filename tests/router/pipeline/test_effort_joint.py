@@ -96,6 +96,11 @@ async def test_deer_thinks_within_the_capped_budget():
     assert run.state.thinking_budget == 64
     run = await start_run(body, CallContext(controls=Controls()), DeerSettings(), Renderer())
     assert run.state.thinking_budget == 800
+    # a client's own budget (Anthropic thinking.budget_tokens) and the effort map: the smaller wins
+    both = DeerControl(budget_tokens=300, thinking_tokens=64)
+    assert (await start_run(body, CallContext(controls=Controls(deer=both)), DeerSettings(), Renderer())).state.thinking_budget == 64
+    both = DeerControl(budget_tokens=30, thinking_tokens=64)
+    assert (await start_run(body, CallContext(controls=Controls(deer=both)), DeerSettings(), Renderer())).state.thinking_budget == 30
 
 
 @pytest.mark.parametrize(("routing", "message"), [
