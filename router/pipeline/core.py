@@ -268,10 +268,15 @@ class Pipeline:
     async def _stream(
         self, req: ChatRequest, rs: RouteSettings, d: Decision, target: _Target, selfref: bool, embedding: Any, t0: float
     ) -> Reply:
-        if selfref and self.settings.selfref.prefix_tokens:
-            # judged on its first K tokens, then streamed (router/pipeline/prefix.py)
+        if selfref and self.settings.selfref.prefix_tokens and d.n == 1:
+            # judged on its first K tokens, then streamed (router/pipeline/prefix.py); n > 1
+            # choices interleave in one stream, so those are buffered and judged whole
+            def open_stream(**overrides: Any) -> AsyncIterator[dict[str, Any]]:
+                body = self._body(req, target, **overrides)
+                return fanout.stream(target.upstream, body, CallContext(controls=req.controls), native=self._native(target))
+
             try:
-                kept = await prefix.judge(self.settings, self.recorder, req, d, target, embedding, t0)
+                kept = await prefix.judge(self.settings, self.recorder, req, d, target, embedding, t0, open_stream)
             except errors.UpstreamError as e:
                 other = self._fallback(rs, target, e)
                 if other is None:

@@ -8,7 +8,7 @@ is replaced, and waits for K tokens, not the whole answer.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from router import errors
@@ -20,7 +20,6 @@ from router.pipeline.parts import Reply, _Target
 from router.pipeline.recorder import Recorder
 from router.pipeline.replies import assemble
 from router.types import ChatRequest, Decision
-from router.upstreams.base import CallContext
 
 
 def chunk_tokens(ch: dict[str, Any]) -> int:
@@ -38,13 +37,14 @@ def chunk_tokens(ch: dict[str, Any]) -> int:
 
 
 async def judge(
-    settings: Settings, recorder: Recorder, req: ChatRequest, d: Decision, target: _Target, embedding: Any, t0: float
+    settings: Settings, recorder: Recorder, req: ChatRequest, d: Decision, target: _Target, embedding: Any, t0: float,
+    open_stream: Callable[..., AsyncIterator[dict[str, Any]]],
 ) -> Reply | None:
     """The reply streaming the kept fast answer, or None when Self-Ref escalates.
     Upstream errors before the decision propagate (the caller may fall back)."""
     cfg = settings.selfref
     k = cfg.prefix_tokens or 0
-    gen = target.upstream.stream(req.upstream_body(target.upstream.model, **logprob_args(cfg, req)), CallContext(controls=req.controls))
+    gen = open_stream(**logprob_args(cfg, req))  # the pipeline's body for this upstream, with logprobs
     t = time.perf_counter()
     head: list[dict[str, Any]] = []
     n, ended = 0, False
