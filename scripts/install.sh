@@ -24,7 +24,12 @@ apt_install() {
 }
 
 if (( want_test )); then
-  apt_install redis-server chromium chromium-driver haproxy nodejs npm
+  apt_install redis-server chromium chromium-driver haproxy
+  # Node for the Node SDK test: Debian's nodejs + npm, unless a node with npm is already
+  # there (a NodeSource nodejs bundles npm and conflicts with Debian's npm package)
+  if ! { command -v node && command -v npm; } >/dev/null 2>&1; then
+    apt_install nodejs npm
+  fi
 fi
 
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
