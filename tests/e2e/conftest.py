@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.components import missing
+from tests.e2e.serve import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,35 +43,8 @@ def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     why = local_model_available()
     if why:
         missing(why)
-    port = _free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "router.cli", "serve", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"thinkgate serve exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"thinkgate serve did not become ready:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+    with serve(tmp_path_factory.mktemp("serve")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 # -- a real vLLM server on the CPU (tests/e2e/test_deer_vllm.py) -------------------------------

@@ -4,10 +4,6 @@ second gateway with an API key configured (fake models, so it starts in seconds)
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import anthropic
@@ -16,7 +12,7 @@ import numpy as np
 import pytest
 from openai import OpenAI
 
-from tests.e2e.conftest import ROOT, _free_port
+from tests.e2e.serve import serve
 
 pytestmark = pytest.mark.slow
 
@@ -155,35 +151,9 @@ def keyed_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "classifier: {enabled: false}\n"
         "selfref: {enabled: false}\n"
     )
-    port = _free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "THINKGATE_API_KEYS": f"{KEY}:acme"}
-    log = tmp / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "router.cli", "serve", "--config", str(cfg), "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"thinkgate serve exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"thinkgate serve did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
+    # /healthz: with a key configured /readyz wants it too
+    with serve(tmp, cfg, env={"THINKGATE_API_KEYS": f"{KEY}:acme"}, ready_path="/healthz", timeout=120) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_x_api_key_auth_with_a_configured_key(keyed_gateway: str):

@@ -93,7 +93,7 @@ class Recorder(httpx.AsyncBaseTransport):
 
 async def metric(server: VllmServer, name: str) -> float:
     text = (await asyncio.to_thread(httpx.get, f"{server.url}/metrics", timeout=10)).text
-    m = re.search(rf"^{re.escape(name)}\{{[^}}]*\}} (\S+)$", text, re.M)
+    m = re.search(rf"^{re.escape(name)}\{{[^}}]*\}} (\S+)$", text, re.MULTILINE)
     assert m, f"{name} not in /metrics"
     return float(m.group(1))
 

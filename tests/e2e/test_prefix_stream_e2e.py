@@ -7,12 +7,8 @@ answer, all from the reasoning model."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +16,8 @@ import pytest
 import yaml
 
 from tests.components import missing
-from tests.e2e.conftest import ROOT, _free_port, local_model_available
+from tests.e2e.conftest import ROOT, local_model_available
+from tests.e2e.serve import serve
 
 pytestmark = pytest.mark.slow
 
@@ -37,33 +34,8 @@ def prefix_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     cfg["classifier"] = {"enabled": False}  # routes are forced per request: no encoder to load
     d = tmp_path_factory.mktemp("prefix")
     (d / "c.yaml").write_text(yaml.safe_dump(cfg))
-    port = _free_port()
-    log = d / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "router.cli", "serve", "--config", str(d / "c.yaml"), "--port", str(port)],
-                                cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"thinkgate serve exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"thinkgate serve did not become ready:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+    with serve(d, d / "c.yaml") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def stream(url: str, threshold: str, prompt: str, max_tokens: int) -> tuple[httpx.Headers, list[tuple[float, dict[str, Any]]]]:

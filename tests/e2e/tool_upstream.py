@@ -14,24 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.e2e.serve import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -224,31 +221,5 @@ def tool_gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         d = tmp_path_factory.mktemp("toolgw")
         cfg = d / "thinkgate.yaml"
         cfg.write_text(CONFIG.format(base=up.api_base))
-        port = _free_port()
-        log = d / "serve.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "router.cli", "serve", "--config", str(cfg), "--port", str(port)],
-                cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"thinkgate serve exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"thinkgate serve did not become ready:\n{log.read_text()[-3000:]}")
-                time.sleep(0.3)
+        with serve(d, cfg, timeout=120) as url:
             yield url
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)

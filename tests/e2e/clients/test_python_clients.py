@@ -5,7 +5,6 @@ SDK sends that message back on turn 2."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
