@@ -140,27 +140,32 @@ async def test_requests_racing_reloads_never_fail_and_each_uses_one_artifact(tmp
     b_dir = write_artifact(tmp_path / "b", intercept=5.0)
     b = artifact_version(b_dir)
     seen: list[tuple[str, str]] = []
+    stop = asyncio.Event()
 
     async def hammer() -> None:
-        for _ in range(40):
+        while not stop.is_set():
             r = await client.post("/v1/chat/completions", json=CHAT)
             assert r.status_code == 200
             seen.append((r.headers["x-thinkgate-router"], r.headers["x-thinkgate-route"]))
             await asyncio.sleep(0.002)  # in process, a memoised embedding never yields: let the reloads in
 
-    async def flip(hammers: asyncio.Future) -> int:
-        n = 0
-        while not hammers.done():  # reload back and forth for as long as requests run
-            target = b_dir if n % 2 == 0 else art
-            assert (await client.post("/admin/router/reload", json={"artifact": str(target)})).status_code == 200
-            n += 1
-        return n
+    async def flip(times: int) -> None:
+        # reload back and forth while five clients keep sending; swap again only once a
+        # request was served by the new artifact (in process a reload need not yield, so
+        # without this every request could land on one side)
+        try:
+            for n in range(times):
+                target, version = (b_dir, b) if n % 2 == 0 else (art, a)
+                assert (await client.post("/admin/router/reload", json={"artifact": str(target)})).status_code == 200
+                start = len(seen)
+                while all(v != version for v, _ in seen[start:]):
+                    await asyncio.sleep(0.001)
+        finally:
+            stop.set()
 
     hammers = asyncio.gather(*(hammer() for _ in range(5)))
-    flips = await flip(hammers)
-    await hammers
-    assert flips >= 2
-    assert len(seen) == 200
+    await asyncio.wait_for(asyncio.gather(flip(6), hammers), timeout=60)
+    assert len(seen) >= 6
     # the route always matches the artifact named in the header: no request mixed the two
     assert all((v, route) in ((a, "fast"), (b, "reasoning")) for v, route in seen)
     assert {v for v, _ in seen} == {a, b}
