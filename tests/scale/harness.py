@@ -107,6 +107,8 @@ def gateway_cfg(api_base: str, redis_url: str, rpm_limited: int) -> dict[str, An
         "routes": {"auto": {"fallback": True}},
         "classifier": {"enabled": False},
         "selfref": {"enabled": False},
+        # a conversation's route lives in the cache's Redis, shared by the replicas
+        "routing": {"conversation": "monotone"},
         "cache": {"redis_url": redis_url},
         "decisions": {"redis_url": redis_url},
         # a Redis reply slower than this is counted per replica for a second (the

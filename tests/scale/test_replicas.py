@@ -124,6 +124,31 @@ def test_the_dashboard_on_any_replica_shows_the_decisions_of_all(cluster: Cluste
         assert summary  # the summary aggregates the shared stream too
 
 
+def test_a_conversation_keeps_its_route_across_replicas(cluster: Cluster):
+    # monotone: once a conversation reasoned it never moves back to fast, whichever replica
+    # (or the load balancer) gets the next turn
+    session = {"x-thinkgate-session": f"conv-{time.time()}", "x-thinkgate-cache-control": "no-cache, no-store"}
+    history = [{"role": "user", "content": "Plan the migration."}]
+
+    def turn(url: str, force: str | None = None) -> httpx.Response:
+        headers = {**Cluster.auth(), **session, **({"x-thinkgate-force-route": force} if force else {})}
+        r = httpx.post(url + "/v1/chat/completions", json={"model": "auto", "messages": history}, headers=headers, timeout=15)
+        assert r.status_code == 200, r.text
+        history.extend([r.json()["choices"][0]["message"], {"role": "user", "content": "and then?"}])
+        return r
+
+    first = turn(cluster.replica(0), force="reasoning")
+    assert first.headers["x-thinkgate-route"] == "reasoning"
+    assert first.headers["x-thinkgate-conversation"]
+    # a control question: without the session this replica's own default is fast
+    plain = chat(cluster.replica(1), f"no session {time.time()}")
+    assert plain.headers["x-thinkgate-route"] == "fast"
+    for url in (cluster.replica(1), cluster.replica(2), cluster.lb, cluster.lb):
+        r = turn(url)
+        assert r.headers["x-thinkgate-route"] == "reasoning" and r.headers["x-thinkgate-sticky"] == "true", dict(r.headers)
+        assert r.headers["x-thinkgate-conversation"] == first.headers["x-thinkgate-conversation"]
+
+
 def test_a_rolling_restart_under_load_loses_no_request(cluster: Cluster):
     retried0 = cluster.lb_retried()
     with Load(cluster.lb, concurrency=8) as load:
