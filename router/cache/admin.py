@@ -10,7 +10,6 @@ app turns into OpenAI-shaped bodies.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
@@ -18,7 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from router import errors
-from router.types import Caller
+from router.access.admin import admin_body
 
 
 def _str_or_none(body: dict[str, Any], name: str) -> str | None:
@@ -30,17 +29,7 @@ def _str_or_none(body: dict[str, Any], name: str) -> str | None:
 
 def routes(cache: Any) -> list[Route]:
     async def invalidate(request: Request) -> JSONResponse:
-        state = request.scope.get("state") or {}
-        caller = state.get("caller") if isinstance(state, dict) else None
-        if isinstance(caller, Caller) and not caller.admin:
-            raise errors.Forbidden("cache invalidation needs an admin key")
-        raw = await request.body()
-        try:
-            body = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            raise errors.InvalidRequest("the body must be JSON") from None
-        if not isinstance(body, dict):
-            raise errors.InvalidRequest("the body must be a JSON object")
+        body = await admin_body(request, "cache invalidation")
         tenant, alias = _str_or_none(body, "tenant"), _str_or_none(body, "alias")
         if tenant is None and alias is None and body.get("all") is not True:
             raise errors.InvalidRequest("name a 'tenant' and/or an 'alias', or send {\"all\": true}")

@@ -12,7 +12,6 @@ middleware; the handler checks again so the route is safe wherever it is mounted
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 from typing import Any
@@ -22,6 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from router import errors
+from router.access.admin import admin_body
 from router.learning.slot import ClassifierSlot
 from router.types import Caller
 
@@ -32,17 +32,7 @@ def routes(slot: ClassifierSlot) -> list[Route]:
     async def reload(request: Request) -> JSONResponse:
         from policies.difficulty import ArtifactError
 
-        state = request.scope.get("state") or {}
-        caller = state.get("caller") if isinstance(state, dict) else None
-        if isinstance(caller, Caller) and not caller.admin:
-            raise errors.Forbidden("reloading the router needs an admin key")
-        raw = await request.body()
-        try:
-            body = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            raise errors.InvalidRequest("the body must be JSON") from None
-        if not isinstance(body, dict):
-            raise errors.InvalidRequest("the body must be a JSON object")
+        body = await admin_body(request, "reloading the router")
         path = body.get("artifact")
         if path is not None and (not isinstance(path, str) or not path):
             raise errors.InvalidRequest("'artifact' must be a non-empty string (a directory or a name under models/)", param="artifact")
