@@ -238,86 +238,31 @@ class EventStream:
         if item is None:
             return []
         i = self.r["output"].index(item)
-        out: list[bytes] = []
         item["status"] = status
+
+        def ev(type_: str, **fields: Any) -> bytes:  # an event about this item
+            return self._ev(type_, item_id=item["id"], output_index=i, **fields)
+
+        out: list[bytes] = []
         if item["type"] == "message":
             part = item["content"][0]
-            out.append(
-                self._ev(
-                    "response.output_text.done",
-                    item_id=item["id"],
-                    output_index=i,
-                    content_index=0,
-                    text=part["text"],
-                    logprobs=[],
-                )
-            )
-            out.append(
-                self._ev("response.content_part.done", item_id=item["id"], output_index=i, content_index=0, part=part)
-            )
+            out.append(ev("response.output_text.done", content_index=0, text=part["text"], logprobs=[]))
+            out.append(ev("response.content_part.done", content_index=0, part=part))
         elif item["type"] == "reasoning":
-            text = item["content"][0]["text"]
-            out.append(
-                self._ev("response.reasoning_text.done", item_id=item["id"], output_index=i, content_index=0, text=text)
-            )
-            out.append(
-                self._ev(
-                    "response.content_part.done",
-                    item_id=item["id"],
-                    output_index=i,
-                    content_index=0,
-                    part=item["content"][0],
-                )
-            )
+            part = item["content"][0]
+            out.append(ev("response.reasoning_text.done", content_index=0, text=part["text"]))
+            out.append(ev("response.content_part.done", content_index=0, part=part))
             if self.p.summary:
+                text = part["text"]
                 s = {"type": "summary_text", "text": text}
                 item["summary"] = [s]
-                out.append(
-                    self._ev(
-                        "response.reasoning_summary_part.added",
-                        item_id=item["id"],
-                        output_index=i,
-                        summary_index=0,
-                        part={"type": "summary_text", "text": ""},
-                    )
-                )
-                out.append(
-                    self._ev(
-                        "response.reasoning_summary_text.delta",
-                        item_id=item["id"],
-                        output_index=i,
-                        summary_index=0,
-                        delta=text,
-                    )
-                )
-                out.append(
-                    self._ev(
-                        "response.reasoning_summary_text.done",
-                        item_id=item["id"],
-                        output_index=i,
-                        summary_index=0,
-                        text=text,
-                    )
-                )
-                out.append(
-                    self._ev(
-                        "response.reasoning_summary_part.done",
-                        item_id=item["id"],
-                        output_index=i,
-                        summary_index=0,
-                        part=s,
-                    )
-                )
+                empty = {"type": "summary_text", "text": ""}
+                out.append(ev("response.reasoning_summary_part.added", summary_index=0, part=empty))
+                out.append(ev("response.reasoning_summary_text.delta", summary_index=0, delta=text))
+                out.append(ev("response.reasoning_summary_text.done", summary_index=0, text=text))
+                out.append(ev("response.reasoning_summary_part.done", summary_index=0, part=s))
         elif item["type"] == "function_call":
-            out.append(
-                self._ev(
-                    "response.function_call_arguments.done",
-                    item_id=item["id"],
-                    output_index=i,
-                    name=item["name"],
-                    arguments=item["arguments"],
-                )
-            )
+            out.append(ev("response.function_call_arguments.done", name=item["name"], arguments=item["arguments"]))
         out.append(self._ev("response.output_item.done", output_index=i, item=item))
         return out
 

@@ -346,6 +346,27 @@ async def test_stream_reasoning_then_text():
     assert "".join(e["delta"] for e in evs if e["type"] == "response.reasoning_text.delta") == "think hard"
 
 
+async def test_stream_reasoning_summary_events():
+    client, _ = make()
+    body = {"model": "pinned", "input": "q", "stream": True, "reasoning": {"summary": "auto"}}
+    evs = sse_events((await client.post("/v1/responses", json=body)).text)
+    for e in evs:
+        EVENT.validate_python(e)  # each event is one the openai SDK parses
+    summary = [e for e in evs if e["type"].startswith("response.reasoning_summary")]
+    assert [e["type"] for e in summary] == [
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+    ]
+    rs_id = evs[-1]["response"]["output"][0]["id"]
+    assert all(e["item_id"] == rs_id and e["output_index"] == 0 and e["summary_index"] == 0 for e in summary)
+    assert summary[1]["delta"] == summary[2]["text"] == summary[3]["part"]["text"] == "think hard"
+    assert evs[-1]["response"]["output"][0]["summary"] == [{"type": "summary_text", "text": "think hard"}]
+    seqs = [e["sequence_number"] for e in evs]
+    assert seqs == list(range(len(evs)))
+
+
 async def test_stream_tool_calls():
     up = Scripted(TOOL_DELTAS, finish="tool_calls")
     client, _ = make(fast=up)  # type: ignore[arg-type]
