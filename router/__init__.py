@@ -3,7 +3,7 @@
 Layers, lowest first; a module imports only from its own layer or those below it
 (tests/test_layers.py checks every import, lazy ones included):
 
-  0  router.config, router.errors, router.types       the ground floor
+  0  router.config, .settings, .errors, .types        the ground floor
   1  policies                                         pure decision logic, no I/O
   2  router.embedding, .cache, .upstreams, .access,   the parts behind each seam
      .decisions, .learning, .tracing

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS: dict[str, int] = {
-    "router.config": 0, "router.errors": 0, "router.types": 0,
+    "router.config": 0, "router.settings": 0, "router.errors": 0, "router.types": 0,
     "policies": 1,
     "router.embedding": 2, "router.cache": 2, "router.upstreams": 2, "router.access": 2, "router.decisions": 2,
     "router.learning": 2,
@@ -23,7 +23,8 @@ LAYERS: dict[str, int] = {
 }  # fmt: skip
 # calibrate is offline tooling: the layers it may use, and nothing that serves requests
 CALIBRATE_MAY_IMPORT = (
-    "router.config", "router.errors", "router.types", "policies", "router.embedding", "router.upstreams",
+    "router.config", "router.settings", "router.errors", "router.types", "policies", "router.embedding",
+    "router.upstreams",
     # `calibrate collect` must call the reasoning model as the gateway does (through the DEER
     # driver), or its outcome table grades another model than the one routed to: the model
     # builder only, not the rest of router.deer
