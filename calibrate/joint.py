@@ -172,7 +172,7 @@ def load(paths: list[str], fast_cost: float, strong_cost: float) -> tuple[Any, D
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from calibrate.commands import _add_target_args
+    from calibrate.commands.common import _add_target_args
 
     p.add_argument("--outcomes", action="append", required=True, metavar="FILE", help="outcome JSONL with p and fast_confidence")
     p.add_argument("--model", help="artifact that scores P for rows without a `p` column (e.g. default)")
@@ -186,7 +186,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calibrate.commands import _targets
+    from calibrate.commands.common import _targets
 
     o, d, no_p = load(args.outcomes, args.fast_cost, args.strong_cost)
     if no_p:

@@ -13,7 +13,9 @@ import numpy as np
 
 def evaluate_transfer(args: argparse.Namespace, test: Any) -> int:
     from calibrate import bootstrap, metrics, train
-    from calibrate.commands import _config, _groups, _json, _out, featurise, format_summary, load_outcomes
+    from calibrate.commands import featurise, format_summary, load_outcomes
+    from calibrate.commands.common import _config, _json, _out
+    from calibrate.commands.data import _groups
     from policies.features import conversation_text
 
     if args.repeats != 1 or args.split_by or args.compare:
