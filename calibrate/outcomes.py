@@ -24,6 +24,21 @@ PROMPT_COLUMNS = ("prompt", "messages", "question", "input", "query", "turns", "
 _TRUE = {"true", "1", "yes", "y", "correct", "t"}
 _FALSE = {"false", "0", "no", "n", "incorrect", "f", ""}
 _OPTIONAL = ("fast_cost", "strong_cost", "fast_tokens", "strong_tokens", "group")
+_CORE = ("id", "prompt", "fast", "strong")
+_LABEL_CHARS = 200  # a longer string is a text (an answer, a verdict), not a label to split by
+
+
+def _labels(row: dict[str, Any]) -> dict[str, Any]:
+    """The optional fields, and every other short scalar field (a `category`, a
+    `source`, a tenant), which `evaluate --split-by FIELD` may split on; answers
+    and other long texts are not kept (a 14k-row table would hold them twice)."""
+    out = {k: row[k] for k in _OPTIONAL if k in row}
+    for k, v in row.items():
+        if k in _CORE or k in out:
+            continue
+        if isinstance(v, (int, float, bool)) or (isinstance(v, str) and len(v) <= _LABEL_CHARS):
+            out[k] = v
+    return out
 
 
 class OutcomeError(ValueError):
@@ -114,7 +129,7 @@ def read(path: str | Path) -> Outcomes:
             out.prompts.append(prompt)
             out.fast.append(score(row["fast"], f"{where}: fast"))
             out.strong.append(score(row["strong"], f"{where}: strong"))
-            out.extra.append({k: row[k] for k in _OPTIONAL if k in row})
+            out.extra.append(_labels(row))
     if not out.ids:
         raise OutcomeError(f"{path}: no outcomes")
     return out

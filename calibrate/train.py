@@ -107,6 +107,8 @@ class TrainConfig:
     # which candidates the inner CV chooses among (CANDIDATES; those needing the
     # lexical matrix are skipped without it). ("cheap", "full") is ridge-gain-lex/3.
     candidates: tuple[str, ...] = CANDIDATES
+    # how many standard errors of the paired inner-fold gain make a richer option "clearly" better
+    clear_se: float = 1.0
 
 
 @dataclass
@@ -246,7 +248,7 @@ def _mean(per: np.ndarray) -> float:
     return float(ok.mean()) if len(ok) else float("-inf")  # -inf: the strong model is never better
 
 
-def _clearly_better(new: np.ndarray, old: np.ndarray) -> bool:
+def _clearly_better(new: np.ndarray, old: np.ndarray, se: float = 1.0) -> bool:
     """The one-standard-error rule: a more complex option (the layer means, the
     lexical blend) is taken only when its mean gain over the simpler one across
     the inner folds exceeds the standard error of that gain. Picking the best
@@ -254,23 +256,29 @@ def _clearly_better(new: np.ndarray, old: np.ndarray) -> bool:
     d = (new - old)[~np.isnan(new) & ~np.isnan(old)]
     if len(d) < 2:
         return bool(len(d) and d.mean() > 0)
-    return bool(d.mean() > d.std(ddof=1) / np.sqrt(len(d)))
+    return bool(d.mean() > se * d.std(ddof=1) / np.sqrt(len(d)))
 
 
 def fit(
     E: np.ndarray, F: np.ndarray, fast: np.ndarray, strong: np.ndarray,
     cfg: TrainConfig | None = None, progress: bool = True, L: Any = None, groups: np.ndarray | None = None,
+    domains: np.ndarray | None = None,
 ) -> Fitted:
     """L: the lexical matrix (lexical_matrix()) of the same rows; None fits
     the embedding ridge alone (procedure ridge-gain/1). groups: rows with
-    equal ids share an inner fold (calibrate.folds.prompt_groups)."""
+    equal ids share an inner fold (calibrate.folds.prompt_groups). domains
+    (e.g. MMLU subjects): the inner folds split these instead, so the model
+    selection scores each candidate on domains its fit never saw. That is
+    the question a router facing new domains must answer: under a subject
+    shift, inner folds over prompts reward subject words (the lexical part)
+    that do not carry to unseen subjects."""
     with _one_blas_thread():
-        return _fit(E, F, fast, strong, cfg or TrainConfig(), progress, L, groups)
+        return _fit(E, F, fast, strong, cfg or TrainConfig(), progress, L, groups, domains)
 
 
 def _fit(
     E: np.ndarray, F: np.ndarray, fast: np.ndarray, strong: np.ndarray, cfg: TrainConfig, progress: bool,
-    L: Any = None, groups: np.ndarray | None = None,
+    L: Any = None, groups: np.ndarray | None = None, domains: np.ndarray | None = None,
 ) -> Fitted:
     from tqdm import tqdm
 
@@ -278,8 +286,13 @@ def _fit(
     fast, strong = np.asarray(fast, float), np.asarray(strong, float)
     y = strong - fast
     n = len(y)
-    k = max(2, min(cfg.inner_folds, distinct(n, groups) // 20 or 2))
-    folds = kfold(n, k, cfg.seed, groups)
+    if domains is not None:
+        # few domains: leave one out (three categories give three inner folds, not two)
+        k = max(2, min(cfg.inner_folds, distinct(n, domains)))
+        folds = kfold(n, k, cfg.seed, domains)
+    else:
+        k = max(2, min(cfg.inner_folds, distinct(n, groups) // 20 or 2))
+        folds = kfold(n, k, cfg.seed, groups)
     grid: list[dict[str, float]] = []
     cands = [c for c in cfg.candidates if L is not None or c not in LEXICAL_CANDIDATES]
     unknown = set(cands) - set(CANDIDATES)
@@ -374,7 +387,7 @@ def _fit(
     chosen = best
     if cfg.one_se_rule:
         # the simplest candidate that the best one does not beat clearly
-        chosen = next(c for c in cands if c == best or not _clearly_better(scored[best]["per"], scored[c]["per"]))
+        chosen = next(c for c in cands if c == best or not _clearly_better(scored[best]["per"], scored[c]["per"], cfg.clear_se))
     ch = scored[chosen]
     oof = ch["oof"]
     if chosen == "baseline":
@@ -457,8 +470,9 @@ def cross_validate(
     selection included), the pooled summary and the per-fold spread. groups:
     rows with equal ids stay in one fold, outer and inner (calibrate.folds).
     outer_groups (e.g. MMLU subjects): the outer folds split these instead, so
-    each fold is scored on groups its fit never saw (a domain shift); the
-    inner CV still splits `groups`, as `train` does."""
+    each fold is scored on groups its fit never saw (a domain shift), and
+    the inner CV of each fit splits them too (fit's `domains`), as
+    `train --split-by` does."""
     with _one_blas_thread():
         return _cross_validate(E, F, fast, strong, folds, cfg, progress, L, groups, outer_groups)
 
@@ -477,7 +491,7 @@ def _cross_validate(
     splits = kfold(n, folds, cfg.seed + 1, groups if outer_groups is None else outer_groups)
     for tr, te in tqdm(splits, desc="cross-validation", unit="fold", disable=not progress, file=sys.stderr):
         m = fit(E[tr], F[tr], fast[tr], strong[tr], cfg, progress=False, L=None if L is None else L[tr],
-                groups=None if groups is None else groups[tr])
+                groups=None if groups is None else groups[tr], domains=None if outer_groups is None else outer_groups[tr])
         s = m.scores(np.asarray(E[te], np.float64), np.asarray(F[te], np.float64), None if L is None else L[te])
         scores[te], probs[te] = s, m.probs(s)
         per_fold.append(metrics.summary(s, probs[te], fast[te], strong[te]))

@@ -70,3 +70,20 @@ def _convert_run(args: argparse.Namespace) -> int:
 
 
 convert = SimpleNamespace(configure=_convert_configure, run=_convert_run)
+
+
+def domains(o: Any, field: str | None, folds: int) -> np.ndarray | None:
+    """--split-by FIELD: each row's value of that field as an integer id (None
+    without the option); too few values for the folds, or rows without the
+    field, are a clear error."""
+    if not field:
+        return None
+    names = [(e or {}).get(field) for e in (o.extra or [{} for _ in o.ids])]
+    if any(x is None for x in names):
+        raise ValueError(f"--split-by {field}: {sum(x is None for x in names)} outcomes have no {field!r} field")
+    names = [str(x) for x in names]
+    uniq = sorted(set(names))
+    if len(uniq) < folds:
+        raise ValueError(f"--split-by {field}: {len(uniq)} distinct values are too few for {folds}-fold CV")
+    ids = {g: i for i, g in enumerate(uniq)}
+    return np.asarray([ids[x] for x in names], np.int64)

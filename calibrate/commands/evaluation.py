@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from calibrate.commands.common import _add_data_args, _candidates, _config, _json, _out
-from calibrate.commands.data import _groups, featurise, load_outcomes
+from calibrate.commands.data import _groups, domains, featurise, load_outcomes
 
 
 def _evaluate_configure(p: argparse.ArgumentParser) -> None:
@@ -29,27 +29,15 @@ def _evaluate_configure(p: argparse.ArgumentParser) -> None:
         "--model", metavar="ARTIFACT",
         help="score these outcomes with an already trained artifact (no refit, no CV): how it routes data it never saw",
     )
-    p.add_argument("--split-by", choices=["group"],
-                   help="a domain shift: the outer folds split the outcomes' `group` (e.g. the MMLU subject), "
-                        "so every fold is scored on groups its fit never saw")
+    p.add_argument("--split-by", metavar="FIELD",
+                   help="a domain shift: the outer folds split this field of the outcomes (`group`: e.g. the MMLU "
+                        "subject; `category`: scripts/mmlu_categories.py), so every fold is scored on values its fit "
+                        "never saw, and each fit's model selection splits them too")
     p.add_argument("--train-on", action="append", metavar="FILE",
                    help="fit the procedure and the baseline on these outcomes and score --outcomes (e.g. GSM8K -> MMLU)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="bootstrap draws for the CIs of APGR and of APGR - baseline (0: none; default 1000)")
     p.add_argument("--candidates", help=f"comma-separated subset of the inner-CV candidates ({', '.join(_candidates())})")
-
-
-def _outer_groups(args: argparse.Namespace, o: Any) -> np.ndarray | None:
-    if not args.split_by:
-        return None
-    names = [(e or {}).get(args.split_by) for e in (o.extra or [{} for _ in o.ids])]
-    if any(x is None for x in names):
-        raise ValueError(f"--split-by {args.split_by}: {sum(x is None for x in names)} outcomes have no {args.split_by!r} field")
-    uniq = sorted(set(names))
-    if len(uniq) < args.cv:
-        raise ValueError(f"--split-by {args.split_by}: {len(uniq)} distinct values are too few for {args.cv}-fold CV")
-    ids = {g: i for i, g in enumerate(uniq)}
-    return np.asarray([ids[x] for x in names], np.int64)
 
 
 def _evaluate_run(args: argparse.Namespace) -> int:
@@ -70,7 +58,7 @@ def _evaluate_run(args: argparse.Namespace) -> int:
         raise ValueError("--repeats must be at least 1")
     cfg = _config(args)
     groups = _groups(o)
-    outer = _outer_groups(args, o)
+    outer = domains(o, args.split_by, args.cv)
     res = train.repeated_cross_validate(E, F, o.fast, o.strong, args.cv, args.repeats, cfg, not args.quiet, L=L, groups=groups,
                                         outer_groups=outer)
     s = res["summary"]

@@ -20,7 +20,7 @@ from calibrate.commands.common import (
     _out,
     _targets,
 )
-from calibrate.commands.data import _groups, featurise, load_outcomes
+from calibrate.commands.data import _groups, domains, featurise, load_outcomes
 from calibrate.commands.evaluation import format_summary
 
 
@@ -31,6 +31,9 @@ def _train_configure(p: argparse.ArgumentParser) -> None:
                    help="also run out-of-fold evaluation and store it (0: skip); with no signal the baseline is trained")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap draws for the stored CIs (default 1000)")
     p.add_argument("--candidates", help=f"comma-separated subset of the inner-CV candidates ({', '.join(_candidates())})")
+    p.add_argument("--split-by", metavar="FIELD",
+                   help="traffic that moves between domains: the model selection (and --cv) split this field of the "
+                        "outcomes (e.g. `group`), so candidates are judged on domains their fit never saw")
     _add_target_args(p)
 
 
@@ -43,18 +46,22 @@ def _train_run(args: argparse.Namespace) -> int:
     cfg = _config(args)
     cv = None
     groups = _groups(o)
+    split = domains(o, args.split_by, max(args.cv, 2))
     fallback = None
     if args.cv:
         from dataclasses import replace
 
         from calibrate import bootstrap
 
-        res = train.cross_validate(E, F, o.fast, o.strong, args.cv, cfg, not args.quiet, L=L, groups=groups)
+        res = train.cross_validate(E, F, o.fast, o.strong, args.cv, cfg, not args.quiet, L=L, groups=groups, outer_groups=split)
         cv = res["summary"]
-        base = train.cross_validate_baseline(E, o.fast, o.strong, args.cv, args.seed, groups)
+        base = train.cross_validate_baseline(E, o.fast, o.strong, args.cv, args.seed, groups, split)
         cv["baseline"] = {k: base[k] for k in ("apgr", "apgr_std", "cpt", "auroc", "procedure")}
+        if split is not None:
+            cv["split_by"] = {"field": args.split_by, "groups": int(len(np.unique(split)))}
         if args.bootstrap:
-            cv["ci"] = bootstrap.intervals([(res["scores"], res["splits"])], o.fast, o.strong, groups,
+            # whole domains are drawn under --split-by, as evaluate does
+            cv["ci"] = bootstrap.intervals([(res["scores"], res["splits"])], o.fast, o.strong, groups if split is None else split,
                                            [(base["scores"], base["splits"])], draws=args.bootstrap, seed=args.seed)
         _err(format_summary(cv))
         if "ci" in cv and bootstrap.no_signal(cv["ci"]) and cfg.candidates != ("baseline",):
@@ -63,7 +70,7 @@ def _train_run(args: argparse.Namespace) -> int:
             cfg = replace(cfg, candidates=("baseline",))
             res = {**res, "probs": None}
             _err(f"warning: {fallback}")
-    fitted = train.fit(E, F, o.fast, o.strong, cfg, not args.quiet, L=L, groups=groups)
+    fitted = train.fit(E, F, o.fast, o.strong, cfg, not args.quiet, L=L, groups=groups, domains=split)
     fast, strong = np.asarray(o.fast), np.asarray(o.strong)
     # The threshold table comes from held-out scores: the outer CV's when run,
     # else the inner CV's of the final fit.

@@ -229,3 +229,53 @@ def test_unknown_candidate_is_a_clear_error(tmp_path, capsys):
     path = _table(tmp_path / "t.jsonl", n=60)
     assert main(["evaluate", "--outcomes", str(path), *EVAL, "--candidates", "baseline,magic"]) == 1
     assert "unknown ['magic']" in capsys.readouterr().err
+
+
+def _domain_word_table(n=480, domains=12, seed=6):
+    """Each domain has its own word, and the domains differ in how often the strong model
+    is better; nothing else carries signal. Within the seen domains the word predicts the
+    gain; on a domain never seen it says nothing (what subject names do under a subject shift)."""
+    rng = np.random.default_rng(seed)
+    dom = np.arange(n) % domains
+    hard = rng.permutation(domains) < domains // 2
+    strong = (rng.random(n) < np.where(hard[dom], 0.85, 0.15)).astype(float)
+    fast = (rng.random(n) < 0.2).astype(float)
+    E = rng.normal(size=(n, 384))
+    E /= np.linalg.norm(E, axis=1, keepdims=True)
+    filler = ["alpha", "beta", "gamma", "delta", "eps", "zeta"]
+    msgs = [[{"role": "user", "content": f"topic{d}x " + " ".join(rng.choice(filler, 12)) + f" {i}"}] for i, d in enumerate(dom)]
+    F = np.asarray([cheap_features(m) for m in msgs])
+    return msgs, E, F, fast, strong, dom
+
+
+@pytest.mark.slow  # ~10 s of fits (more on a loaded machine)
+def test_model_selection_over_domains_does_not_take_words_that_do_not_carry():
+    msgs, E, F, fast, strong, dom = _domain_word_table()
+    L = train.lexical_matrix(msgs)
+    cfg = train.TrainConfig(**{**SMALL.__dict__, "clear_se": 2.0})
+    # inner folds over prompts: the domain words look like signal, the lexical part is taken
+    over_prompts = train.fit(E, F, fast, strong, cfg, progress=False, L=L)
+    assert over_prompts.candidate in train.LEXICAL_CANDIDATES, over_prompts.candidates
+    # inner folds over domains: every candidate is judged on unseen domains, where the
+    # words carry nothing, so the simplest is kept
+    over_domains = train.fit(E, F, fast, strong, cfg, progress=False, L=L, domains=dom)
+    assert over_domains.candidate not in train.LEXICAL_CANDIDATES, over_domains.candidates
+    assert all(len(c["per_fold"]) == 3 for c in over_domains.candidates)  # 12 domains: 3 inner folds
+    # and the outer CV by domain hands each fit its own domains
+    res = train.cross_validate(E, F, fast, strong, 3, cfg, progress=False, L=L, outer_groups=dom)
+    picked = [f["candidate"] for f in res["summary"]["folds"]]
+    assert not set(picked) & set(train.LEXICAL_CANDIDATES), picked
+
+
+def test_train_split_by_records_the_domain_split(tmp_path, capsys):
+    path = _table(tmp_path / "t.jsonl", subjects=6)
+    art = tmp_path / "art"
+    assert main(["train", "--outcomes", str(path), "--out", str(art), "--cv", "3", "--quiet", "--embedder", "hash",
+                 "--no-cache", "--bootstrap", "100", "--split-by", "group", "--target-share", "0.3"]) == 0
+    meta = json.loads((art / "meta.json").read_text())
+    assert meta["metrics"]["split_by"] == {"field": "group", "groups": 6}
+    assert meta["metrics"]["ci"]["resampled"] == "6 groups"
+    capsys.readouterr()
+    assert main(["train", "--outcomes", str(path), "--out", str(tmp_path / "x"), "--cv", "3", "--quiet", "--embedder", "hash",
+                 "--no-cache", "--split-by", "nofield"]) == 1
+    assert "have no 'nofield' field" in capsys.readouterr().err
