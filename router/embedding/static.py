@@ -99,6 +99,9 @@ class StaticClassifier:
     cache compares, is not used for routing. Static encoding is a table
     look-up and a mean (~1 ms), so it runs inline."""
 
+    # the pipeline skips its MiniLM pass when nothing else (semantic cache, logged embedding) needs it
+    reads_vector = False
+
     def __init__(self, classifier: Any, encoder: StaticEncoder) -> None:
         self.classifier = classifier
         self.encoder = encoder

@@ -138,9 +138,14 @@ class Pipeline:
         # semantic cache and the decision log its sentence embedding
         forced = req.controls.force_route
         ruled = effect is not None and effect.route is not None
-        wants_classifier = rs.pin is None and forced is None and not ruled and self.classifier is not None
+        # one artifact per request: a reload meanwhile does not mix two (router/learning/slot.py)
+        snap = snapshot(self.classifier)
+        wants_classifier = rs.pin is None and forced is None and not ruled and snap[0] is not None
         wants_semantic = cache_on and not req.controls.cache.no_cache and self.cache.needs_embedding(req)  # type: ignore[union-attr]
-        if self.embedder is not None and (wants_classifier or wants_semantic):
+        # a classifier on its own encoder (classifier.encoder: static) needs no MiniLM pass:
+        # with the semantic cache off and no embedding to log, that pass is skipped
+        reads_vector = wants_classifier and getattr(snap[0], "reads_vector", True)
+        if self.embedder is not None and (reads_vector or wants_semantic or (wants_classifier and self.settings.decisions.store_embedding)):
             with tracing.span("thinkgate.embed"):
                 vector = await self.embedder.embed(req.messages)
             embedding = sentence(vector)
@@ -154,7 +159,7 @@ class Pipeline:
                     return self._cache_reply(req, d, hit, t0)
 
         with tracing.span("thinkgate.classify") as sp:
-            route, pinned = self._decide(req, rs, d, vector, effect)
+            route, pinned = self._decide(req, rs, d, vector, effect, snap)
             sp.set("thinkgate.route", route)
             sp.set("thinkgate.difficulty", d.difficulty)
         route, turn = await conversation.begin(self.conversations, self.settings.routing, req, d, route, pinned)
@@ -187,7 +192,8 @@ class Pipeline:
         return Reply(d, body=body)
 
     def _decide(
-        self, req: ChatRequest, rs: RouteSettings, d: Decision, vector: Any, effect: rules.RuleEffect | None = None
+        self, req: ChatRequest, rs: RouteSettings, d: Decision, vector: Any, effect: rules.RuleEffect | None = None,
+        snap: tuple[Any, Any] | None = None,
     ) -> tuple[Route, str | None]:
         forced = req.controls.force_route
         if rs.pin is not None:
@@ -200,9 +206,8 @@ class Pipeline:
         if effect is not None and effect.route is not None:
             d.route, d.reason = effect.route, "rule"
             return effect.route, None
-        # one artifact per request: a reload meanwhile does not mix two (router/learning/slot.py)
-        classifier, d.artifact = snapshot(self.classifier)
-        if classifier is not None and vector is not None:
+        classifier, d.artifact = snap if snap is not None else snapshot(self.classifier)
+        if classifier is not None and (vector is not None or (self.embedder is not None and not getattr(classifier, "reads_vector", True))):
             p = float(classifier.predict(req.messages, vector))
             threshold = rs.threshold if rs.threshold is not None else float(classifier.threshold)
             if effect is not None and effect.threshold is not None:
