@@ -12,7 +12,7 @@ import numpy as np
 
 
 def evaluate_transfer(args: argparse.Namespace, test: Any) -> int:
-    from calibrate import bootstrap, metrics, train
+    from calibrate import baseline, bootstrap, metrics, train
     from calibrate.commands import featurise, format_summary, load_outcomes
     from calibrate.commands.common import _config, _json, _out
     from calibrate.commands.data import _groups
@@ -33,8 +33,8 @@ def evaluate_transfer(args: argparse.Namespace, test: Any) -> int:
     scores = m.scores(np.asarray(E2, np.float64), np.asarray(F2, np.float64), L2)
     fast, strong = np.asarray(test.fast, float), np.asarray(test.strong, float)
     s = metrics.summary(scores, m.probs(scores), fast, strong)
-    base = train._baseline_fit(np.asarray(E1, np.float64), metrics.needs_strong(tr.fast, tr.strong))
-    b_scores = train._baseline_score(base, np.asarray(E2, np.float64))
+    base = baseline.fit_baseline(np.asarray(E1, np.float64), metrics.needs_strong(tr.fast, tr.strong))
+    b_scores = baseline.score_baseline(base, np.asarray(E2, np.float64))
     b = metrics.summary(b_scores, b_scores, fast, strong)
     s["baseline"] = {k: b[k] for k in ("apgr", "cpt", "auroc")} | {"procedure": "baseline: LogisticRegression(C=1) on embeddings"}
     s["procedure"] = f"{m.procedure} fitted on {', '.join(args.train_on)} ({len(tr)} outcomes), scored here: no refit"

@@ -41,7 +41,7 @@ def _evaluate_configure(p: argparse.ArgumentParser) -> None:
 
 
 def _evaluate_run(args: argparse.Namespace) -> int:
-    from calibrate import bootstrap, folds, train
+    from calibrate import bootstrap, crossval, folds, train
 
     o = load_outcomes(args.outcomes, getattr(args, "tenant", None))
     if args.model:
@@ -59,21 +59,21 @@ def _evaluate_run(args: argparse.Namespace) -> int:
     cfg = _config(args)
     groups = _groups(o)
     outer = domains(o, args.split_by, args.cv)
-    res = train.repeated_cross_validate(E, F, o.fast, o.strong, args.cv, args.repeats, cfg, not args.quiet, L=L, groups=groups,
+    res = crossval.repeated_cross_validate(E, F, o.fast, o.strong, args.cv, args.repeats, cfg, not args.quiet, L=L, groups=groups,
                                         outer_groups=outer)
     s = res["summary"]
-    bs = [train.cross_validate_baseline(E, o.fast, o.strong, args.cv, args.seed + r, groups, outer) for r in range(args.repeats)]
+    bs = [crossval.cross_validate_baseline(E, o.fast, o.strong, args.cv, args.seed + r, groups, outer) for r in range(args.repeats)]
     b = {"apgr": folds.fold_mean([x["apgr"] for x in bs]), "apgr_std": folds.fold_mean([x["apgr_std"] for x in bs]),
          "cpt": {k: folds.fold_mean([x["cpt"][k] for x in bs]) for k in bs[0]["cpt"]},
          "auroc": folds.fold_mean([x["auroc"] for x in bs]), "procedure": bs[0]["procedure"]}
     s["baseline"] = b  # the same fold splits as the procedure, averaged the same way
     if args.split_by:
-        s["split_by"] = {"field": args.split_by, "groups": int(len(np.unique(outer)))}
+        s["split_by"] = {"field": args.split_by, "groups": len(np.unique(outer))}
     if args.baseline and not args.json:
         _out(f"baseline (LR on embeddings): APGR {b['apgr']:.3f} ± {b['apgr_std']:.3f}, CPT(80%) {100 * b['cpt']['80']:.1f}%")
     if args.compare:
         old = train.TrainConfig(seed=args.seed, candidates=("cheap", "full"))
-        r = train.repeated_cross_validate(E, F, o.fast, o.strong, args.cv, args.repeats, old, not args.quiet, L=L, groups=groups,
+        r = crossval.repeated_cross_validate(E, F, o.fast, o.strong, args.cv, args.repeats, old, not args.quiet, L=L, groups=groups,
                                           outer_groups=outer)["summary"]
         s["previous"] = {k: r[k] for k in ("apgr", "apgr_std", "cpt", "auroc", "procedure")}
         if not args.json:

@@ -38,7 +38,7 @@ def _train_configure(p: argparse.ArgumentParser) -> None:
 
 
 def _train_run(args: argparse.Namespace) -> int:
-    from calibrate import artifact, train
+    from calibrate import artifact, crossval, train
 
     o = load_outcomes(args.outcomes, getattr(args, "tenant", None))
     E, F, enc_id = featurise(o, args.embedder, not args.no_cache, not args.quiet)
@@ -53,12 +53,12 @@ def _train_run(args: argparse.Namespace) -> int:
 
         from calibrate import bootstrap
 
-        res = train.cross_validate(E, F, o.fast, o.strong, args.cv, cfg, not args.quiet, L=L, groups=groups, outer_groups=split)
+        res = crossval.cross_validate(E, F, o.fast, o.strong, args.cv, cfg, not args.quiet, L=L, groups=groups, outer_groups=split)
         cv = res["summary"]
-        base = train.cross_validate_baseline(E, o.fast, o.strong, args.cv, args.seed, groups, split)
+        base = crossval.cross_validate_baseline(E, o.fast, o.strong, args.cv, args.seed, groups, split)
         cv["baseline"] = {k: base[k] for k in ("apgr", "apgr_std", "cpt", "auroc", "procedure")}
         if split is not None:
-            cv["split_by"] = {"field": args.split_by, "groups": int(len(np.unique(split)))}
+            cv["split_by"] = {"field": args.split_by, "groups": len(np.unique(split))}
         if args.bootstrap:
             # whole domains are drawn under --split-by, as evaluate does
             cv["ci"] = bootstrap.intervals([(res["scores"], res["splits"])], o.fast, o.strong, groups if split is None else split,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.model_selection import KFold
 
-from calibrate import train
+from calibrate import crossval, train
 from calibrate.folds import fold_mean, kfold, prompt_groups
 from policies.features import cheap_features
 from router.embedding.encoders import HashEncoder
@@ -52,8 +52,8 @@ def test_grouped_cv_does_not_reward_memorising_repeats():
     msgs = [[{"role": "user", "content": t}] for t in texts]
     E, F, L = HashEncoder().encode(texts), np.asarray([cheap_features(m) for m in msgs]), train.lexical_matrix(msgs)
     fast, strong = fast_p[rows], strong_p[rows]
-    leaky = train.cross_validate(E, F, fast, strong, 5, progress=False, L=L)["summary"]
-    grouped = train.cross_validate(E, F, fast, strong, 5, progress=False, L=L, groups=prompt_groups(texts))["summary"]
+    leaky = crossval.cross_validate(E, F, fast, strong, 5, progress=False, L=L)["summary"]
+    grouped = crossval.cross_validate(E, F, fast, strong, 5, progress=False, L=L, groups=prompt_groups(texts))["summary"]
     assert leaky["apgr"] > 1.0
     assert grouped["apgr"] < 0.8
     assert grouped["distinct_prompts"] == 60 and leaky["distinct_prompts"] == 300

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from calibrate import artifact, bootstrap, metrics, train
+from calibrate import artifact, bootstrap, crossval, metrics, train
 from calibrate.cli import main
 from calibrate.outcomes import write
 from calibrate.report import markdown
@@ -59,8 +59,8 @@ def test_candidates_are_tried_on_the_same_folds_and_the_simplest_is_preferred():
 def test_where_only_the_baseline_has_signal_the_procedure_is_not_below_it():
     msgs, E, F, fast, strong = _baseline_table(n=500, seed=1)
     L = train.lexical_matrix(msgs)
-    res = train.cross_validate(E, F, fast, strong, 4, SMALL, progress=False, L=L)
-    base = train.cross_validate_baseline(E, fast, strong, 4, SMALL.seed)
+    res = crossval.cross_validate(E, F, fast, strong, 4, SMALL, progress=False, L=L)
+    base = crossval.cross_validate_baseline(E, fast, strong, 4, SMALL.seed)
     assert [te.tolist() for _, te in res["splits"]] == [te.tolist() for _, te in base["splits"]]  # same folds
     picked = [f["candidate"] for f in res["summary"]["folds"]]
     assert set(picked) <= {"baseline", "embedding", "cheap"}, picked  # never a lexical part fitted on noise words
@@ -199,10 +199,10 @@ def test_split_by_group_keeps_groups_disjoint(tmp_path, capsys):
     groups = np.arange(240) % 6
     E = np.random.default_rng(0).normal(size=(240, 384))
     fast, strong = np.zeros(240), (np.arange(240) % 2).astype(float)
-    res = train.cross_validate(E, np.zeros((240, 13)), fast, strong, 3, SMALL, progress=False, outer_groups=groups)
+    res = crossval.cross_validate(E, np.zeros((240, 13)), fast, strong, 3, SMALL, progress=False, outer_groups=groups)
     for tr, te in res["splits"]:
         assert not set(groups[tr]) & set(groups[te]) and len(te)
-    base = train.cross_validate_baseline(E, fast, strong, 3, SMALL.seed, outer_groups=groups)
+    base = crossval.cross_validate_baseline(E, fast, strong, 3, SMALL.seed, outer_groups=groups)
     assert [te.tolist() for _, te in base["splits"]] == [te.tolist() for _, te in res["splits"]]
     # too few groups, or rows without the field: a clear error, not a crash
     assert main(["evaluate", "--outcomes", str(_table(tmp_path / "two.jsonl", subjects=2)), *EVAL, "--split-by", "group"]) == 1
@@ -264,7 +264,7 @@ def test_model_selection_over_domains_does_not_take_words_that_do_not_carry():
     assert over_domains.candidate not in train.LEXICAL_CANDIDATES, over_domains.candidates
     assert all(len(c["per_fold"]) == 3 for c in over_domains.candidates)  # 12 domains: 3 inner folds
     # and the outer CV by domain hands each fit its own domains
-    res = train.cross_validate(E, F, fast, strong, 3, cfg, progress=False, L=L, outer_groups=dom)
+    res = crossval.cross_validate(E, F, fast, strong, 3, cfg, progress=False, L=L, outer_groups=dom)
     picked = [f["candidate"] for f in res["summary"]["folds"]]
     assert not set(picked) & set(train.LEXICAL_CANDIDATES), picked
 
