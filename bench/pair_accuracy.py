@@ -45,7 +45,12 @@ SHOTS = [(f"What is {e}?", a) for e, a in EXPRS[:3]]
 def gsm8k_step_items(n: int, seed: int) -> list[Item]:
     from scripts.derive_prompts import gsm8k_steps
 
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "math" / "gsm8k.jsonl"
+    # ../shared/data beside the repository (or beside the folder of worktrees holding it)
+    here = Path(__file__).resolve().parents[1]
+    path = next((p / "shared" / "data" / "math" / "gsm8k.jsonl" for p in here.parents
+                 if (p / "shared" / "data" / "math" / "gsm8k.jsonl").is_file()), None)
+    if path is None:
+        raise SystemExit("../shared/data/math/gsm8k.jsonl not found beside the repository")
     rows = gsm8k_steps(path)
     rows = random.Random(seed).sample(rows, n)
     return [Item(r["id"], r["prompt"], r["answer"]) for r in rows]

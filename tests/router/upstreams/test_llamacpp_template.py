@@ -57,10 +57,14 @@ SHOTS = "7 + 5 = 12\n23 - 9 = 14\n6 * 7 = 42\n14 + 28 = 42\n9 - 4 = 5\n3 * 8 = 2
 
 
 def test_the_example_template_continues_solved_equations():
+    from bench.pair_accuracy import equation_prompt
+
     # what bench/system.py sends: "What is EXPR?" and an instruction on the next line
     r = formatter()(messages=[{"role": "system", "content": "be brief"},
                               {"role": "user", "content": "What is 12 * 3?\nAnswer with just the number."}])
     assert r.prompt == f"<bos>{SHOTS}12 * 3 ="
+    # the prompt bench/pair_accuracy.py measured in-process (where llama.cpp adds the BOS)
+    assert r.prompt == "<bos>" + equation_prompt("What is 12 * 3?")
     assert r.stop == ["\n", "<bos>"]  # one line: the next equation is never generated
     assert r.added_special  # tokenized with special tokens: "<bos>" is Gemma's BOS, added once
 
