@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--arith", type=int, metavar="N", help="bench/system.py's N arithmetic prompts")
-    src.add_argument("--gsm8k-steps", type=int, metavar="N", help="N GSM8K calculator steps (scripts/derive_prompts.py)")
+    src.add_argument("--gsm8k-steps", type=int, metavar="N", help="N GSM8K calculator steps (derive_prompts.py)")
     ap.add_argument("--configs", default="smol-chat,gemma-fewshot", help="comma-separated; the first is the baseline")
     ap.add_argument("--max-tokens", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)

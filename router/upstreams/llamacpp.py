@@ -67,7 +67,13 @@ class LlamaServer:
     """One `python -m llama_cpp.server` child serving one GGUF on loopback."""
 
     def __init__(
-        self, gguf: Path, *, n_ctx: int = 2048, n_threads: int | None = None, port: int | None = None, chat_format: str | None = None,
+        self,
+        gguf: Path,
+        *,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        port: int | None = None,
+        chat_format: str | None = None,
         chat_template: ChatTemplate | None = None,
     ) -> None:
         self.gguf = gguf

@@ -50,7 +50,8 @@ def test_the_base_model_continues_the_equation_and_stops_at_the_line_end(gemma):
 
 
 def test_a_streamed_answer_is_the_same_one_line(gemma):
-    body = {"messages": [{"role": "user", "content": "What is 9 * 3?"}], "max_tokens": 24, "temperature": 0, "stream": True}
+    body = {"messages": [{"role": "user", "content": "What is 9 * 3?"}], "max_tokens": 24, "temperature": 0,
+            "stream": True}
     text, finish = [], None
     with httpx.stream("POST", f"{gemma.api_base}/chat/completions", json=body, timeout=120) as r:
         for line in r.iter_lines():

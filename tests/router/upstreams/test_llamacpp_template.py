@@ -24,14 +24,16 @@ def settings(model: dict) -> config.Settings:
 
 def test_a_template_is_accepted_on_a_local_gguf():
     t = settings({**GEMMA, "chat_template": TEMPLATE}).models["reasoning"].chat_template
-    assert t is not None and tokenizer_config(t) == {"chat_template": TEMPLATE["jinja"], "bos_token": "<bos>", "eos_token": "\n"}
+    assert t is not None
+    assert tokenizer_config(t) == {"chat_template": TEMPLATE["jinja"], "bos_token": "<bos>", "eos_token": "\n"}
 
 
 @pytest.mark.parametrize(
     "model, needle",
     [
         ({**GEMMA, "chat_format": "gemma", "chat_template": TEMPLATE}, "without 'chat_format'"),
-        ({"provider": "openai", "model": "m", "api_base": "http://127.0.0.1:1/v1", "chat_template": TEMPLATE}, "local llama.cpp"),
+        ({"provider": "openai", "model": "m", "api_base": "http://127.0.0.1:1/v1", "chat_template": TEMPLATE},
+         "local llama.cpp"),
         ({**GEMMA, "api_base": "http://127.0.0.1:1/v1", "chat_template": TEMPLATE}, "no api_base"),
         ({**GEMMA, "chat_template": {**TEMPLATE, "jinja": "{% if x %}unclosed"}}, "does not compile"),
         ({**GEMMA, "chat_template": {**TEMPLATE, "stop": ""}}, "stop"),
