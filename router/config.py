@@ -21,7 +21,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from router.settings.access import ApiKey, AuthSettings, BreakerSettings, LimitSettings, ServerSettings
 from router.settings.embeddings import EmbeddingModelSettings, EmbeddingsSettings
 from router.settings.learning import LearningSettings, OutcomeLogSettings
-from router.settings.models import DeerSettings, ModelSettings, Price
+from router.settings.models import ChatTemplate, DeerSettings, ModelSettings, Price
 from router.settings.routing import (
     ClassifierSettings,
     EffortStep,
@@ -35,7 +35,7 @@ from router.settings.section import Section as _Section
 from router.settings.stores import CacheSettings, DecisionLogSettings, ResponsesSettings
 
 __all__ = [
-    "ApiKey", "AuthSettings", "BreakerSettings", "CacheSettings", "ClassifierSettings", "ConfigError",
+    "ApiKey", "AuthSettings", "BreakerSettings", "CacheSettings", "ChatTemplate", "ClassifierSettings", "ConfigError",
     "DecisionLogSettings", "DeerSettings", "EffortStep", "EmbeddingModelSettings", "EmbeddingsSettings",
     "JointSettings", "LearningSettings", "LimitSettings", "ModelSettings", "OutcomeLogSettings", "Price",
     "ResponsesSettings", "RouteSettings", "RoutingSettings", "RuleMatch", "RuleSettings", "SelfRefSettings",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from router.settings.section import Section
 
@@ -62,6 +62,26 @@ class DeerSettings(Section):
         return self
 
 
+class ChatTemplate(Section):
+    """A Jinja chat template for a local llama.cpp model (router/upstreams/llamacpp_template.py)."""
+
+    jinja: str = Field(min_length=1, description="rendered with messages, bos_token, eos_token (= stop)")
+    bos_token: str = Field(min_length=1, description="the model's BOS text, e.g. <bos>; also a stop string")
+    stop: str = Field(min_length=1, description="generation ends at this text, e.g. a newline")
+
+    @field_validator("jinja")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        import jinja2
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        try:  # the environment llama-cpp-python renders it in
+            ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(v)
+        except jinja2.TemplateError as e:
+            raise ValueError(f"the template does not compile: {type(e).__name__}: {e}") from None
+        return v
+
+
 class ModelSettings(Section):
     """One concrete upstream model."""
 
@@ -85,12 +105,17 @@ class ModelSettings(Section):
     n_ctx: int = Field(2048, ge=256)
     n_threads: int | None = None
     chat_format: str | None = None  # llama-cpp-python's name (e.g. "gemma") for a GGUF without a chat template
+    chat_template: ChatTemplate | None = None  # or a template of its own (e.g. worked examples for a base model)
     extra: dict[str, Any] = Field(default_factory=dict)  # passed to the provider as-is
 
     @model_validator(mode="after")
     def _check(self) -> ModelSettings:
         if self.provider == "llamacpp" and not (self.gguf or self.api_base):
             raise ValueError("provider 'llamacpp' needs 'gguf' (package:NAME or a path) or 'api_base'")
+        if self.chat_template and (self.provider != "llamacpp" or self.api_base or self.chat_format):
+            raise ValueError(
+                "'chat_template' is for a local llama.cpp model (provider llamacpp, gguf, no api_base) without 'chat_format'"
+            )
         if self.provider == "openai" and not self.api_base:
             raise ValueError("provider 'openai' needs 'api_base' (an OpenAI-compatible server URL)")
         if self.provider in ("litellm", "openai") and not self.model:

@@ -21,7 +21,8 @@ def endpoint(name: str, ms: ModelSettings, local: LocalServers | None = None) ->
     if ms.provider == "llamacpp" and not ms.api_base:
         if local is None:
             raise ValueError(f"model {name}: a local llama.cpp model needs a LocalServers manager")
-        server = local.get(ms.gguf or "", n_ctx=ms.n_ctx, n_threads=ms.n_threads, chat_format=ms.chat_format)
+        server = local.get(ms.gguf or "", n_ctx=ms.n_ctx, n_threads=ms.n_threads, chat_format=ms.chat_format,
+                           chat_template=ms.chat_template)
         return server.api_base, server.gguf
     return ms.api_base, None
 

@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,6 +20,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from router.config import ChatTemplate
 
 log = logging.getLogger("thinkgate.llamacpp")
 
@@ -64,10 +67,19 @@ class LlamaServer:
     """One `python -m llama_cpp.server` child serving one GGUF on loopback."""
 
     def __init__(
-        self, gguf: Path, *, n_ctx: int = 2048, n_threads: int | None = None, port: int | None = None, chat_format: str | None = None
+        self,
+        gguf: Path,
+        *,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        port: int | None = None,
+        chat_format: str | None = None,
+        chat_template: ChatTemplate | None = None,
     ) -> None:
         self.gguf = gguf
         self.chat_format = chat_format
+        self.chat_template = chat_template
+        self._template_file: Path | None = None
         self.n_ctx = n_ctx
         self.n_threads = n_threads or max(1, min(4, os.cpu_count() or 1))
         self.port = port or free_port()
@@ -95,15 +107,26 @@ class LlamaServer:
             "--interrupt_requests", "false",
             "--verbose", "false",
         ]  # fmt: skip
-        if self.chat_format:  # else the GGUF's own template (llama-2's format when it has none)
+        if self.chat_template:
+            from router.upstreams.llamacpp_template import write_tokenizer_config
+
+            self._template_file = write_tokenizer_config(self.chat_template)
+            cmd += ["--chat_format", "hf-tokenizer-config", "--hf_tokenizer_config_path", str(self._template_file)]
+        elif self.chat_format:  # else the GGUF's own template (llama-2's format when it has none)
             cmd += ["--chat_format", self.chat_format]
         log.info("starting local model server: %s on port %d", self.gguf.name, self.port)
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        except BaseException:
+            self.stop()
+            raise
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 err = (self.proc.stderr.read() if self.proc.stderr else b"").decode(errors="replace")[-2000:]
-                raise LocalModelError(f"local model server exited with {self.proc.returncode}: {err}")
+                code = self.proc.returncode
+                self.stop()  # removes the template file
+                raise LocalModelError(f"local model server exited with {code}: {err}")
             try:
                 if httpx.get(f"{self.api_base}/models", timeout=1.0).status_code == 200:
                     return
@@ -122,19 +145,24 @@ class LlamaServer:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        if self._template_file is not None:
+            shutil.rmtree(self._template_file.parent, ignore_errors=True)
+            self._template_file = None
 
 
 class LocalServers:
     """Starts one server per distinct GGUF and shares it between models."""
 
     def __init__(self) -> None:
-        self._servers: dict[tuple[Path, int, str | None], LlamaServer] = {}
+        self._servers: dict[tuple[Path, int, str | None, tuple[str, ...] | None], LlamaServer] = {}
 
-    def get(self, spec: str, *, n_ctx: int, n_threads: int | None, chat_format: str | None = None) -> LlamaServer:
+    def get(self, spec: str, *, n_ctx: int, n_threads: int | None, chat_format: str | None = None,
+            chat_template: ChatTemplate | None = None) -> LlamaServer:
         gguf = locate_gguf(spec)
-        key = (gguf, n_ctx, chat_format)
+        t = chat_template
+        key = (gguf, n_ctx, chat_format, (t.jinja, t.bos_token, t.stop) if t else None)
         if key not in self._servers:
-            server = LlamaServer(gguf, n_ctx=n_ctx, n_threads=n_threads, chat_format=chat_format)
+            server = LlamaServer(gguf, n_ctx=n_ctx, n_threads=n_threads, chat_format=chat_format, chat_template=t)
             server.start()
             self._servers[key] = server
         return self._servers[key]
