@@ -92,7 +92,7 @@ def run_passes(url: str, alias: str, items: list[Item], instruction: str, max_to
             if d.get("route") != "fast":
                 raise RuntimeError(f"alias {alias!r} did not answer on the fast route ({d.get('route')}): give it threshold 1.0")
             rows.append({
-                "id": it.id, "p": d.get("difficulty"), "conf": d.get("confidence"),
+                "id": it.id, "prompt": msgs[0]["content"], "p": d.get("difficulty"), "conf": d.get("confidence"),
                 "fast": float(grade(fast["text"], it.answer)[1]), "strong": float(grade(strong["text"], it.answer)[1]),
                 "fast_tokens": fast["tokens"], "strong_tokens": strong["tokens"],
                 "fast_ttft": fast["ttft"], "fast_latency": fast["latency"],
@@ -184,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mt-bench-file", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "prompts" / "mt-bench.jsonl"))
     ap.add_argument("--margin", type=float, default=0.3, help="routing.margin for the sticky comparison")
     ap.add_argument("--target-share", type=float, default=0.5, help="the joint policy's fitted reasoning share")
-    ap.add_argument("--bins", type=int, default=2)
+    ap.add_argument("--family", choices=["linear", "bins"], default="linear", help="the joint policy family (calibrate joint --family)")
+    ap.add_argument("--bins", type=int, default=2, help="--family bins: P bins")
+    ap.add_argument("--learn", action="store_true",
+                    help="P from a classifier trained on the fit half's outcomes (calibrate.joint.learned_p), "
+                         "not the gateway's artifact: the router after it has learned this traffic")
     ap.add_argument("--fast-price", type=float, default=0.4, help="USD per 1M output tokens, fast model")
     ap.add_argument("--strong-price", type=float, default=4.0, help="USD per 1M output tokens, reasoning model")
     ap.add_argument("--stream-mode", choices=["prefix", "buffer"], default="prefix")
@@ -215,7 +219,14 @@ def main(argv: list[str] | None = None) -> int:
                    np.array([np.nan if r["conf"] is None else r["conf"] for r in rows], float),
                    np.array([r["fast"] for r in rows], float), np.array([r["strong"] for r in rows], float),
                    np.array([r["fast_tokens"] * prices[0] for r in rows]), np.array([r["strong_tokens"] * prices[1] for r in rows]))
-    fit = joint.fit(d, {"target_share": args.target_share}, bins=args.bins, seed=args.seed)
+    if args.learn:
+        if any("prompt" not in r for r in rows):
+            print("bench/system: --learn needs rows with their prompt (saved by this version's --save-rows)", file=sys.stderr)
+            return 2
+        d.p = joint.learned_p([r["prompt"] for r in rows], d.fast, d.strong, seed=args.seed)
+        for r, x in zip(rows, d.p):
+            r["p"] = float(x)  # the mode table reads P from the rows
+    fit = joint.fit(d, {"target_share": args.target_share}, bins=args.bins, seed=args.seed, family=args.family)
     # the table is on the held-out half too; single signals cut at the joint policy's share
     held = [rows[i] for i in fit["eval_idx"]]
     hp = np.array([r["p"] for r in held], float)

@@ -7,9 +7,20 @@ quality / reasoning-share curve with the classifier alone and Self-Ref alone.
 Each outcome row needs `fast`, `strong`, `fast_confidence` (the `collect`
 helper fills it from the fast model's logprobs) and `p` (the classifier's
 P(needs reasoning)); without `p`, --model scores the prompts with an artifact.
-The rows are split in two halves: the policy grid is searched on the first,
-and every curve (joint, classifier alone, Self-Ref alone) is measured on the
+The rows are split in two halves: the policy is fitted on the first, and
+every curve (joint, classifier alone, Self-Ref alone) is measured on the
 second, so the joint policy's extra parameters buy it no in-sample advantage.
+
+Two families (--family):
+- `linear` (default): rank the prompts by one score, confidence - slope * P,
+  and escalate below a cut (p_hi infinite). The slope is the one whose curve
+  has the best system APGR on the fit half (the smallest among equals; slope
+  0 is Self-Ref alone); the held-out curve is every cut of that score, as the
+  single signals' curves are every cut of theirs. One parameter beside the
+  cut, so a few dozen prompts can fit it.
+- `bins`: a grid over p_hi and one confidence threshold per P bin, whose
+  fit-half Pareto policies are measured on the held-out half. Many
+  parameters: on 80 fit prompts it did no better than Self-Ref alone.
 A prompt's outcome under a policy: reasoning at once (strong score, strong
 cost), kept fast (fast score, fast cost), or escalated (strong score, both
 costs). Reasoning share counts every prompt that reached the reasoning model.
@@ -56,13 +67,13 @@ class Data:
 
 def simulate(d: Data, policy: JointPolicy, on_missing: str = "trust") -> Point:
     at_once = d.p >= policy.p_hi
-    t = np.asarray(policy.thresholds)[np.searchsorted(np.asarray(policy.edges), d.p, side="right")]
+    t = np.asarray(policy.thresholds)[np.searchsorted(np.asarray(policy.edges), d.p, side="right")] + policy.slope * d.p
     missing = np.isnan(d.conf)
     esc = np.where(missing, (on_missing == "escalate") & (t > 0), np.nan_to_num(d.conf, nan=1.0) < t) & ~at_once
     strong = at_once | esc
     quality = np.where(strong, d.strong, d.fast).mean()
     cost = np.where(at_once, d.strong_cost, d.fast_cost + np.where(esc, d.strong_cost, 0.0)).mean()
-    pol = {"p_hi": policy.p_hi, "edges": list(policy.edges), "thresholds": list(policy.thresholds)}
+    pol = {"p_hi": policy.p_hi, "edges": list(policy.edges), "thresholds": list(policy.thresholds), "slope": policy.slope}
     return Point(float(strong.mean()), float(quality), float(cost), pol)
 
 
@@ -89,6 +100,27 @@ def joint_grid(d: Data, bins: int = 2, steps: int = 10, on_missing: str = "trust
         for ts in product(cuts, repeat=len(edges) + 1):
             points.append(simulate(d, JointPolicy(float(p_hi), tuple(float(t) for t in ts), edges), on_missing))
     return points
+
+
+SLOPES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+
+
+def linear_curve(d: Data, slope: float, on_missing: str = "trust") -> list[Point]:
+    """Every cut of the score confidence - slope * P (escalate below it)."""
+    known = ~np.isnan(d.conf)
+    score = d.conf[known] - slope * d.p[known]
+    # the score lies in [-slope, 1]: a cut of -slope never escalates, ALWAYS always does
+    cuts = np.unique(np.concatenate([score, [NEVER - slope, ALWAYS]]))
+    # escalate when conf < cut + slope * P  <=>  score < cut
+    return [simulate(d, JointPolicy(math.inf, (float(c),), (), slope), on_missing) for c in cuts]
+
+
+def best_slope(d: Data, slopes: tuple[float, ...] = SLOPES, on_missing: str = "trust") -> tuple[float, dict[float, float]]:
+    """The slope whose curve has the best system APGR on `d` (the smallest among equals)."""
+    qf, qs = float(d.fast.mean()), float(d.strong.mean())
+    scores = {s: system_apgr(linear_curve(d, s, on_missing), qf, qs) for s in slopes}
+    best = max(slopes, key=lambda s: (np.nan_to_num(scores[s], nan=-np.inf), -s))
+    return best, scores
 
 
 def frontier(points: list[Point], key: str = "share") -> list[Point]:
@@ -128,19 +160,61 @@ def choose(front: list[Point], q_fast: float, q_strong: float, target: dict[str,
     return None
 
 
-def fit(d: Data, target: dict[str, float | None], bins: int = 2, seed: int = 0, on_missing: str = "trust") -> dict[str, Any]:
-    n = len(d.p)
+def halves(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The (fit, held-out) row indices fit() uses."""
     idx = np.random.default_rng(seed).permutation(n)
-    fit_idx, eval_idx = idx[: n // 2], idx[n // 2 :]
+    return idx[: n // 2], idx[n // 2 :]
+
+
+def learned_p(prompts: list[Any], fast: np.ndarray, strong: np.ndarray, seed: int = 0, folds: int = 5,
+              embedder: str = "auto") -> np.ndarray:
+    """P from a classifier trained on the fit half's own outcomes (the user's
+    traffic), never on the held-out half: out-of-fold on the fit half (so the
+    joint policy is fitted on P it would see in serving), and from one fit on
+    the whole fit half for the held-out rows. The procedure is `calibrate
+    train`'s (select-lex/4)."""
+    from calibrate import train
+    from calibrate.commands import featurise
+    from calibrate.folds import kfold
+    from calibrate.outcomes import Outcomes
+
+    n = len(prompts)
+    fit_idx, eval_idx = halves(n, seed)
+    o = Outcomes([str(i) for i in range(n)], list(prompts), list(map(float, fast)), list(map(float, strong)), [])
+    E, F, _ = featurise(o, embedder, True, False)
+    L = train.lexical_matrix([o.messages(i) for i in range(n)]).tocsr()
+    p = np.zeros(n)
+    fa, st = np.asarray(fast, float), np.asarray(strong, float)
+    for tr, te in kfold(len(fit_idx), folds, seed):
+        a, b = fit_idx[tr], fit_idx[te]
+        m = train.fit(E[a], F[a], fa[a], st[a], progress=False, L=L[a])
+        p[b] = m.probs(m.scores(E[b], F[b], L[b]))
+    m = train.fit(E[fit_idx], F[fit_idx], fa[fit_idx], st[fit_idx], progress=False, L=L[fit_idx])
+    p[eval_idx] = m.probs(m.scores(E[eval_idx], F[eval_idx], L[eval_idx]))
+    return p
+
+
+def fit(d: Data, target: dict[str, float | None], bins: int = 2, seed: int = 0, on_missing: str = "trust",
+        family: str = "linear") -> dict[str, Any]:
+    fit_idx, eval_idx = halves(len(d.p), seed)
     a, b = d.subset(fit_idx), d.subset(eval_idx)
-    grid = joint_grid(a, bins=bins, on_missing=on_missing)
-    cands = frontier(grid)
-    # the fit half's Pareto policies, measured on the held-out half
-    held = [simulate(b, JointPolicy.from_lists(**p.policy), on_missing) for p in cands if p.policy]  # type: ignore[arg-type]
+    extra: dict[str, Any] = {}
+    if family == "linear":
+        slope, by_slope = best_slope(a, on_missing=on_missing)
+        cands = frontier(linear_curve(a, slope, on_missing))
+        held = linear_curve(b, slope, on_missing)  # every cut of the fitted score, as for the single signals
+        extra = {"slope": slope, "fit_apgr_by_slope": {str(k): v for k, v in by_slope.items()}}
+    elif family == "bins":
+        cands = frontier(joint_grid(a, bins=bins, on_missing=on_missing))
+        # the fit half's Pareto policies, measured on the held-out half
+        held = [simulate(b, JointPolicy.from_lists(**p.policy), on_missing) for p in cands if p.policy]  # type: ignore[arg-type]
+    else:
+        raise ValueError(f"unknown joint family {family!r} (linear, bins)")
     qf, qs = float(b.fast.mean()), float(b.strong.mean())
     curves = {"joint": held, "classifier": classifier_curve(b), "selfref": selfref_curve(b, on_missing)}
     result: dict[str, Any] = {
-        "n_fit": len(fit_idx), "n_eval": len(eval_idx), "eval_idx": eval_idx.tolist(), "bins": bins, "q_fast": qf, "q_strong": qs,
+        "n_fit": len(fit_idx), "n_eval": len(eval_idx), "eval_idx": eval_idx.tolist(), "family": family, "bins": bins,
+        "q_fast": qf, "q_strong": qs, **extra,
         "apgr": {k: system_apgr(v, qf, qs) for k, v in curves.items()},
         "curves": {k: [asdict(p) for p in frontier(v)] for k, v in curves.items()},
     }
@@ -177,7 +251,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--outcomes", action="append", required=True, metavar="FILE", help="outcome JSONL with p and fast_confidence")
     p.add_argument("--model", help="artifact that scores P for rows without a `p` column (e.g. default)")
     p.add_argument("--embedder", default="auto", choices=["auto", "onnx", "onnx-fp32", "torch", "hash"])
-    p.add_argument("--bins", type=int, default=2, help="P bins for the confidence threshold t(P) (1: one threshold)")
+    p.add_argument("--family", choices=["linear", "bins"], default="linear",
+                   help="linear: one score, confidence - slope * P (default); bins: p_hi and a threshold per P bin")
+    p.add_argument("--bins", type=int, default=2, help="--family bins: P bins for the confidence threshold t(P)")
     p.add_argument("--on-missing", choices=["trust", "escalate"], default="trust")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the JSON result here")
@@ -198,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
         print("calibrate joint: no row has `fast_confidence` (run the collect helper with logprobs)", file=sys.stderr)
         return 2
     target = _targets(args, default_pgr=0.8)
-    result = fit(d, target, bins=args.bins, seed=args.seed, on_missing=args.on_missing)
+    result = fit(d, target, bins=args.bins, seed=args.seed, on_missing=args.on_missing, family=args.family)
     print(format_result(result))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -228,7 +304,7 @@ def format_result(r: dict[str, Any]) -> str:
     if "policy" in r:
         pol, ev = r["policy"], r["policy_eval"]
         lines.append(f"chosen: p_hi={pol['p_hi']:.4f} edges={[round(e, 4) for e in pol['edges']]} "
-                     f"thresholds={[round(t, 4) for t in pol['thresholds']]}")
+                     f"thresholds={[round(t, 4) for t in pol['thresholds']]} slope={pol.get('slope', 0.0):g}")
         lines.append(f"  held out: reasoning share {100 * ev['share']:.1f}%, quality {ev['quality']:.3f}, cost {ev['cost']:.3f}")
     else:
         lines.append("chosen: none (no policy on the fit half meets the target)")

@@ -19,7 +19,7 @@ def joint_cut(cfg: RoutingSettings, req: ChatRequest, p: float, threshold: float
     if cfg.joint is None:
         return threshold
     p_hi = rule_threshold if rule_threshold is not None else cfg.joint.p_hi
-    policy = JointPolicy.from_lists(p_hi, cfg.joint.thresholds, cfg.joint.edges)
+    policy = JointPolicy.from_lists(p_hi, cfg.joint.thresholds, cfg.joint.edges, cfg.joint.slope)
     if req.controls.selfref_threshold is None:
         req.controls = replace(req.controls, selfref_threshold=policy.threshold_at(p))
     return policy.p_hi

@@ -28,17 +28,18 @@ class RouteSettings(Section):
 class JointSettings(Section):
     """The joint policy (policies.joint), fitted by `thinkgate calibrate joint`:
     reason at once when P >= p_hi, else answer fast and escalate when the
-    answer's confidence < thresholds[bin of P] (bins split at `edges`)."""
+    answer's confidence < thresholds[bin of P] + slope * P (bins split at `edges`)."""
 
     p_hi: float = Field(ge=0)
     edges: list[float] = Field(default_factory=list)
     thresholds: list[float] = Field(min_length=1)
+    slope: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _shape(self) -> JointSettings:
         if len(self.thresholds) != len(self.edges) + 1:
             raise ValueError(f"routing.joint: {len(self.edges)} edges need {len(self.edges) + 1} thresholds")
-        if self.edges != sorted(self.edges) or any(t < 0 for t in self.thresholds):
+        if self.edges != sorted(self.edges) or (self.slope == 0 and any(t < 0 for t in self.thresholds)):
             raise ValueError("routing.joint: edges must ascend and thresholds be >= 0")
         return self
 

@@ -43,11 +43,30 @@ def test_system_apgr_of_the_two_ends_is_the_diagonal_and_of_an_oracle_is_high():
 
 
 def test_joint_beats_each_signal_alone_when_they_see_different_errors():
-    r = joint.fit(data(), {"target_share": 0.5}, bins=2)
+    r = joint.fit(data(), {"target_share": 0.5}, bins=2, family="bins")
     assert r["apgr"]["joint"] > max(r["apgr"]["classifier"], r["apgr"]["selfref"]) + 0.02, r["apgr"]
     pol = r["policy"]
     assert r["policy_fit"]["share"] <= 0.5 + 1e-9 and len(pol["thresholds"]) == 2 and len(pol["edges"]) == 1
     assert r["n_fit"] + r["n_eval"] == 600
+
+
+def test_the_linear_family_ranks_by_one_score_and_beats_each_signal_alone():
+    r = joint.fit(data(), {"target_share": 0.5})
+    assert r["family"] == "linear" and r["slope"] > 0, r["fit_apgr_by_slope"]
+    assert r["apgr"]["joint"] > max(r["apgr"]["classifier"], r["apgr"]["selfref"]) + 0.02, r["apgr"]
+    pol = r["policy"]
+    assert pol["p_hi"] == math.inf and pol["edges"] == [] and pol["slope"] == r["slope"]
+    # slope 0 is Self-Ref alone: the same curve
+    d = data()
+    assert joint.system_apgr(joint.linear_curve(d, 0.0), d.fast.mean(), d.strong.mean()) == \
+        joint.system_apgr(joint.selfref_curve(d), d.fast.mean(), d.strong.mean())
+
+
+def test_where_p_says_nothing_the_linear_family_keeps_self_ref():
+    d = data()
+    d.p = np.random.default_rng(5).random(len(d.p))  # P unrelated to the outcomes
+    slope, by = joint.best_slope(d)
+    assert by[0.0] >= max(by.values()) - 0.02, by  # no slope does clearly better than none
 
 
 def test_a_pgr_target_picks_the_cheapest_policy_that_reaches_it():

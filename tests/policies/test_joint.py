@@ -1,5 +1,7 @@
 """policies.joint: reason at once on a high P, else escalate on a P-dependent confidence cut."""
 
+import math
+
 import pytest
 
 from policies.joint import JointPolicy, outcome
@@ -24,6 +26,14 @@ def test_zero_never_escalates_above_one_always_and_missing_confidence_follows_on
     pol = JointPolicy.from_lists(1.1, [0.5])
     assert pol.escalate(0.5, None) is False and pol.escalate(0.5, None, "escalate") is True
     assert JointPolicy.from_lists(1.1, [0.0]).escalate(0.5, None, "escalate") is False
+
+
+def test_a_slope_raises_the_threshold_with_p():
+    pol = JointPolicy.from_lists(math.inf, [-0.2], slope=1.0)  # escalate when confidence < P - 0.2
+    assert pol.threshold_at(0.9) == pytest.approx(0.7) and pol.threshold_at(0.1) == pytest.approx(-0.1)
+    assert pol.escalate(0.9, 0.6) is True and pol.escalate(0.1, 0.05) is False
+    with pytest.raises(ValueError, match="slope"):
+        JointPolicy.from_lists(math.inf, [0.2], slope=-1.0)
 
 
 @pytest.mark.parametrize(("thr", "edges"), [([0.1], [0.5]), ([0.1, 0.2, 0.3], [0.6, 0.3]), ([-0.1], [])])
