@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import statistics
 import sys
@@ -146,28 +147,39 @@ def mode_table(rows: list[dict[str, Any]], policy: dict[str, Any] | None, cuts: 
 
 
 def mt_bench_flips(url: str, alias: str, n: int, max_tokens: int, policy: dict[str, Any] | None, margin: float,
-                   timeout: float, path: Path) -> dict[str, Any]:
+                   timeout: float, path: Path, cut: float | None = None) -> dict[str, Any]:
     """Route flips between MT-Bench's turn 1 and turn 2 (P from the gateway's
-    classifier on each turn, turn 2 with the fast model's own turn-1 answer)."""
+    classifier on each turn, turn 2 with the fast model's own turn-1 answer),
+    for the classifier's route at `cut`: the joint policy's p_hi when it is
+    finite, else `cut`, else the median turn-1 P (a cut where flips can happen
+    at all; a p_hi of infinity routes every turn fast and flips nothing)."""
     convs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][:n]
-    p_hi = policy["p_hi"] if policy else 0.5
-    flips = {"joint": 0, "joint + sticky": 0, "joint + monotone": 0}
+    pairs = []
     with httpx.Client(timeout=timeout) as client:
         for i, cv in enumerate(convs):
             t1 = [{"role": "user", "content": cv["turns"][0]}]
             a1 = ask(client, url, alias, t1, None, max_tokens)
             t2 = t1 + [{"role": "assistant", "content": a1["text"]}, {"role": "user", "content": cv["turns"][1]}]
             a2 = ask(client, url, alias, t2, None, 1)
-            p1, p2 = a1["decision"].get("difficulty"), a2["decision"].get("difficulty")
-            r1 = "reasoning" if p1 >= p_hi else "fast"
-            r2 = "reasoning" if p2 >= p_hi else "fast"
-            flips["joint"] += r1 != r2
-            for mode in ("sticky", "monotone"):
-                final, _ = decide(mode, r1, r2, p2, p_hi, margin)  # type: ignore[arg-type]
-                flips[f"joint + {mode}"] += r1 != final
+            pairs.append((float(a1["decision"].get("difficulty")), float(a2["decision"].get("difficulty"))))
             print(f"\rmt-bench {i + 1}/{len(convs)}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    return {"conversations": len(convs), "p_hi": p_hi, "margin": margin, "flips": flips}
+    p_hi = policy["p_hi"] if policy and math.isfinite(policy["p_hi"]) else None
+    used = p_hi if p_hi is not None else cut if cut is not None else float(np.median([a for a, _ in pairs]))
+    return {"conversations": len(convs), "cut": used, "margin": margin, "flips": count_flips(pairs, used, margin), "p": pairs}
+
+
+def count_flips(pairs: list[tuple[float, float]], cut: float, margin: float) -> dict[str, int]:
+    """Conversations whose turn-2 route differs from turn 1's, per conversation mode."""
+    flips = {"independent": 0, "sticky": 0, "monotone": 0}
+    for p1, p2 in pairs:
+        r1: Any = "reasoning" if p1 >= cut else "fast"
+        r2: Any = "reasoning" if p2 >= cut else "fast"
+        flips["independent"] += r1 != r2
+        for mode in ("sticky", "monotone"):
+            final, _ = decide(mode, r1, r2, p2, cut, margin)  # type: ignore[arg-type]
+            flips[mode] += r1 != final
+    return flips
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mt-bench", type=int, default=0, metavar="N", help="also measure route flips on N MT-Bench conversations")
     ap.add_argument("--mt-bench-file", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "prompts" / "mt-bench.jsonl"))
     ap.add_argument("--margin", type=float, default=0.3, help="routing.margin for the sticky comparison")
+    ap.add_argument("--mt-cut", type=float, help="P cut for the MT-Bench flips when the joint policy has none "
+                                                 "(default: the median turn-1 P)")
     ap.add_argument("--target-share", type=float, default=0.5, help="the joint policy's fitted reasoning share")
     ap.add_argument("--family", choices=["linear", "bins"], default="linear", help="the joint policy family (calibrate joint --family)")
     ap.add_argument("--bins", type=int, default=2, help="--family bins: P bins")
@@ -249,9 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"joint policy: {json.dumps(fit['policy'])}")
     if args.mt_bench:
         mt = mt_bench_flips(url, args.probe_alias, args.mt_bench, args.max_tokens, fit.get("policy"), args.margin,
-                            args.timeout, Path(args.mt_bench_file))
-        print(f"MT-Bench, {mt['conversations']} two-turn conversations: route changed between turns: "
-              + ", ".join(f"{k} {v}" for k, v in mt["flips"].items()))
+                            args.timeout, Path(args.mt_bench_file), args.mt_cut)
+        print(f"MT-Bench, {mt['conversations']} two-turn conversations, P cut {mt['cut']:.4f}, margin {mt['margin']}: "
+              "route changed between turns: " + ", ".join(f"{k} {v}" for k, v in mt["flips"].items()))
+        if args.save_rows:
+            Path(args.save_rows).with_suffix(".mt-bench.json").write_text(json.dumps(mt, indent=1))
     if args.plot:
         plot(table, fit, args.plot)
         print(f"plot: {args.plot}")
