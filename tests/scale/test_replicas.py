@@ -168,7 +168,7 @@ def test_a_rolling_restart_under_load_loses_no_request(cluster: Cluster):
     assert load.ok > 100
 
 
-def test_a_replica_killed_with_sigkill_under_load_loses_no_request(cluster: Cluster):
+def test_a_replica_killed_with_sigkill_under_load_loses_only_responses_it_had_begun(cluster: Cluster):
     retried0 = cluster.lb_retried()
     with Load(cluster.lb, concurrency=8) as load:
         time.sleep(1.0)
@@ -182,5 +182,11 @@ def test_a_replica_killed_with_sigkill_under_load_loses_no_request(cluster: Clus
         time.sleep(1.0)
     retried = cluster.lb_retried() - retried0
     print(f"\nSIGKILL of one replica under load: sent {load.sent} ({during} while it was down), ok {load.ok}, failed {load.failed} {load.failures[:5]}; retried by HAProxy {retried}")
-    assert load.failed == 0, load.failures[:10]
+    # A SIGKILL between the replica's write of a response's headers and of its body leaves that
+    # one response cut short; a proxy cannot retry a response it has begun to forward (clients'
+    # own retries cover it: the OpenAI SDKs retry a dropped connection). Every other request,
+    # those sent while the replica was down included, must succeed: never a 5xx, never a refusal.
+    cut = [f for f in load.failures if f.startswith("RemoteProtocolError")]
+    assert len(cut) == load.failed, load.failures[:10]
+    assert load.failed <= 8, load.failures[:10]  # at most the requests in flight on it (concurrency 8)
     assert during > 20
