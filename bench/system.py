@@ -200,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target-share", type=float, default=0.5, help="the joint policy's fitted reasoning share")
     ap.add_argument("--family", choices=["linear", "bins"], default="linear", help="the joint policy family (calibrate joint --family)")
     ap.add_argument("--bins", type=int, default=2, help="--family bins: P bins")
+    ap.add_argument("--model", metavar="ARTIFACT",
+                    help="P from this artifact (e.g. one `calibrate train` made from your outcomes) instead of the "
+                         "gateway's record; needs rows with their prompt")
     ap.add_argument("--learn", action="store_true",
                     help="P from a classifier trained on the fit half's outcomes (calibrate.joint.learned_p), "
                          "not the gateway's artifact: the router after it has learned this traffic")
@@ -233,6 +236,16 @@ def main(argv: list[str] | None = None) -> int:
                    np.array([np.nan if r["conf"] is None else r["conf"] for r in rows], float),
                    np.array([r["fast"] for r in rows], float), np.array([r["strong"] for r in rows], float),
                    np.array([r["fast_tokens"] * prices[0] for r in rows]), np.array([r["strong_tokens"] * prices[1] for r in rows]))
+    if args.model:
+        if any("prompt" not in r for r in rows):
+            print("bench/system: --model needs rows with their prompt (saved by this version's --save-rows)", file=sys.stderr)
+            return 2
+        from calibrate.outcomes import Outcomes
+
+        o = Outcomes([r["id"] for r in rows], [r["prompt"] for r in rows], list(d.fast), list(d.strong), [])
+        d.p = joint.score_with(args.model, o, "auto")
+        for r, x in zip(rows, d.p):
+            r["p"] = float(x)
     if args.learn:
         if any("prompt" not in r for r in rows):
             print("bench/system: --learn needs rows with their prompt (saved by this version's --save-rows)", file=sys.stderr)
