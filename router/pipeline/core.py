@@ -249,23 +249,22 @@ class Pipeline:
             else:
                 body = await self._call(req, d, target)
         except errors.UpstreamError as e:
-            other = self._fallback(rs, target, e)
-            if other is None:
-                raise
-            d.fallback_from, d.reason = target.model_name, "fallback"
-            target = other
+            target = self._fall_back(rs, d, target, e)
             body = await self._call(req, d, target)
         account(self.settings, req, d, target, body)
         return body
 
-    def _fallback(self, rs: RouteSettings, failed: _Target, e: errors.UpstreamError) -> _Target | None:
+    def _fall_back(self, rs: RouteSettings, d: Decision, failed: _Target, e: errors.UpstreamError) -> _Target:
+        """The other route's target after `failed` raised `e` (recorded in `d`), or `e`
+        again when the route has no fallback, is pinned, or the error is not worth it."""
         if not rs.fallback or rs.pin is not None or not (e.retryable or isinstance(e, errors.UpstreamAuth)):
-            return None
+            raise e
         other: Route = "fast" if failed.route == "reasoning" else "reasoning"
         target = self._target(rs, other)
         if target.model_name == failed.model_name:
-            return None
+            raise e
         log.warning("upstream %s failed (%s); falling back to %s", failed.model_name, e.code, target.model_name)
+        d.fallback_from, d.reason = failed.model_name, "fallback"
         return target
 
     # -- streaming ----------------------------------------------------------------------
@@ -283,10 +282,7 @@ class Pipeline:
             try:
                 kept = await prefix.judge(self.settings, self.recorder, req, d, target, embedding, t0, open_stream)
             except errors.UpstreamError as e:
-                other = self._fallback(rs, target, e)
-                if other is None:
-                    raise
-                d.fallback_from, d.reason, target = target.model_name, "fallback", other
+                target = self._fall_back(rs, d, target, e)
             else:
                 if kept is not None:
                     return kept
@@ -297,10 +293,7 @@ class Pipeline:
             try:
                 buffered = await self._collect(req, d, target, **logprob_args(self.settings.selfref, req))
             except errors.UpstreamError as e:
-                other = self._fallback(rs, target, e)
-                if other is None:
-                    raise
-                d.fallback_from, d.reason, target = target.model_name, "fallback", other
+                target = self._fall_back(rs, d, target, e)
             else:
                 completion = assemble(buffered)
                 if not escalate(self.settings.selfref, req, d, completion):
@@ -326,10 +319,7 @@ class Pipeline:
         except StopAsyncIteration:
             raise errors.UpstreamUnavailable(f"upstream {target.model_name} sent an empty stream", upstream=target.model_name) from None
         except errors.UpstreamError as e:
-            other = self._fallback(rs, target, e)
-            if other is None:
-                raise
-            d.fallback_from, d.reason, target = target.model_name, "fallback", other
+            target = self._fall_back(rs, d, target, e)
             d.route, d.upstream, d.upstream_model = target.route, target.model_name, target.upstream.model
             ctx = CallContext(controls=req.controls)
             if self.settings.models[target.model_name].reasoning:
