@@ -69,9 +69,9 @@ def agent_model(tasks: list[Task]) -> Any:
     def handler(body: dict[str, Any]) -> FakeReply:
         msgs = body["messages"]
         user = next(m for m in reversed(msgs) if m.get("role") == "user")
-        task = by_text.get(user["content"])
+        task = by_text.get(user["content"]) if isinstance(user["content"], str) else None
         if task is None:  # not one of the agent's tasks: a plain chat answer
-            return FakeReply(f"answer: {user['content']}")
+            return FakeReply("answer")
         done = _tool_results_since_user(msgs)
         if body.get("tools") and done < len(task.results):
             prob = 0.1 if task.low_confidence_at == done else 0.95

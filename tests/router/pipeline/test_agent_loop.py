@@ -56,7 +56,7 @@ HARD = Task("hard: find the race in the scheduler", ["scheduler.py source", "log
 
 
 async def test_keep_holds_each_loop_on_the_route_and_model_that_opened_it():
-    client, ups, clf, emb = gateway([EASY, HARD])
+    client, _ups, clf, _emb = gateway([EASY, HARD])
     s = await run([client], [EASY, HARD])
     assert all(t.status == 200 for t in s.turns)
     assert [t.turn for t in s.turns] == ["task", "relay", "relay", "relay", "task", "relay", "relay", "summary"]
@@ -193,3 +193,51 @@ async def test_the_dashboard_shows_turn_types_and_reasoning_calls_per_session():
     assert one["turns"] == {"chat": 0, "task": 1, "relay": 3, "summary": 0} and one["reasoning_calls"] == 0
     assert two["turns"] == {"chat": 0, "task": 1, "relay": 2, "summary": 1}
     assert two["reasoning_calls"] == 4 and two["relay_reasoning"] == 2 and two["models"] == ["reasoning-model"]
+
+
+async def test_every_front_end_classifies_alike_and_anthropic_reminders_do_not_open_a_task():
+    client, *_ = gateway([HARD])
+    system = "You are Claude Code. " * 500
+    tools = [{"name": "read", "description": "read a file", "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}}]
+    first = {"role": "user", "content": [{"type": "text", "text": "<system-reminder>\n# CLAUDE.md\nuse tabs\n</system-reminder>"},
+                                         {"type": "text", "text": HARD.text}]}  # fmt: skip
+    use = {"role": "assistant", "content": [{"type": "text", "text": "Reading."},
+                                            {"type": "tool_use", "id": "toolu_1", "name": "read", "input": {"path": "s.py"}}]}  # fmt: skip
+    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "scheduler.py source"},
+                                          {"type": "text", "text": "<system-reminder>todo list is empty</system-reminder>"}]}  # fmt: skip
+    base = {"model": "auto", "max_tokens": 256, "system": system}
+    seen = []
+    for body in ({**base, "tools": tools, "messages": [first]}, {**base, "tools": tools, "messages": [first, use, result]},
+                 {**base, "messages": [first, use, result]}):  # fmt: skip
+        r = await client.post("/v1/messages", json=body)
+        assert r.status_code == 200, r.text
+        seen.append((r.headers["x-thinkgate-turn"], r.headers["x-thinkgate-route"], r.headers["x-thinkgate-model"]))
+    assert seen == [("task", "reasoning", "reasoning-model"), ("relay", "reasoning", "reasoning-model"), ("summary", "reasoning", "reasoning-model")]
+    # the Responses API: a function_call_output last is a relay
+    fn = {"type": "function", "name": "read", "parameters": {"type": "object", "properties": {}}}
+    items = [{"type": "message", "role": "user", "content": "rename foo"},
+             {"type": "function_call", "call_id": "c1", "name": "read", "arguments": "{}"},
+             {"type": "function_call_output", "call_id": "c1", "output": "def foo(): ..."}]  # fmt: skip
+    r = await client.post("/v1/responses", json={"model": "auto", "input": items, "tools": [fn], "store": False})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-thinkgate-turn"] == "relay"
+
+
+async def test_a_streamed_turn_is_held_and_remembered_too():
+    short = Task("rename foo to bar", ["hard: stack trace"])
+    client, ups, *_ = gateway([short])
+    s = await run([client], [short])  # task (fast), relay held fast though its result says "hard"
+    relay = s.turns[1].sent
+    async with client.stream("POST", "/v1/chat/completions", json={**relay, "stream": True}) as r:
+        body = (await r.aread()).decode()
+        assert r.headers["x-thinkgate-turn"] == "relay" and r.headers["x-thinkgate-route"] == "fast"
+        assert r.headers["x-thinkgate-model"] == "fast-model"
+    assert "data: [DONE]" in body
+    # a streamed task turn opens its loop like any other: a new session's relay is then held
+    task = {**s.turns[0].sent, "stream": True}
+    h = {"x-thinkgate-session": "streamed"}
+    async with client.stream("POST", "/v1/chat/completions", json=task, headers=h) as r:
+        await r.aread()
+        assert r.headers["x-thinkgate-turn"] == "task" and r.headers["x-thinkgate-route"] == "fast"
+    r = await client.post("/v1/chat/completions", json=relay, headers={**h, "x-thinkgate-debug": "1"})
+    assert r.json()["thinkgate"]["reason"] == "loop" and r.headers["x-thinkgate-route"] == "fast"

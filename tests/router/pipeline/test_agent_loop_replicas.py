@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-import redis.asyncio as aredis
 import pytest
+import redis.asyncio as aredis
 
 from router.cache.testing import RedisServer
 from tests.router.pipeline.agent_session import Task, run
