@@ -121,7 +121,7 @@ class Decision:
     n: int = 1  # choices asked for
     fanout: bool = False  # n > 1 answered by n concurrent upstream calls (not the upstream's own n)
     route: Route | Literal["cache", "none"] = "none"
-    reason: str = ""  # forced | alias | default | classifier | escalated | fallback | cache
+    reason: str = ""  # forced | alias | default | classifier | escalated | fallback | cache | sticky | loop | relay | rule
     difficulty: float | None = None
     threshold: float | None = None
     escalated: bool = False
