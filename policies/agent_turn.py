@@ -210,8 +210,12 @@ def remembered(prior: LoopState | None, final: LoopState) -> LoopState:
     return final
 
 
+def relay_applies(relay: str, turn: TurnType, route: Route) -> bool:
+    """Whether the relay tier (`routing.agent.relay: fast | budget`) takes this turn:
+    a relay turn that would reason."""
+    return relay != "off" and turn == "relay" and route == "reasoning"
+
+
 def relay_route(relay: str, turn: TurnType, route: Route) -> Route:
     """`routing.agent.relay: fast` sends a relay turn that would reason to the fast model."""
-    if relay == "fast" and turn == "relay" and route == "reasoning":
-        return "fast"
-    return route
+    return "fast" if relay == "fast" and relay_applies(relay, turn, route) else route

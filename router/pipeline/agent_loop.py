@@ -95,12 +95,12 @@ def _scope_cache(req: ChatRequest, turn: str, session: str, source: str) -> bool
 def relay_tier(cfg: AgentSettings, at: AgentTurn, req: ChatRequest, d: Decision, route: Route) -> Route:
     """routing.agent.relay: a relay turn that would reason goes fast (`fast`) or
     thinks on a smaller budget (`budget`)."""
-    if cfg.relay == "off" or at.turn != "relay" or route != "reasoning":
+    if not policy.relay_applies(cfg.relay, at.turn, route):
         return route
     at.tiered = True
     if cfg.relay == "fast":
         d.route, d.reason = "fast", "relay"
-        return "fast"
+        return policy.relay_route(cfg.relay, at.turn, route)
     deer = req.controls.deer
     tokens = cfg.relay_thinking_tokens if deer.thinking_tokens is None else min(deer.thinking_tokens, cfg.relay_thinking_tokens)
     threshold = deer.threshold if deer.threshold is not None else cfg.relay_deer_threshold

@@ -137,3 +137,5 @@ def test_the_relay_tier_takes_only_relay_turns_that_would_reason():
     assert at.relay_route("fast", "task", "reasoning") == "reasoning"
     assert at.relay_route("off", "relay", "reasoning") == "reasoning"
     assert at.relay_route("budget", "relay", "reasoning") == "reasoning"
+    assert at.relay_applies("budget", "relay", "reasoning") and not at.relay_applies("budget", "relay", "fast")
+    assert not at.relay_applies("off", "relay", "reasoning") and not at.relay_applies("fast", "summary", "reasoning")
