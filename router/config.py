@@ -23,6 +23,7 @@ from router.settings.embeddings import EmbeddingModelSettings, EmbeddingsSetting
 from router.settings.learning import LearningSettings, OutcomeLogSettings
 from router.settings.models import ChatTemplate, DeerSettings, ModelSettings, Price
 from router.settings.routing import (
+    AgentSettings,
     ClassifierSettings,
     EffortStep,
     JointSettings,
@@ -38,7 +39,7 @@ __all__ = [
     "ApiKey", "AuthSettings", "BreakerSettings", "CacheSettings", "ChatTemplate", "ClassifierSettings", "ConfigError",
     "DecisionLogSettings", "DeerSettings", "EffortStep", "EmbeddingModelSettings", "EmbeddingsSettings",
     "JointSettings", "LearningSettings", "LimitSettings", "ModelSettings", "OutcomeLogSettings", "Price",
-    "ResponsesSettings", "RouteSettings", "RoutingSettings", "RuleMatch", "RuleSettings", "SelfRefSettings",
+    "AgentSettings", "ResponsesSettings", "RouteSettings", "RoutingSettings", "RuleMatch", "RuleSettings", "SelfRefSettings",
     "ServerSettings", "Settings", "embedded_default", "from_dict", "load", "substitute_env",
 ]  # fmt: skip
 

@@ -24,6 +24,7 @@ class CacheControl:
     no_store: bool = False  # do not write the response to the cache
     max_age: int | None = None  # accept only entries younger than this (seconds)
     opt_in: bool = False  # cache this request even though it is not deterministic
+    scope: str | None = None  # entries only for this agent session (policies.agent_turn)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ class Decision:
     n: int = 1  # choices asked for
     fanout: bool = False  # n > 1 answered by n concurrent upstream calls (not the upstream's own n)
     route: Route | Literal["cache", "none"] = "none"
-    reason: str = ""  # forced | alias | default | classifier | escalated | fallback | cache
+    reason: str = ""  # forced | alias | default | classifier | escalated | fallback | cache | sticky | loop | relay | rule
     difficulty: float | None = None
     threshold: float | None = None
     escalated: bool = False
@@ -149,6 +150,8 @@ class Decision:
     rule: str | None = None  # the operator rule that fired (policies.rules)
     conversation: str | None = None  # the conversation's id (a hash) when routing.conversation is on
     sticky: bool = False  # the conversation's earlier route decided this turn's
+    turn: str | None = None  # chat | task | relay | summary (policies.agent_turn)
+    session: str | None = None  # an agent turn's session id (a hash), for the dashboard
 
     def to_dict(self) -> dict[str, Any]:
         # dataclasses.asdict deep-copies recursively and cost ~0.3 ms per request
@@ -183,6 +186,10 @@ class Decision:
             h["x-thinkgate-router"] = self.artifact
         if self.rule:
             h["x-thinkgate-rule"] = self.rule
+        if self.turn:
+            h["x-thinkgate-turn"] = self.turn
+        if self.session:
+            h["x-thinkgate-agent-session"] = self.session
         if self.conversation:
             h["x-thinkgate-conversation"] = self.conversation
             h["x-thinkgate-sticky"] = "true" if self.sticky else "false"

@@ -74,6 +74,8 @@ def output_params(req: ChatRequest) -> dict[str, Any]:
         params["~thinking_budget"] = c.deer.budget_tokens
     if c.selfref_threshold is not None:
         params["~selfref"] = c.selfref_threshold
+    if c.cache.scope is not None:  # an agent session's turns answer only that session
+        params["~session"] = c.cache.scope
     return params
 
 

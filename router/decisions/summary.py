@@ -36,6 +36,37 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
+TURN_KEYS = ("chat", "task", "relay", "summary")
+MAX_SESSIONS = 20
+
+
+def agent_sessions(recs: list[dict[str, Any]], limit: int = MAX_SESSIONS) -> dict[str, Any]:
+    """Turn types over all records, and per agent session (policies.agent_turn)
+    its turns by type and its reasoning calls: turns the reasoning model
+    answered, and of those the relay turns (what `routing.agent.relay: fast`
+    would send to the fast model). Newest sessions first."""
+    turns = Counter(str(r["turn"]) for r in recs if r.get("turn") in TURN_KEYS)
+    sessions: dict[str, dict[str, Any]] = {}
+    for r in recs:  # oldest first
+        sid = r.get("session")
+        if not sid or r.get("turn") not in TURN_KEYS:
+            continue
+        s = sessions.get(sid)
+        if s is None:
+            s = sessions[sid] = {"session": sid, "tenant": r.get("tenant"), "first": r.get("created"), "turns": dict.fromkeys(TURN_KEYS, 0),
+                                 "reasoning_calls": 0, "relay_reasoning": 0, "models": []}  # fmt: skip
+        s["turns"][r["turn"]] += 1
+        s["last"] = r.get("created")
+        if r.get("route") == "reasoning":
+            s["reasoning_calls"] += 1
+            s["relay_reasoning"] += 1 if r["turn"] == "relay" else 0
+        model = r.get("upstream_model")
+        if model and model not in s["models"]:
+            s["models"].append(model)
+    newest = sorted(sessions.values(), key=lambda s: float(s.get("last") or 0), reverse=True)
+    return {"turns": {k: turns.get(k, 0) for k in TURN_KEYS}, "sessions_total": len(sessions), "sessions": newest[:limit]}
+
+
 def summarize(records: Iterable[dict[str, Any]], *, now: float | None = None, bins: int = 20) -> dict[str, Any]:
     """Aggregate records (any order) into what the dashboard shows.
 
@@ -137,6 +168,7 @@ def summarize(records: Iterable[dict[str, Any]], *, now: float | None = None, bi
     return {
         "now": now,
         "total": n,
+        "agents": agent_sessions(recs),
         "window": {"records": n, "from": recs[0].get("created") if recs else None, "to": recs[-1].get("created") if recs else None},
         "routes": {k: routes.get(k, 0) for k in ROUTE_KEYS},
         "share": {k: (_ratio(routes.get(k, 0), n) or 0.0) for k in ROUTE_KEYS},

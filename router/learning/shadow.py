@@ -25,6 +25,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from policies.agent_turn import classify, routing_messages
 from policies.features import conversation_text, message_text
 from policies.judge import JUDGE_VERSION, pairwise_messages, pairwise_scores, parse_verdict
 from router.config import Settings
@@ -229,10 +230,12 @@ class Learner:
         self, job: _Job, scores: tuple[float, float], fast_c: dict[str, Any], strong_c: dict[str, Any], fast_name: str, strong_name: str
     ) -> dict[str, Any]:
         d, req = job.d, job.req
-        text = conversation_text(req.messages)
+        # what the router read (an agent turn: its task and latest turn), so training sees what serving does
+        seen = routing_messages(req.messages, classify(req.messages, req.body))
+        text = conversation_text(seen)
         rec: dict[str, Any] = {"id": d.id}
         if self.settings.decisions.store_prompt:
-            rec["prompt"] = req.messages if len(req.messages) > 1 else text
+            rec["prompt"] = seen if len(seen) > 1 else text
         else:
             # no prompt text kept: an id to join on, and the sentence embedding when one was computed
             rec["prompt_sha256"] = hashlib.sha256(text.encode()).hexdigest()

@@ -23,9 +23,10 @@ from policies.features import message_text
 from router import errors, tracing
 from router.config import RouteSettings, Settings
 from router.embedding.encoders import sentence
+from router.cache.agent_loops import LoopStore, build_loop_store
 from router.cache.conversations import RouteStore, build_route_store
 from router.learning.slot import snapshot
-from router.pipeline import conversation, effort, fanout, prefix, rules, streaming
+from router.pipeline import agent_loop, conversation, effort, fanout, prefix, rules, streaming
 from router.pipeline.accounting import account, charge_discarded
 from router.pipeline.escalation import escalate, logprob_args, strip_chunk_logprobs, strip_logprobs
 from router.pipeline.parts import Cache, Classifier, DecisionSink, Embedder, MetricsSink, Reply, _Target
@@ -51,6 +52,7 @@ class Pipeline:
         metrics: MetricsSink | None = None,
         learner: Any = None,
         conversations: RouteStore | None = None,
+        loops: LoopStore | None = None,
     ) -> None:
         self.settings = settings
         self.upstreams = upstreams
@@ -62,6 +64,8 @@ class Pipeline:
         self.conversations = conversations or build_route_store(
             settings.routing, settings.cache.redis_url if settings.cache.enabled else None
         )
+        # routing.agent.in_loop: where each agent loop's route and model live between turns
+        self.loops = loops or build_loop_store(settings.routing, settings.cache.redis_url if settings.cache.enabled else None)
 
     # -- aliases -----------------------------------------------------------------
 
@@ -121,9 +125,15 @@ class Pipeline:
     async def _handle(self, req: ChatRequest, rs: RouteSettings, d: Decision, t0: float) -> Reply:
         # 1b. operator rules (before the cache: a DEER setting is part of the cache key)
         effect = rules.apply(self.settings.rules, req, d) if rs.pin is None else None
+        forced = req.controls.force_route
+        ruled = effect is not None and effect.route is not None
+        # 1c. agent loops: the turn's type, its session's cache scope, the loop's route
+        at = await agent_loop.begin(
+            self.loops, self.settings.routing.agent, req, d, obeyed=rs.pin is not None or forced is not None or ruled
+        )
         # 2. cache: exact first (no embedding needed), semantic after embedding
         vector = embedding = None
-        cache_on = self.cache is not None
+        cache_on = self.cache is not None and not at.skips_cache
         d.cache = "miss" if cache_on else "off"
         if cache_on and getattr(self.cache, "state", "up") == "down":
             d.cache = "bypass"  # Redis is down: requests skip the cache and still succeed
@@ -136,18 +146,17 @@ class Pipeline:
 
         # 3-4. embed once: the classifier reads the whole routing vector, the
         # semantic cache and the decision log its sentence embedding
-        forced = req.controls.force_route
-        ruled = effect is not None and effect.route is not None
         # one artifact per request: a reload meanwhile does not mix two (router/learning/slot.py)
         snap = snapshot(self.classifier)
-        wants_classifier = rs.pin is None and forced is None and not ruled and snap[0] is not None
-        wants_semantic = cache_on and not req.controls.cache.no_cache and self.cache.needs_embedding(req)  # type: ignore[union-attr]
+        # a turn its loop holds needs no classifier; an agent turn no semantic lookup
+        wants_classifier = rs.pin is None and forced is None and not ruled and not at.held and snap[0] is not None
+        wants_semantic = cache_on and not at.agent and not req.controls.cache.no_cache and self.cache.needs_embedding(req)  # type: ignore[union-attr]
         # a classifier on its own encoder (classifier.encoder: static) needs no MiniLM pass:
         # with the semantic cache off and no embedding to log, that pass is skipped
         reads_vector = wants_classifier and getattr(snap[0], "reads_vector", True)
         if self.embedder is not None and (reads_vector or wants_semantic or (wants_classifier and self.settings.decisions.store_embedding)):
             with tracing.span("thinkgate.embed"):
-                vector = await self.embedder.embed(req.messages)
+                vector = await self.embedder.embed(at.messages)
             embedding = sentence(vector)
             if self.settings.decisions.store_embedding:
                 d.embedding = [round(float(x), 5) for x in embedding]
@@ -159,17 +168,24 @@ class Pipeline:
                     return self._cache_reply(req, d, hit, t0)
 
         with tracing.span("thinkgate.classify") as sp:
-            route, pinned = self._decide(req, rs, d, vector, effect, snap)
+            route, pinned = self._decide(req, rs, d, vector, effect, snap, at.messages)
+            held = at.hold(d)
+            if held is not None:
+                route = held[0]
             sp.set("thinkgate.route", route)
             sp.set("thinkgate.difficulty", d.difficulty)
         route, turn = await conversation.begin(self.conversations, self.settings.routing, req, d, route, pinned)
         effort.apply_effort(self.settings.routing, req, d.difficulty)
+        tiered = agent_loop.relay_tier(self.settings.routing.agent, at, req, d, route)
         d.routing_ms = (time.perf_counter() - t0) * 1000
 
         # 5-6. call the route (Self-Ref on fast, DEER inside the reasoning upstream)
         if pinned is not None:
             target = _Target(route, self.upstreams[pinned], pinned)
+        elif held is not None and tiered == route and held[1] in self.upstreams:
+            target = _Target(route, self.upstreams[held[1]], held[1])  # the loop's own model
         else:
+            route = tiered
             target = self._target(rs, route)
         selfref = (
             route == "fast"
@@ -182,10 +198,12 @@ class Pipeline:
             reply = await self._stream(req, rs, d, target, selfref, embedding, t0)
             if turn is not None:  # the route is final once the stream starts
                 await turn.remember(d)
+            await at.remember(d)
             return reply
         body = await self._complete(req, rs, d, target, selfref)
         if turn is not None:
             await turn.remember(d)
+        await at.remember(d)
         self.recorder.store(req, embedding, body, None, d)
         if req.controls.debug:
             body["thinkgate"] = d.to_dict()
@@ -193,7 +211,7 @@ class Pipeline:
 
     def _decide(
         self, req: ChatRequest, rs: RouteSettings, d: Decision, vector: Any, effect: rules.RuleEffect | None = None,
-        snap: tuple[Any, Any] | None = None,
+        snap: tuple[Any, Any] | None = None, messages: list[dict[str, Any]] | None = None,
     ) -> tuple[Route, str | None]:
         forced = req.controls.force_route
         if rs.pin is not None:
@@ -208,7 +226,7 @@ class Pipeline:
             return effect.route, None
         classifier, d.artifact = snap if snap is not None else snapshot(self.classifier)
         if classifier is not None and (vector is not None or (self.embedder is not None and not getattr(classifier, "reads_vector", True))):
-            p = float(classifier.predict(req.messages, vector))
+            p = float(classifier.predict(req.messages if messages is None else messages, vector))
             threshold = rs.threshold if rs.threshold is not None else float(classifier.threshold)
             if effect is not None and effect.threshold is not None:
                 threshold = effect.threshold
@@ -375,4 +393,6 @@ class Pipeline:
         await self.recorder.drain()
         if self.conversations is not None:
             await self.conversations.close()
+        if self.loops is not None:
+            await self.loops.close()
 

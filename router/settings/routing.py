@@ -52,6 +52,24 @@ class EffortStep(Section):
     thinking_tokens: int | None = Field(None, ge=1, description="thinking budget in tokens")
 
 
+class AgentSettings(Section):
+    """Agent loops (policies.agent_turn): how the turns of one tool loop are routed.
+
+    in_loop keep: a loop's relay and summary turns take the route and model of
+    the turn that opened it (state in the conversation store: Redis when one is
+    configured, so every replica agrees); a Self-Ref escalation moves the rest
+    of the loop up, never down. independent: every turn on its own.
+    relay: off; fast: a relay turn that would reason goes to the fast model
+    (the model changes mid-loop: opt in only where no client needs signed
+    thinking kept); budget: it keeps its model, with `relay_thinking_tokens`
+    of thinking (and `relay_deer_threshold`, if set) under DEER."""
+
+    in_loop: Literal["keep", "independent"] = "keep"
+    relay: Literal["off", "fast", "budget"] = "off"
+    relay_thinking_tokens: int = Field(512, ge=1, description="relay: budget: the thinking budget of a relay turn")
+    relay_deer_threshold: float | None = Field(None, ge=0, le=1, description="relay: budget: DEER's exit confidence")
+
+
 class RoutingSettings(Section):
     """How a conversation's turns are routed (policies.conversation), the joint
     policy, and reasoning effort by difficulty."""
@@ -71,6 +89,7 @@ class RoutingSettings(Section):
     redis_url: str | None = None  # None: the cache's redis_url; neither: in-process
     timeout_ms: float = Field(50.0, gt=0, description="per Redis command; on failure the turn is routed on its own")
     namespace: str = "thinkgate"
+    agent: AgentSettings = Field(default_factory=AgentSettings)
 
     @field_validator("effort")
     @classmethod

@@ -175,7 +175,23 @@
     drawLatency(sm);
     drawCost(sm);
     drawDeer(sm);
+    renderAgents(sm.agents);
     syncTenants(sm.tenants);
+  }
+
+  // -- agent sessions (policies/agent_turn.py) ----------------------------------
+  function renderAgents(ag) {
+    const sessions = (ag && ag.sessions) || [];
+    $("agents").hidden = sessions.length === 0;
+    if (!sessions.length) return;
+    const t = ag.turns;
+    $("agents-turns").textContent = fmtInt(ag.sessions_total) + " sessions · turns: " + fmtInt(t.task) + " task · " + fmtInt(t.relay) + " relay · " + fmtInt(t.summary) + " summary · " + fmtInt(t.chat) + " chat";
+    $("agents-body").replaceChildren(...sessions.map((a) => h("tr", { "data-session": a.session },
+      h("td", {}, h("code", { text: a.session.slice(0, 12) })), h("td", { text: a.tenant || "" }),
+      h("td", { class: "num", text: fmtInt(a.turns.task) }), h("td", { class: "num", text: fmtInt(a.turns.relay) }),
+      h("td", { class: "num", text: fmtInt(a.turns.summary) }), h("td", { class: "num", text: fmtInt(a.reasoning_calls) }),
+      h("td", { class: "num", text: fmtInt(a.relay_reasoning) }), h("td", { text: (a.models || []).join(", ") }),
+      h("td", { text: a.last ? fmtTime(a.last) : "" }))));
   }
 
   // -- charts ----------------------------------------------------------------

@@ -273,3 +273,18 @@ async def test_every_front_end_is_shadowed(tmp_path, front, stream):
     assert len(ups["reasoning"].calls) == 1 and len(ups["judge"].calls) == 2
     [rec] = records(log)
     assert rec["route"] == "fast" and rec["source"] == "shadow" and rec["strong"] == 1.0
+
+
+async def test_an_agent_turn_is_logged_as_the_router_read_it(tmp_path):
+    # the outcome log trains the classifier: an agent turn's prompt is its task and latest
+    # tool result (policies.agent_turn.routing_messages), not the shared system prompt
+    client, ups, learner, log, _ = make(tmp_path, settings(_top={"decisions": {"store_prompt": True}}), threshold=0.0)
+    tools = [{"type": "function", "function": {"name": "read", "parameters": {"type": "object"}}}]
+    msgs = [{"role": "system", "content": "You are an agent. " * 500}, {"role": "user", "content": "fix the parser"},
+            {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "read", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "def parse(): ..."}]  # fmt: skip
+    r = await client.post("/v1/chat/completions", json={"model": "auto", "messages": msgs, "tools": tools})
+    assert r.status_code == 200 and r.headers["x-thinkgate-turn"] == "relay"
+    await learner.wait_idle()
+    [rec] = records(log)
+    assert rec["prompt"] == [{"role": "user", "content": "fix the parser"}, {"role": "tool", "content": "def parse(): ..."}]
