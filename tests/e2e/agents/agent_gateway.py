@@ -158,11 +158,13 @@ class AgentUpstream:
 
 
 class RecordingProxy:
-    """Forwards to `target` as is; `log` holds (method, path, status) per request."""
+    """Forwards to `target` as is; `log` holds (method, path, status) per request and
+    `bodies` each request's body."""
 
     def __init__(self, target: str) -> None:
         self.target = target
         self.log: list[tuple[str, str, int]] = []
+        self.bodies: list[bytes] = []
         self.client: httpx.AsyncClient | None = None
 
     def refused(self) -> list[tuple[str, str, int]]:
@@ -173,9 +175,11 @@ class RecordingProxy:
             self.client = httpx.AsyncClient(timeout=httpx.Timeout(120.0))
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in ("host", "content-length")]
         url = self.target + request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        req = self.client.build_request(request.method, url, headers=headers, content=await request.body())
+        body = await request.body()
+        req = self.client.build_request(request.method, url, headers=headers, content=body)
         resp = await self.client.send(req, stream=True)
         self.log.append((request.method, request.url.path, resp.status_code))
+        self.bodies.append(body)
         drop = {"content-length", "transfer-encoding", "content-encoding", "connection"}
         out_headers = {k: v for k, v in resp.headers.items() if k.lower() not in drop}
         return StreamingResponse(resp.aiter_raw(), status_code=resp.status_code, headers=out_headers,

@@ -58,3 +58,11 @@ def test_ai_sdk_tool_loop(gateway, provider: str, mode: str, model: str):
     assert [s for _, _p, s in session] == [200, 200], session  # nothing refused
     assert gw.upstream.rejected == []
     assert not [w for w in got["warnings"] if "reasoning" in w.lower()], got["warnings"]
+    if model == "reasoning" and provider.startswith("responses"):
+        # the second turn sent thinkgate's own reasoning item back: by reference from the
+        # store, or (store off) whole with its encrypted_content
+        second = [i for i in json.loads(gw.proxy.bodies[log_before + 1])["input"] if i.get("type") in ("reasoning", "item_reference")]
+        if provider == "responses-store":
+            assert [i["type"] for i in second] == ["item_reference"] and second[0]["id"].startswith("rs_"), second
+        else:
+            assert [i["type"] for i in second] == ["reasoning"] and second[0]["encrypted_content"].startswith("tg1."), second
