@@ -35,9 +35,7 @@ def references(data: dict[str, Any]) -> list[str]:
     ]
 
 
-async def resolve(
-    data: dict[str, Any], load: Callable[[str], Awaitable[dict[str, Any] | None]]
-) -> dict[str, Any]:
+async def resolve(data: dict[str, Any], load: Callable[[str], Awaitable[dict[str, Any] | None]]) -> dict[str, Any]:
     """`data` with each item_reference in `input` replaced by the stored item
     (`load(key)` reads the caller's tenant's store). Returns a new dict; `data`
     is left as it was."""

@@ -62,7 +62,9 @@ def _text(content: Any) -> str:
 class _Server:
     def __init__(self, app: Starlette) -> None:
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> None:
@@ -145,7 +147,11 @@ class AgentUpstream:
                     yield chunk({"tool_calls": [{"index": i, "function": {"arguments": a[j : j + 7]}}]})
             yield chunk({}, finish)
             if (body.get("stream_options") or {}).get("include_usage"):
-                yield b"data: " + json.dumps({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}).encode() + b"\n\n"
+                yield (
+                    b"data: "
+                    + json.dumps({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}).encode()
+                    + b"\n\n"
+                )
             yield b"data: [DONE]\n\n"
 
         return StreamingResponse(gen(), media_type="text/event-stream")
@@ -154,7 +160,9 @@ class AgentUpstream:
         async def models(request: Request) -> Response:
             return JSONResponse({"object": "list", "data": [{"id": "agent-fast", "object": "model"}]})
 
-        return Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"]), Route("/v1/models", models)])
+        return Starlette(
+            routes=[Route("/v1/chat/completions", self.chat, methods=["POST"]), Route("/v1/models", models)]
+        )
 
 
 class RecordingProxy:
@@ -237,4 +245,3 @@ def setup_home(tmp: Path) -> tuple[Path, Path]:
     work.mkdir()
     (work / "notes.txt").write_text(NOTE + "\n")
     return home, work
-

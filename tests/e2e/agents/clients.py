@@ -20,7 +20,9 @@ def tool(name: str) -> Path:
     return path
 
 
-def run(cmd: list[str], cwd: Path, home: Path, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str], cwd: Path, home: Path, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     base = {
         "HOME": str(home),
         "PATH": f"{BIN}:/usr/local/bin:/usr/bin:/bin",  # node 22 first: the npm launchers use `node`
@@ -33,5 +35,12 @@ def run(cmd: list[str], cwd: Path, home: Path, env: dict[str, str] | None = None
         "XDG_STATE_HOME": str(home / ".local" / "state"),
     }
     return subprocess.run(
-        cmd, cwd=cwd, env={**base, **(env or {})}, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        cmd,
+        check=False,
+        cwd=cwd,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )

@@ -77,7 +77,9 @@ def test_codex_exec_shell_tool_round_trip(tmp_path: Path, dirs: tuple[Path, Path
     home, work = dirs
     with agent_gateway(work, tmp_path) as gw:
         _, events = _codex(gw, home, work, "Print the contents of notes.txt.", model)
-    ran = [e["item"] for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "command_execution"]
+    ran = [
+        e["item"] for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "command_execution"
+    ]
     assert ran and "cat notes.txt" in ran[0]["command"] and NOTE in ran[0]["aggregated_output"], events
     # the command's output went back through thinkgate to the upstream, and its answer came back
     assert any(NOTE in r for r in gw.upstream.tool_results()), gw.upstream.requests[-1]["messages"][-2:]

@@ -14,6 +14,7 @@ from tests.e2e.agents.clients import run, tool
 
 pytestmark = pytest.mark.slow
 
+
 # the README's "Coding agents: opencode" set-up (opencode.json), with the test's URL
 def opencode_config(url: str) -> dict:
     return {

@@ -52,7 +52,11 @@ async def decision(client: httpx.AsyncClient, request_id: str) -> dict[str, Any]
     raise AssertionError(f"no decision record {request_id}")
 
 
-FN = {"type": "function", "name": "exec_command", "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}}
+FN = {
+    "type": "function",
+    "name": "exec_command",
+    "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}},
+}
 NAMESPACE = {
     "type": "namespace",
     "name": "multi_agent_v1",
@@ -151,7 +155,9 @@ async def test_hosted_tools_refused_per_route_by_config():
 async def test_client_run_tools_other_than_functions_are_refused():
     client, ups = make()
     for kind in ("custom", "local_shell", "computer_use_preview", "apply_patch"):
-        r = await client.post("/v1/responses", json={"model": "auto", "input": "x", "tools": [{"type": kind, "name": "t"}]})
+        r = await client.post(
+            "/v1/responses", json={"model": "auto", "input": "x", "tools": [{"type": kind, "name": "t"}]}
+        )
         assert_openai_error(r, 400, "tools[0].type")
     assert ups["fast"].calls == []
 
@@ -177,7 +183,10 @@ async def test_a_call_of_a_namespaced_function_maps_back_to_its_namespace(stream
     out = sse_events(r.text)[-1]["response"] if stream else r.json()
     valid_response(out)
     calls = [i for i in out["output"] if i["type"] == "function_call"]
-    assert [(c["name"], c.get("namespace")) for c in calls] == [("spawn_agent", "multi_agent_v1"), ("exec_command", None)]
+    assert [(c["name"], c.get("namespace")) for c in calls] == [
+        ("spawn_agent", "multi_agent_v1"),
+        ("exec_command", None),
+    ]
     if stream:
         done = [e["item"] for e in sse_events(r.text) if e["type"] == "response.output_item.done"]
         assert done[0]["namespace"] == "multi_agent_v1" and "namespace" not in done[1]
@@ -207,7 +216,13 @@ def _thinking(token: str) -> str:
 @pytest.mark.parametrize("stream", [False, True])
 async def test_encrypted_reasoning_round_trip_with_store_false(stream: bool):
     client, ups = make()
-    req = {"model": "pinned", "input": "q", "store": False, "include": ["reasoning.encrypted_content"], "stream": stream}
+    req = {
+        "model": "pinned",
+        "input": "q",
+        "store": False,
+        "include": ["reasoning.encrypted_content"],
+        "stream": stream,
+    }
     r = await client.post("/v1/responses", json=req)
     assert r.status_code == 200, r.text
     out = sse_events(r.text)[-1]["response"] if stream else r.json()
@@ -219,8 +234,16 @@ async def test_encrypted_reasoning_round_trip_with_store_false(stream: bool):
     back = {"type": "reasoning", "id": rs["id"], "summary": [], "encrypted_content": rs["encrypted_content"]}
     r2 = await client.post(
         "/v1/responses",
-        json={**req, "stream": False, "input": [{"role": "user", "content": "q"}, back,
-                                                 {"role": "assistant", "content": "42"}, {"role": "user", "content": "and?"}]},  # fmt: skip
+        json={
+            **req,
+            "stream": False,
+            "input": [
+                {"role": "user", "content": "q"},
+                back,
+                {"role": "assistant", "content": "42"},
+                {"role": "user", "content": "and?"},
+            ],
+        },
     )
     assert r2.status_code == 200, r2.text
     sent = json.dumps(ups["reasoning"].calls[-1]["messages"])
@@ -282,7 +305,9 @@ async def test_items_of_store_false_responses_are_not_referable():
 
 async def test_item_reference_is_scoped_by_tenant_and_items_are_not_responses():
     s = settings(
-        auth={"keys": [{"key": "sk-tenant-a-0123456789", "tenant": "a"}, {"key": "sk-tenant-b-0123456789", "tenant": "b"}]}
+        auth={
+            "keys": [{"key": "sk-tenant-a-0123456789", "tenant": "a"}, {"key": "sk-tenant-b-0123456789", "tenant": "b"}]
+        }
     )
     keys = KeyStore.from_settings(s.auth, env={})
     ups = {"fast": FakeUpstream("fast", "fast-model"),
@@ -316,7 +341,10 @@ async def test_ai_sdk_store_on_second_turn_after_a_reasoning_turn():
     out = evs[-1]["response"]["output"]
     assert [i["type"] for i in out] == ["reasoning", "message", "function_call", "function_call"]
     refs = [{"type": "item_reference", "id": i["id"]} for i in out[:2]]
-    calls = [{"type": "function_call", "call_id": i["call_id"], "name": i["name"], "arguments": i["arguments"]} for i in out[2:]]
+    calls = [
+        {"type": "function_call", "call_id": i["call_id"], "name": i["name"], "arguments": i["arguments"]}
+        for i in out[2:]
+    ]
     outs = [{"type": "function_call_output", "call_id": i["call_id"], "output": "ok"} for i in out[2:]]
     r = await client.post("/v1/responses", json={"model": "pinned", "tools": tools, "store": True,
                                                  "input": [{"role": "user", "content": "w?"}, *refs, *calls, *outs]})  # fmt: skip
