@@ -352,3 +352,23 @@ async def test_ai_sdk_store_on_second_turn_after_a_reasoning_turn():
     sent = ups["reasoning"].calls[-1]["messages"]
     assert sent[1]["content"] == "Let me check." and len(sent[1]["tool_calls"]) == 2
     assert "plan" not in json.dumps(sent)
+
+
+@pytest.mark.redis
+async def test_item_reference_across_two_replicas_on_one_redis(redis_url: str):
+    from router.cache.stored_responses import build_response_store
+
+    def replica() -> tuple[httpx.AsyncClient, dict[str, Any]]:
+        store = build_response_store(redis_url, ttl_s=60, max_entries=10, timeout_ms=300, namespace="tgitems")
+        return make(settings(responses={"redis_url": redis_url}), response_store=store)
+
+    (a, _), (b, ups_b) = replica(), replica()
+    made = (await a.post("/v1/responses", json={"model": "pinned", "input": "q"})).json()
+    rs, msg = made["output"]
+    refs = [{"type": "item_reference", "id": rs["id"]}, {"type": "item_reference", "id": msg["id"]}]
+    r = await b.post("/v1/responses", json={"model": "auto", "input": [{"role": "user", "content": "q"}, *refs,
+                                                                      {"role": "user", "content": "more"}]})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert ups_b["fast"].calls[-1]["messages"][1] == {"role": "assistant", "content": "42"}
+    assert (await b.delete(f"/v1/responses/{made['id']}")).status_code == 200  # the other replica deletes it
+    assert_openai_error(await a.post("/v1/responses", json={"model": "auto", "input": refs}), 404, "input")
