@@ -4,6 +4,7 @@ turn, and a shell-tool round trip in its read-only sandbox, with zero refused re
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,33 +58,52 @@ def _final_text(events: list[dict]) -> str:
     )
 
 
-@pytest.fixture
-def dirs(tmp_path: Path) -> tuple[Path, Path]:
-    return setup_home(tmp_path)
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AgentGateway, Path]]:
+    tmp = tmp_path_factory.mktemp("codex")
+    _, work = setup_home(tmp)
+    with agent_gateway(work, tmp) as gw:
+        yield gw, work
 
 
-def test_codex_exec_text(tmp_path: Path, dirs: tuple[Path, Path]):
-    home, work = dirs
-    with agent_gateway(work, tmp_path) as gw:
-        _, events = _codex(gw, home, work, "Say hello.", "auto")
+def _session(gw: AgentGateway, before: int) -> tuple[list[tuple[str, str, int]], list[dict]]:
+    """This test's requests (method, path, status) and their JSON bodies."""
+    return gw.proxy.log[before:], [json.loads(b) for b in gw.proxy.bodies[before:]]
+
+
+def test_codex_exec_text(gateway: tuple[AgentGateway, Path], tmp_path: Path):
+    gw, work = gateway
+    before = len(gw.proxy.log)
+    _, events = _codex(gw, tmp_path, work, "Say hello.", "auto")
     assert "Hello from the scripted upstream." in _final_text(events)
-    assert gw.proxy.log and gw.proxy.refused() == [], gw.proxy.log
-    assert any(p == "/v1/responses" for _, p, _s in gw.proxy.log)
+    log, bodies = _session(gw, before)
+    assert log and all(p == "/v1/responses" and s == 200 for _, p, s in log), log  # nothing refused
+    # what made Codex 0.171 unusable before was really sent, and accepted
+    first = bodies[0]
+    kinds = {t["type"] for t in first["tools"]}
+    assert {"function", "namespace", "web_search"} <= kinds, kinds
+    assert "client_metadata" in first and first["store"] is False
+    assert first["include"] == ["reasoning.encrypted_content"]
     assert gw.upstream.rejected == []
 
 
 @pytest.mark.parametrize("model", ["fast", "reasoning"])
-def test_codex_exec_shell_tool_round_trip(tmp_path: Path, dirs: tuple[Path, Path], model: str):
-    home, work = dirs
-    with agent_gateway(work, tmp_path) as gw:
-        _, events = _codex(gw, home, work, "Print the contents of notes.txt.", model)
+def test_codex_exec_shell_tool_round_trip(gateway: tuple[AgentGateway, Path], tmp_path: Path, model: str):
+    gw, work = gateway
+    before, seen = len(gw.proxy.log), len(gw.upstream.requests)
+    _, events = _codex(gw, tmp_path, work, "Print the contents of notes.txt.", model)
     ran = [
         e["item"] for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "command_execution"
     ]
     assert ran and "cat notes.txt" in ran[0]["command"] and NOTE in ran[0]["aggregated_output"], events
     # the command's output went back through thinkgate to the upstream, and its answer came back
-    assert any(NOTE in r for r in gw.upstream.tool_results()), gw.upstream.requests[-1]["messages"][-2:]
+    sent = gw.upstream.requests[seen:]
+    assert any(NOTE in str(m.get("content")) for b in sent for m in b["messages"] if m["role"] == "tool")
     assert NOTE in _final_text(events)
-    assert gw.proxy.refused() == [], gw.proxy.log
-    assert len([e for e in gw.proxy.log if e[1] == "/v1/responses"]) >= 2
+    log, bodies = _session(gw, before)
+    assert len(log) >= 2 and all(p == "/v1/responses" and s == 200 for _, p, s in log), log  # nothing refused
+    if model == "reasoning":
+        # store: false: Codex sent thinkgate's reasoning item back whole, with its encrypted_content
+        back = [i for i in bodies[1]["input"] if i.get("type") == "reasoning"]
+        assert back and back[0]["encrypted_content"].startswith("tg1."), back
     assert gw.upstream.rejected == []
