@@ -16,12 +16,12 @@ pytestmark = pytest.mark.slow
 
 
 # the README's "Coding agents: opencode" set-up (opencode.json), with the test's URL
-def opencode_config(url: str) -> dict:
+def opencode_config(url: str, npm: str = "@ai-sdk/openai-compatible") -> dict:
     return {
         "$schema": "https://opencode.ai/config.json",
         "provider": {
             "thinkgate": {
-                "npm": "@ai-sdk/openai-compatible",
+                "npm": npm,
                 "name": "thinkgate",
                 "options": {"baseURL": f"{url}/v1", "apiKey": "{env:THINKGATE_API_KEY}"},
                 "models": {"auto": {"name": "thinkgate auto", "tool_call": True}},
@@ -45,11 +45,15 @@ OPENCODE_ENV = {
 }
 
 
-def test_opencode_run_read_tool_round_trip(tmp_path: Path):
+# the openai-compatible provider talks chat completions; @ai-sdk/openai (also bundled) the Responses API
+@pytest.mark.parametrize(
+    "npm, path", [("@ai-sdk/openai-compatible", "/v1/chat/completions"), ("@ai-sdk/openai", "/v1/responses")]
+)
+def test_opencode_run_read_tool_round_trip(tmp_path: Path, npm: str, path: str):
     home, work = setup_home(tmp_path)
     opencode = tool("opencode")
     with agent_gateway(work, tmp_path) as gw:
-        (work / "opencode.json").write_text(json.dumps(opencode_config(gw.url)))
+        (work / "opencode.json").write_text(json.dumps(opencode_config(gw.url, npm)))
         out = run([str(opencode), "run", "--format", "json", "What does notes.txt say?"], cwd=work, home=home,
                   env=OPENCODE_ENV)  # fmt: skip
     assert out.returncode == 0, (out.stdout[-3000:], out.stderr[-3000:])
@@ -61,4 +65,5 @@ def test_opencode_run_read_tool_round_trip(tmp_path: Path):
     texts = "".join(e["part"].get("text", "") for e in events if e.get("type") == "text")
     assert NOTE in texts, events
     assert gw.proxy.log and gw.proxy.refused() == [], gw.proxy.log
+    assert {p for _, p, _s in gw.proxy.log} == {path}, gw.proxy.log
     assert gw.upstream.rejected == []
