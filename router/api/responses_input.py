@@ -56,6 +56,7 @@ _FIELDS: dict[str, tuple[type, ...]] = {
     "safety_identifier": (str,),
     "prompt_cache_key": (str,),
     "client_metadata": (dict,),
+    "max_tool_calls": (int,),
     "top_logprobs": (int,),
     "background": (bool,),
     "thinkgate": (dict,),
@@ -63,7 +64,6 @@ _FIELDS: dict[str, tuple[type, ...]] = {
 _UNSUPPORTED = {
     "conversation": "conversations are not supported; use previous_response_id",
     "prompt": "stored prompt templates are not supported",
-    "max_tool_calls": "max_tool_calls is not supported",
 }
 _EFFORTS = {"none", "minimal", "low", "medium", "high", "xhigh"}
 # `include` values this front end honours; the others ask for data of hosted tools or of
@@ -71,7 +71,8 @@ _EFFORTS = {"none", "minimal", "low", "medium", "high", "xhigh"}
 _INCLUDE_HONOURED = {"reasoning.encrypted_content"}
 # fields that do not change the answer and that a chat upstream does not take: accepted,
 # left out of the upstream request and named in the decision record
-_DROPPED = ("client_metadata", "prompt_cache_key", "service_tier", "safety_identifier")
+# (max_tool_calls caps calls of hosted tools, which never run here)
+_DROPPED = ("client_metadata", "prompt_cache_key", "service_tier", "safety_identifier", "max_tool_calls")
 
 
 @dataclass

@@ -110,6 +110,7 @@ async def test_plain_request_records_nothing_dropped():
         ("prompt_cache_key", "k", "prompt_cache_key"),
         ("service_tier", "auto", "service_tier"),
         ("safety_identifier", "h", "safety_identifier"),
+        ("max_tool_calls", 3, "max_tool_calls"),
         ("include", ["file_search_call.results"], "include:file_search_call.results"),
         ("tools", [{"type": "file_search", "vector_store_ids": ["v"]}], "tools[0]:file_search"),
         ("tools", [{"type": "code_interpreter", "container": {"type": "auto"}}], "tools[0]:code_interpreter"),
