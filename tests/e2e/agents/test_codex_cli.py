@@ -60,6 +60,7 @@ def _final_text(events: list[dict]) -> str:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AgentGateway, Path]]:
+    tool("codex")  # skips (or fails in CI) before a gateway is started for nothing
     tmp = tmp_path_factory.mktemp("codex")
     _, work = setup_home(tmp)
     with agent_gateway(work, tmp) as gw:

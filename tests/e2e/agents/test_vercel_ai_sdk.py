@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.components import missing
 from tests.e2e.agents.agent_gateway import NOTE, agent_gateway, setup_home
 from tests.e2e.agents.clients import CLIENTS, run, tool
 
@@ -34,8 +35,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("aisdk")
     home, work = setup_home(tmp)
     node = tool("node")
-    if not (CLIENTS / "node_modules" / "@ai-sdk" / "anthropic").is_dir():
-        tool("@ai-sdk/anthropic")  # reports it missing
+    for pkg in ("ai", "@ai-sdk/openai", "@ai-sdk/anthropic"):
+        if not (CLIENTS / "node_modules" / pkg).is_dir():
+            missing(f"{pkg} is not in {CLIENTS}: run scripts/setup_agent_clients.sh")
     # ESM resolves packages from the script's folder up: the script beside a node_modules link
     (work / "node_modules").symlink_to(CLIENTS / "node_modules")
     shutil.copy(SCRIPT, work / SCRIPT.name)
