@@ -78,6 +78,9 @@ class ChatRequest:
     prompt: str | None = None
     # request headers for rules and the conversation id (lower-case names; credentials dropped)
     headers: dict[str, str] = field(default_factory=dict)
+    # request fields the front end accepted but did not send upstream (they do not change
+    # the answer), e.g. "client_metadata", "tools[8]:web_search"; copied to the Decision
+    dropped: list[str] = field(default_factory=list)
 
     def upstream_body(self, model: str, **overrides: Any) -> dict[str, Any]:
         body = dict(self.body)
@@ -152,6 +155,7 @@ class Decision:
     sticky: bool = False  # the conversation's earlier route decided this turn's
     turn: str | None = None  # chat | task | relay | summary (policies.agent_turn)
     session: str | None = None  # an agent turn's session id (a hash), for the dashboard
+    dropped: list[str] | None = None  # request fields accepted but not sent upstream (ChatRequest.dropped)
 
     def to_dict(self) -> dict[str, Any]:
         # dataclasses.asdict deep-copies recursively and cost ~0.3 ms per request
@@ -161,6 +165,8 @@ class Decision:
             d["deer"] = dict(self.deer.__dict__)
         if self.embedding is not None:
             d["embedding"] = list(self.embedding)
+        if self.dropped is not None:
+            d["dropped"] = list(self.dropped)
         return d
 
     def headers(self) -> dict[str, str]:

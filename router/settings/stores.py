@@ -3,7 +3,7 @@ and the Responses API's stored responses (each Redis or in-process)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -58,3 +58,11 @@ class ResponsesSettings(Section):
     max_entries: int = Field(10_000, ge=1, description="in-process backend: responses kept")
     timeout_ms: float = Field(250.0, gt=0, description="per Redis command")
     namespace: str = "thinkgate"
+    # hosted tools (web_search, file_search, code_interpreter, ...) that a chat upstream
+    # cannot run: drop them (named in the decision record; the model answers without them)
+    # or refuse the request with a 400; `hosted_tools_by_route` overrides it per route (the request's `model`, a name under `routes:`)
+    hosted_tools: Literal["drop", "refuse"] = "drop"
+    hosted_tools_by_route: dict[str, Literal["drop", "refuse"]] = Field(default_factory=dict)
+
+    def hosted_tools_policy(self, model: Any) -> str:
+        return self.hosted_tools_by_route.get(model, self.hosted_tools) if isinstance(model, str) else self.hosted_tools
