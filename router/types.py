@@ -77,6 +77,11 @@ class ChatRequest:
     prompt: str | None = None
     # request headers for rules and the conversation id (lower-case names; credentials dropped)
     headers: dict[str, str] = field(default_factory=dict)
+    # fields the front end accepted but did not send upstream (they do not change the
+    # answer: cache hints, display options, client metadata), named for the decision record
+    dropped: list[str] = field(default_factory=list)
+    # "max_tokens REQUESTED -> SENT (WHY)" when a max_tokens over a limit was clamped
+    clamped: str | None = None
 
     def upstream_body(self, model: str, **overrides: Any) -> dict[str, Any]:
         body = dict(self.body)
@@ -149,6 +154,9 @@ class Decision:
     rule: str | None = None  # the operator rule that fired (policies.rules)
     conversation: str | None = None  # the conversation's id (a hash) when routing.conversation is on
     sticky: bool = False  # the conversation's earlier route decided this turn's
+    alias_pattern: str | None = None  # the `routes:` pattern that served `alias` (router/settings/aliases.py)
+    dropped: list[str] | None = None  # request fields accepted and not sent upstream (ChatRequest.dropped)
+    clamped: str | None = None  # max_tokens clamped to a limit (ChatRequest.clamped)
 
     def to_dict(self) -> dict[str, Any]:
         # dataclasses.asdict deep-copies recursively and cost ~0.3 ms per request
@@ -158,6 +166,8 @@ class Decision:
             d["deer"] = dict(self.deer.__dict__)
         if self.embedding is not None:
             d["embedding"] = list(self.embedding)
+        if self.dropped is not None:
+            d["dropped"] = list(self.dropped)
         return d
 
     def headers(self) -> dict[str, str]:
@@ -183,6 +193,8 @@ class Decision:
             h["x-thinkgate-router"] = self.artifact
         if self.rule:
             h["x-thinkgate-rule"] = self.rule
+        if self.clamped:
+            h["x-thinkgate-clamped"] = self.clamped
         if self.conversation:
             h["x-thinkgate-conversation"] = self.conversation
             h["x-thinkgate-sticky"] = "true" if self.sticky else "false"
