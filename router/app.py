@@ -28,6 +28,7 @@ from router.api import responses as responses_api
 from router.api.protocol import DONE, parse_request, sse
 from router.cache.stored_responses import MemoryResponseStore
 from router.config import Settings
+from router.settings.aliases import is_pattern
 from router.pipeline.core import Pipeline
 from router.pipeline.parts import Reply
 from router.types import Caller, Endpoint
@@ -136,7 +137,8 @@ class Gateway:
         caller = _caller(request)
         seen: dict[str, str] = {}
         for alias in self.settings.routes:
-            seen[alias] = "thinkgate"
+            if not is_pattern(alias):  # `claude-*` serves names; it is not one a client can list
+                seen[alias] = "thinkgate"
         for name, ms in self.settings.models.items():
             seen.setdefault(name, "thinkgate")
             if ms.model:

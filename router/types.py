@@ -78,9 +78,11 @@ class ChatRequest:
     prompt: str | None = None
     # request headers for rules and the conversation id (lower-case names; credentials dropped)
     headers: dict[str, str] = field(default_factory=dict)
-    # request fields the front end accepted but did not send upstream (they do not change
-    # the answer), e.g. "client_metadata", "tools[8]:web_search"; copied to the Decision
+    # fields the front end accepted but did not send upstream (they do not change the
+    # answer: cache hints, display options, client metadata), named for the decision record
     dropped: list[str] = field(default_factory=list)
+    # "max_tokens REQUESTED -> SENT (WHY)" when a max_tokens over a limit was clamped
+    clamped: str | None = None
 
     def upstream_body(self, model: str, **overrides: Any) -> dict[str, Any]:
         body = dict(self.body)
@@ -156,6 +158,8 @@ class Decision:
     turn: str | None = None  # chat | task | relay | summary (policies.agent_turn)
     session: str | None = None  # an agent turn's session id (a hash), for the dashboard
     dropped: list[str] | None = None  # request fields accepted but not sent upstream (ChatRequest.dropped)
+    alias_pattern: str | None = None  # the `routes:` pattern that served `alias` (router/settings/aliases.py)
+    clamped: str | None = None  # max_tokens clamped to a limit (ChatRequest.clamped)
 
     def to_dict(self) -> dict[str, Any]:
         # dataclasses.asdict deep-copies recursively and cost ~0.3 ms per request
@@ -196,6 +200,8 @@ class Decision:
             h["x-thinkgate-turn"] = self.turn
         if self.session:
             h["x-thinkgate-agent-session"] = self.session
+        if self.clamped:
+            h["x-thinkgate-clamped"] = self.clamped
         if self.conversation:
             h["x-thinkgate-conversation"] = self.conversation
             h["x-thinkgate-sticky"] = "true" if self.sticky else "false"

@@ -7,8 +7,10 @@ back as an Anthropic message or event stream (router.api.anthropic_reply).
 Errors take Anthropic's shape by path (router.access.error_shapes), including
 those from the auth, limit and body-size middlewares.
 
-`anthropic-version` is accepted whatever its value and `anthropic-beta` is ignored:
-the translation is the same for every version this speaks (2023-06-01).
+`anthropic-version` is accepted whatever its value and `anthropic-beta` is accepted and
+recorded (the decision's `dropped`): the translation is the same for every version this
+speaks (2023-06-01), and the betas' request fields are handled field by field
+(router.api.anthropic_request). Claude Code's `?beta=true` query is ignored likewise.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from router.api.anthropic_request import _IGNORED, check_model, messages_of, too
 from router.api.protocol import parse_request
 from router.config import Settings
 from router.pipeline.core import Pipeline
+from router.settings import aliases
 from router.types import Caller
 
 _COUNT_FIELDS = {
@@ -44,6 +47,7 @@ _COUNT_FIELDS = {
     "thinking",
     "output_config",
     "thinkgate",
+    "context_management",
     *_IGNORED,
 }
 
@@ -71,6 +75,7 @@ def known_model(settings: Settings, alias: str) -> bool:
         alias in settings.routes
         or alias in settings.models
         or any(ms.model == alias for ms in settings.models.values())
+        or aliases.match(settings.routes, alias) is not None
     )
 
 
@@ -85,6 +90,9 @@ class Messages:
             t = translate(data)
             req = parse_request("chat", b"", request.headers, t.body)
         req.caller = _caller(request)
+        req.dropped = list(t.dropped)
+        if request.headers.get("anthropic-beta"):
+            req.dropped.append(f"anthropic-beta: {request.headers['anthropic-beta']}"[:300])
         req.include_usage = True  # the stream's usage chunk fills message_delta.usage
         if t.budget_tokens is not None:
             deer = dataclasses.replace(req.controls.deer, budget_tokens=t.budget_tokens)
@@ -124,7 +132,10 @@ class Messages:
         alias = check_model(data)
         if not known_model(self.settings, alias):
             raise errors.ModelNotFound(f"model: {alias}", param="model")
-        check_alias(_caller(request), alias)
+        caller = _caller(request)
+        # as the pipeline checks it: a key allowed a pattern (`claude-*`) may use what it serves
+        if caller.aliases is None or aliases.route_key(self.settings.routes, self.settings.models, alias) not in caller.aliases:
+            check_alias(caller, alias)
         n = estimate_tokens(messages_of(data))
         if data.get("tools") is not None:
             n += math.ceil(len(json.dumps(tools_of(data["tools"]))) / 4)

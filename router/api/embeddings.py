@@ -32,6 +32,8 @@ from router.access.auth import check_alias
 from router.config import EmbeddingModelSettings, Settings
 from router.embedding.encoders import DIM, EMBEDDER_ID, sentence
 from router.types import Caller
+from router.settings.aliases import match, route_key
+from router.upstreams import user_field
 from router.upstreams.embeddings import RemoteEmbeddings, build_remote
 
 log = logging.getLogger("thinkgate.embeddings")
@@ -102,6 +104,16 @@ class Embeddings:
         for key, m in self.cfg.models.items():  # the local model also answers to its full id
             if m.provider == "local" and name == EMBEDDER_ID:
                 return key, m
+        pattern = match(self.cfg.models, name)  # `text-embedding-*`, `*` (router/settings/aliases.py)
+        if pattern is not None:
+            return pattern, self.cfg.models[pattern]
+        # a chat route's or model's name (`auto`): a client that sends one model name for
+        # everything gets the configured embedding model. Any other name stays a 404: a
+        # vector from another model than the one asked for would not fit the client's index
+        chat = self.settings
+        if self.cfg.models and (name in chat.models or route_key(chat.routes, chat.models, name) is not None):
+            first = next(iter(self.cfg.models))
+            return first, self.cfg.models[first]
         raise errors.ModelNotFound(
             f"The embedding model '{name}' does not exist; available: {', '.join(self.cfg.models) or 'none'}",
             param="model",
@@ -140,7 +152,9 @@ class Embeddings:
         if user is not None and not isinstance(user, str):
             raise _bad("'user' must be a string", "user", "invalid_type")
         key, ms = self._model(name)
-        check_alias(_caller(request), name)
+        caller = _caller(request)
+        if caller.aliases is None or key not in caller.aliases:  # a key allowed the pattern may use what it serves
+            check_alias(caller, name)
         inputs, tokens = parse_input(data["input"], self.cfg.max_inputs)
 
         if ms.provider == "local":
@@ -165,6 +179,7 @@ class Embeddings:
                 body["dimensions"] = dims
             if user:
                 body["user"] = user
+                user_field.apply(body, self.settings.server.upstream_user, self.settings.server.upstream_user_key)
             out = await self.remote[key].embed(body)
             rows = sorted(out["data"], key=lambda d: d.get("index", 0))
             data_out = [

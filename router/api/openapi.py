@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from router.config import Settings
+from router.settings.aliases import is_pattern
 
 Paths = dict[str, dict[str, Any]]
 
@@ -108,7 +109,7 @@ def _common(settings: Settings) -> dict[str, Any]:
         "temperature": {"type": "number", "minimum": 0, "maximum": 2},
         "top_p": {"type": "number", "minimum": 0, "maximum": 1},
         "n": {"type": "integer", "minimum": 1, "maximum": lim.max_n},
-        "max_tokens": {"type": "integer", "minimum": 1, "maximum": lim.max_tokens},
+        "max_tokens": _max_tokens(settings),
         "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
         "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
         "seed": {"type": "integer"},
@@ -132,13 +133,29 @@ def _models(settings: Settings) -> list[str]:
     return [*settings.routes, *(m for m in settings.models if m not in settings.routes)]
 
 
+def _model_schema(settings: Settings) -> dict[str, Any]:
+    """An enum of the names served, or any string when a `routes:` pattern serves names
+    no list can hold (router/settings/aliases.py)."""
+    names = _models(settings)
+    if any(is_pattern(n) for n in names):
+        return {"type": "string", "description": "served by the routes: " + ", ".join(names)}
+    return {"enum": names}
+
+
+def _max_tokens(settings: Settings) -> dict[str, Any]:
+    """limits.max_tokens bounds the schema only where a larger ask is refused, not clamped."""
+    if settings.limits.over_max_tokens == "refuse":
+        return {"type": "integer", "minimum": 1, "maximum": settings.limits.max_tokens}
+    return {"type": "integer", "minimum": 1}
+
+
 def chat_paths(settings: Settings) -> Paths:
     lim = settings.limits
     props = {
         **_common(settings),
-        "model": {"enum": _models(settings)} if settings.routes else {"type": "string"},
+        "model": _model_schema(settings) if settings.routes else {"type": "string"},
         "messages": {"type": "array", "minItems": 1, "maxItems": lim.max_messages, "items": {"anyOf": _message_schemas()}},
-        "max_completion_tokens": {"type": "integer", "minimum": 1, "maximum": lim.max_tokens},
+        "max_completion_tokens": _max_tokens(settings),
         "logprobs": {"type": "boolean"},
         "tools": {
             "type": "array",
@@ -171,7 +188,7 @@ def chat_paths(settings: Settings) -> Paths:
 def completions_paths(settings: Settings) -> Paths:
     props = {
         **_common(settings),
-        "model": {"enum": _models(settings)},
+        "model": _model_schema(settings),
         "prompt": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 1}]},
         "logprobs": {"type": ["integer", "null"], "minimum": 0, "maximum": 20},
         "echo": {"type": "boolean"},
@@ -207,7 +224,7 @@ def responses_paths(settings: Settings) -> Paths:
         "type": "object",
         "required": ["model", "input"],
         "properties": {
-            "model": {"enum": _models(settings)},
+            "model": _model_schema(settings),
             "input": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
             "instructions": {"type": "string"},
             "stream": {"type": "boolean"},
@@ -243,7 +260,7 @@ def messages_paths(settings: Settings) -> Paths:
         "role": {"enum": ["user", "assistant"]},
         "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]}}}
     base = {
-        "model": {"enum": _models(settings)},
+        "model": _model_schema(settings),
         "messages": {"type": "array", "items": message},
         "system": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
         "tools": {"type": "array", "items": {"type": "object"}},

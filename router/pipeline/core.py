@@ -22,11 +22,12 @@ from typing import Any
 from policies.features import message_text
 from router import errors, tracing
 from router.config import RouteSettings, Settings
+from router.settings import aliases
 from router.embedding.encoders import sentence
 from router.cache.agent_loops import LoopStore, build_loop_store
 from router.cache.conversations import RouteStore, build_route_store
 from router.learning.slot import snapshot
-from router.pipeline import agent_loop, conversation, effort, fanout, prefix, rules, streaming
+from router.pipeline import agent_loop, conversation, effort, fanout, output_cap, prefix, rules, streaming
 from router.pipeline.accounting import account, charge_discarded
 from router.pipeline.escalation import escalate, logprob_args, strip_chunk_logprobs, strip_logprobs
 from router.pipeline.parts import Cache, Classifier, DecisionSink, Embedder, MetricsSink, Reply, _Target
@@ -34,6 +35,7 @@ from router.pipeline.recorder import Recorder
 from router.pipeline.replies import assemble, to_chunks
 from router.types import ChatRequest, Decision, DeerStats, Route
 from router.upstreams.base import CallContext, Upstream
+from router.upstreams import user_field
 from router.upstreams.hygiene import clean_body
 
 log = logging.getLogger("thinkgate.pipeline")
@@ -72,15 +74,20 @@ class Pipeline:
     def aliases(self) -> list[str]:
         return list(self.settings.routes) + [m for m in self.settings.models if m not in self.settings.routes]
 
-    def _route_settings(self, alias: str) -> RouteSettings:
+    def _route_settings(self, alias: str) -> tuple[RouteSettings, str | None]:
+        """The route serving `alias`, and the `routes:` pattern that matched it (None
+        for an exact alias or a model named directly)."""
         routes = self.settings.routes
         if alias in routes:
-            return routes[alias]
+            return routes[alias], None
         if alias in self.settings.models:  # a concrete model requested by name is pinned
-            return RouteSettings(pin=alias, fallback=False, selfref=False)
+            return RouteSettings(pin=alias, fallback=False, selfref=False), None
         for name, ms in self.settings.models.items():
             if ms.model == alias:
-                return RouteSettings(pin=name, fallback=False, selfref=False)
+                return RouteSettings(pin=name, fallback=False, selfref=False), None
+        pattern = aliases.match(routes, alias)  # `claude-*`, `*`: names agents send that no one listed
+        if pattern is not None:
+            return routes[pattern], pattern
         raise errors.ModelNotFound(
             f"The model '{alias}' does not exist; available: {', '.join(self.aliases())}", param="model"
         )
@@ -91,8 +98,15 @@ class Pipeline:
 
     def _body(self, req: ChatRequest, target: _Target, **overrides: Any) -> dict[str, Any]:
         # message hygiene at the upstream seam: only fields the model's API defines
-        keep = self.settings.models[target.model_name].accepts_reasoning_history
-        return clean_body(req.upstream_body(target.upstream.model, **overrides), keep)
+        ms = self.settings.models[target.model_name]
+        body = clean_body(req.upstream_body(target.upstream.model, **overrides), ms.accepts_reasoning_history)
+        user_field.apply(body, self.settings.server.upstream_user, self.settings.server.upstream_user_key)
+        # the model's own output limit (models.NAME.max_output_tokens): clamp or refuse
+        note = output_cap.apply(body, ms, target.model_name)
+        if note is not None and note not in (req.clamped or ""):
+            # after limits.max_tokens' own clamp, if any: both steps are recorded
+            req.clamped = f"{req.clamped}; {note}" if req.clamped else note
+        return body
 
     def _native(self, target: _Target) -> bool:
         return self.settings.models[target.model_name].native_n
@@ -108,15 +122,18 @@ class Pipeline:
         if self.settings.decisions.store_prompt:
             d.prompt = message_text(req.messages[-1].get("content"))[: self.settings.decisions.prompt_chars]
         try:
-            rs = self._route_settings(req.alias)
-            if caller.aliases is not None and req.alias not in caller.aliases:
+            rs, d.alias_pattern = self._route_settings(req.alias)
+            # a key allowed a pattern (`claude-*`) may use every name it serves
+            if caller.aliases is not None and req.alias not in caller.aliases and d.alias_pattern not in caller.aliases:
                 raise errors.Forbidden(f"this API key may not use the model '{req.alias}'", param="model", code="model_not_allowed")
             reply = await self._handle(req, rs, d, t0)
         except errors.ThinkgateError as e:
             d.status, d.error = e.status, f"{type(e).__name__}: {e.message}"[:300]
             d.total_ms = (time.perf_counter() - t0) * 1000
+            d.clamped = req.clamped
             self.recorder.finish(d)
             raise
+        d.clamped = req.clamped
         if reply.body is not None:
             d.total_ms = (time.perf_counter() - t0) * 1000
             self.recorder.finish(d)
@@ -202,6 +219,7 @@ class Pipeline:
             await at.remember(d)
             return reply
         body = await self._complete(req, rs, d, target, selfref)
+        d.clamped = req.clamped
         if turn is not None:
             await turn.remember(d)
         await at.remember(d)

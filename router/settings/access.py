@@ -54,6 +54,9 @@ class LimitSettings(Section):
     max_messages: int = Field(512, ge=1)
     max_n: int = Field(8, ge=1, le=128, description="choices per request (n); each is an upstream call")
     max_tokens: int = Field(32_768, ge=1)
+    # a request over max_tokens: clamp it to the limit (said in `x-thinkgate-clamped`; agents
+    # such as Claude Code ask for 128000 whatever the model) or refuse it with a 400
+    over_max_tokens: Literal["clamp", "refuse"] = "clamp"
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
 
 
@@ -65,3 +68,7 @@ class ServerSettings(Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # the name of the thinking in replies: DeepSeek's (most SDKs read it) or vLLM >= 0.16's
     reasoning_field: Literal["reasoning_content", "reasoning"] = "reasoning_content"
+    # the client's end-user id (`user`, Anthropic's metadata.user_id) as upstreams get it:
+    # hashed (keyed SHA-256), as_is, or drop (router/upstreams/user_field.py)
+    upstream_user: Literal["hashed", "as_is", "drop"] = "hashed"
+    upstream_user_key: str = Field("thinkgate", repr=False, min_length=1, description="the hash's key; set a secret")

@@ -36,6 +36,9 @@ class EmbeddingsSettings(Section):
     """/v1/embeddings: model names clients send -> the model that embeds."""
 
     enabled: bool = True
+    # a key may be a pattern (router/settings/aliases.py). A name that no key serves but
+    # that names a chat route or model (`auto`, `claude-*`'s names: clients that send one
+    # model name for everything) gets the first model listed here
     models: dict[str, EmbeddingModelSettings] = Field(
         default_factory=lambda: {"all-MiniLM-L6-v2": EmbeddingModelSettings(provider="local")}
     )

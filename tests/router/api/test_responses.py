@@ -22,6 +22,7 @@ from router.app import create_app
 from router.cache import build_cache
 from router.cache.stored_responses import MemoryResponseStore, StoreUnavailable
 from router.upstreams.fake import FakeReply, FakeUpstream
+from router.upstreams.user_field import hashed
 from tests.router.test_app import assert_openai_error, make, settings
 
 EVENT = TypeAdapter(ResponseStreamEvent)
@@ -198,7 +199,7 @@ async def test_parameters_are_translated_to_chat_fields():
         "json_schema": {"name": "out", "schema": schema, "strict": True},
     }
     assert sent["max_tokens"] == 33 and sent["reasoning_effort"] == "low"
-    assert sent["temperature"] == 0.5 and sent["top_p"] == 0.9 and sent["user"] == "u1"
+    assert sent["temperature"] == 0.5 and sent["top_p"] == 0.9 and sent["user"] == hashed("u1", "thinkgate")  # server.upstream_user: hashed by default
     for absent in ("metadata", "store", "include", "input", "instructions", "text", "max_output_tokens", "reasoning"):
         assert absent not in sent
     body = r.json()
