@@ -77,6 +77,8 @@ class ChatRequest:
     prompt: str | None = None
     # request headers for rules and the conversation id (lower-case names; credentials dropped)
     headers: dict[str, str] = field(default_factory=dict)
+    # fields a front end accepted but did not send upstream (answer-neutral), for the record
+    dropped: list[str] = field(default_factory=list)
 
     def upstream_body(self, model: str, **overrides: Any) -> dict[str, Any]:
         body = dict(self.body)
@@ -149,6 +151,7 @@ class Decision:
     rule: str | None = None  # the operator rule that fired (policies.rules)
     conversation: str | None = None  # the conversation's id (a hash) when routing.conversation is on
     sticky: bool = False  # the conversation's earlier route decided this turn's
+    dropped: list[str] | None = None  # request fields accepted, not sent upstream (ChatRequest.dropped)
 
     def to_dict(self) -> dict[str, Any]:
         # dataclasses.asdict deep-copies recursively and cost ~0.3 ms per request

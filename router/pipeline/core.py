@@ -100,6 +100,7 @@ class Pipeline:
         caller = req.caller
         d = Decision(tenant=caller.tenant, alias=req.alias, endpoint=req.endpoint, stream=req.stream, n=fanout.n_of(req.body))
         d.artifact = snapshot(self.classifier)[1]
+        d.dropped = list(req.dropped) or None
         if self.settings.decisions.store_prompt:
             d.prompt = message_text(req.messages[-1].get("content"))[: self.settings.decisions.prompt_chars]
         try:
