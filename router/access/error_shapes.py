@@ -4,7 +4,7 @@ client speaks, and the middlewares (auth, limits, body limit) run before any rou
 so the choice is made from the path alone.
 
 Anthropic clients (`/v1/messages*`) parse `{"type": "error", "error": {"type", "message"}}`
-and map its `type`; Google's Gemini clients (`/v1beta/*`) parse `{"error": {"code",
+and map its `type`; Google's Gemini clients (`/v1beta/*`, `/v1/models/{model}:method`) parse `{"error": {"code",
 "message", "status"}}` and retry on its `status`; everything else gets the OpenAI shape.
 """
 
@@ -53,7 +53,19 @@ def anthropic_body(e: errors.ThinkgateError) -> dict[str, Any]:
 
 
 def is_gemini(path: str) -> bool:
-    return path == GEMINI_PREFIX or path.startswith(GEMINI_PREFIX + "/")
+    """Google's paths: all of /v1beta, and /v1/models/{model}:method (google-genai >= 3
+    calls the v1 API; `/v1/models` itself is OpenAI's model list)."""
+    if path == GEMINI_PREFIX or path.startswith(GEMINI_PREFIX + "/"):
+        return True
+    return path.startswith("/v1/models/") and ":" in path
+
+
+def gemini_call(path: str) -> str | None:
+    """The method of a Gemini model call (`generateContent`, ...), or None."""
+    if not is_gemini(path) or "/models/" not in path:
+        return None
+    _, sep, method = path.rpartition(":")
+    return method if sep and "/" not in method else None
 
 
 def google_body(e: errors.ThinkgateError) -> dict[str, Any]:

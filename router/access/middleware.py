@@ -15,12 +15,13 @@ from collections.abc import Callable
 from typing import Any
 
 from router import errors
+from router.access import error_shapes
 from router.access.limits import Limiter, estimate_tokens
 from router.types import Caller
 
 LIMITED_PATHS: tuple[str, ...] = ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages", "/v1/embeddings")
 # Gemini's generate calls name the model in the path: /v1beta/models/{model}:generateContent
-_GEMINI_CALLS = (":generateContent", ":streamGenerateContent")
+_GEMINI_CALLS = ("generateContent", "streamGenerateContent")
 _MAX_PEEK = 1 << 20  # response bytes inspected for `usage` (non-streaming JSON)
 
 
@@ -49,7 +50,7 @@ class LimitMiddleware:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path") or ""
-        gemini = path.startswith("/v1beta/models/") and path.endswith(_GEMINI_CALLS)
+        gemini = error_shapes.gemini_call(path) in _GEMINI_CALLS
         if scope["type"] != "http" or scope.get("method") != "POST" or (path not in self.paths and not gemini):
             await self.app(scope, receive, send)
             return

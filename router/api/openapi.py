@@ -289,13 +289,19 @@ def gemini_paths(settings: Settings) -> Paths:
                          "requestBody": {"required": True, "content": {"application/json": {"schema": generate}}},
                          "responses": {"200": _json_ok(ok), **errors}}}
     get = {"operationId": "gemini.getModel", "parameters": model, "responses": {"200": _json_ok("a model"), **errors}}
-    return {
-        "/v1beta/models/{model}:generateContent": op("gemini.generateContent", "Gemini generateContent (over the routed chat pipeline)", "a GenerateContentResponse"),
-        "/v1beta/models/{model}:streamGenerateContent": op("gemini.streamGenerateContent", "Gemini streaming (SSE with alt=sse, else a JSON array)", "GenerateContentResponse objects", True),
-        "/v1beta/models/{model}:countTokens": op("gemini.countTokens", "Gemini token count (thinkgate's estimate)", "totalTokens"),
+    calls = {
+        ":generateContent": ("generateContent", "Gemini generateContent (over the routed chat pipeline)", "a GenerateContentResponse", False),
+        ":streamGenerateContent": ("streamGenerateContent", "Gemini streaming (SSE with alt=sse, else a JSON array)", "GenerateContentResponse objects", True),
+        ":countTokens": ("countTokens", "Gemini token count (thinkgate's estimate)", "totalTokens", False),
+    }
+    paths: Paths = {
         "/v1beta/models": {"get": {"operationId": "gemini.listModels", "responses": {"200": _json_ok("models"), **errors}}},
         "/v1beta/models/{model}": {"get": get},
-    }  # fmt: skip
+    }
+    for version in ("v1beta", "v1"):  # google-genai >= 3 calls v1
+        for suffix, (name, summary, ok, streams) in calls.items():
+            paths[f"/{version}/models/{{model}}{suffix}"] = op(f"gemini.{version}.{name}", summary, ok, streams)
+    return paths  # fmt: skip
 
 
 def embeddings_paths(settings: Settings) -> Paths:

@@ -1,6 +1,7 @@
 """The Gemini API's HTTP surface: `POST /v1beta/models/{model}:generateContent`,
 `:streamGenerateContent` (SSE with `alt=sse`, else one growing JSON array, as Google
-sends), `:countTokens`, `GET /v1beta/models` and `GET /v1beta/models/{model}`.
+sends), `:countTokens` (each also under /v1, google-genai 3's default version),
+`GET /v1beta/models` and `GET /v1beta/models/{model}`.
 
 The pipeline runs as for chat (routing, cache, Self-Ref, DEER, limits, decision log,
 x-thinkgate-* headers). Fields accepted but not sent upstream are named in the
@@ -174,12 +175,21 @@ async def _closing(body: AsyncIterator[bytes], chunks: Any) -> AsyncIterator[byt
 
 def routes(settings: Settings, pipeline: Pipeline) -> list[Route]:
     api = GeminiAPI(settings, pipeline)
-    # "{model}:method" is one path segment; Starlette's {model} stops at "/" and backtracks to the ":"
+    # "{model}:method" is one path segment; Starlette's {model} stops at "/" and backtracks to the ":".
+    # Served under v1beta (Gemini CLI, @ai-sdk/google) and v1 (google-genai >= 3's default); GET
+    # /v1/models and /v1/models/{id} stay OpenAI's.
+    calls = [
+        Route(f"{prefix}/models/{{model}}:{method}", handler, methods=["POST"])
+        for prefix in ("/v1beta", "/v1")
+        for method, handler in (
+            ("generateContent", api.generate_content),
+            ("streamGenerateContent", api.stream_generate_content),
+            ("countTokens", api.count_tokens),
+        )
+    ]
     return [
         Route("/v1beta/models", api.list_models, methods=["GET"]),
         Route("/v1beta/models/{model}", api.get_model, methods=["GET"]),
-        Route("/v1beta/models/{model}:generateContent", api.generate_content, methods=["POST"]),
-        Route("/v1beta/models/{model}:streamGenerateContent", api.stream_generate_content, methods=["POST"]),
-        Route("/v1beta/models/{model}:countTokens", api.count_tokens, methods=["POST"]),
+        *calls,
         Route("/v1beta/models/{model}", api.unknown_method, methods=["POST"]),
     ]

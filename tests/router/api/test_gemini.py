@@ -341,3 +341,11 @@ async def test_openapi_lists_the_gemini_paths():
     client, _ = make()
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert "/v1beta/models/{model}:generateContent" in paths and "/v1beta/models" in paths
+
+
+async def test_v1_paths_serve_google_genai_3_and_leave_openai_model_list_alone():
+    client, _ = make()
+    r = await client.post("/v1/models/auto:generateContent", json=BASIC)
+    assert r.status_code == 200 and r.json()["candidates"][0]["content"]["parts"] == [{"text": "echo: hi there"}]
+    assert_google_error(await client.post("/v1/models/auto:generateContent", json={"contents": []}), 400, "INVALID_ARGUMENT")
+    assert (await client.get("/v1/models")).json()["object"] == "list"  # still OpenAI's

@@ -62,6 +62,7 @@ async def test_openapi_document_lists_the_served_routes():
         "/v1/messages", "/v1/messages/count_tokens", "/v1/embeddings",
         "/v1beta/models", "/v1beta/models/{model}", "/v1beta/models/{model}:generateContent",
         "/v1beta/models/{model}:streamGenerateContent", "/v1beta/models/{model}:countTokens",
+        "/v1/models/{model}:generateContent", "/v1/models/{model}:streamGenerateContent", "/v1/models/{model}:countTokens",
     }  # fmt: skip
     # every client-facing route the app serves is documented (admin and dashboard are not client APIs)
     served = {getattr(r, "path", "") for r in app.routes}
