@@ -63,5 +63,6 @@ if (( want_test )); then
   scripts/setup_agents_venv.sh || echo "openai-agents venv setup failed; tests/e2e/test_openai_agents.py cannot run" >&2
   # client SDKs that conflict with .venv's pins (and the Node SDK) for tests/e2e/clients
   scripts/setup_client_envs.sh || echo "some client SDK environments failed; their tests will say so" >&2
+  scripts/setup_gemini_clients.sh || echo "Gemini clients setup failed; tests/e2e/agents/test_gemini_clients.py cannot run" >&2
 fi
 echo "thinkgate installed in .venv" >&2

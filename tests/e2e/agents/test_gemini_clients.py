@@ -73,11 +73,14 @@ def _gemini(gw: GeminiGateway, tmp: Path, prompt: str, tools: list[str]) -> dict
 
 
 def test_gemini_cli_text(gemini_gateway: GeminiGateway, tmp_path: Path):  # noqa: F811
-    before = len(gemini_gateway.requests)
+    before, seen = len(gemini_gateway.requests), len(gemini_gateway.fast.accepted)
     gemini_gateway.script(None)
-    result = _gemini(gemini_gateway, tmp_path, "Say hello.", tools=["read_file"])
-    # tools are always offered: the scripted model calls one, then answers with its output
-    assert result["response"].strip(), result
+    # no built-in tools (tools.core: []): the request offers none, so the scripted model answers text
+    result = _gemini(gemini_gateway, tmp_path, "Say hello.", tools=[])
+    assert result["response"].split() == [f"w{i}" for i in range(6)], result  # the strict server's six words
+    sent = gemini_gateway.fast.accepted[seen:]
+    assert sent and all("tools" not in b for b in sent)
+    assert any("Say hello." in json.dumps(m.get("content")) for b in sent for m in b["messages"] if m["role"] == "user")
     _check_session(gemini_gateway, before)
     assert any("/v1beta/models/gemini-2.5-flash:" in r.path for r in gemini_gateway.requests[before:])
 
