@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from router import errors
 from router.access.auth import KeyStore
@@ -23,7 +25,8 @@ from router.api.gemini.schema import to_json_schema
 from router.config import ApiKey
 from router.upstreams.base import CallContext
 from router.upstreams.fake import FakeReply, FakeUpstream
-from tests.router.test_app import make, settings
+from tests.router.test_app import make
+from tests.router.test_app import settings as app_settings
 
 GEN = "/v1beta/models/auto:generateContent"
 STREAM = "/v1beta/models/auto:streamGenerateContent"
@@ -323,7 +326,7 @@ async def test_errors_are_google_shaped():
 
 
 async def test_auth_by_goog_header_and_key_query_and_rate_limits():
-    s = settings(limits={"rpm": 2})
+    s = app_settings(limits={"rpm": 2})
     keys = KeyStore([ApiKey(key="k-123", tenant="t")])
     client, _ = make(s, middleware=middleware(keys, Limiter(s.limits)))
     assert_google_error(await client.post(GEN, json=BASIC), 401, "UNAUTHENTICATED")
@@ -349,3 +352,34 @@ async def test_v1_paths_serve_google_genai_3_and_leave_openai_model_list_alone()
     assert r.status_code == 200 and r.json()["candidates"][0]["content"]["parts"] == [{"text": "echo: hi there"}]
     assert_google_error(await client.post("/v1/models/auto:generateContent", json={"contents": []}), 400, "INVALID_ARGUMENT")
     assert (await client.get("/v1/models")).json()["object"] == "list"  # still OpenAI's
+
+
+# -- fuzz: any JSON is a translation or a clear 400, never a crash ------------------
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+_keys = st.sampled_from(["text", "thought", "functionCall", "functionResponse", "inlineData", "fileData", "role",
+                         "parts", "name", "args", "id", "response", "mimeType", "data", "type", "properties"])  # fmt: skip
+_shaped = st.recursive(
+    _json, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_keys, inner, max_size=4), max_leaves=25
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=st.fixed_dictionaries({}, optional={
+    "contents": st.lists(_shaped, max_size=3), "systemInstruction": _shaped, "tools": st.lists(_shaped, max_size=2),
+    "toolConfig": _shaped, "generationConfig": st.dictionaries(st.sampled_from(
+        ["temperature", "topK", "candidateCount", "maxOutputTokens", "stopSequences", "responseMimeType",
+         "responseSchema", "thinkingConfig", "responseModalities"]), _json, max_size=3),
+}))  # fmt: skip
+def test_translate_never_raises_anything_but_a_400(body: dict[str, Any]):
+    try:
+        t = translate(body, "auto")
+    except errors.InvalidRequest as e:
+        assert e.status == 400 and e.message
+        return
+    json.dumps(t.body)  # what goes upstream is JSON
+    assert t.body["messages"]
