@@ -191,9 +191,9 @@ class _UsagePeek:
             return
         chunk = message.get("body", b"")
         if self._sse:
-            if b'"usage"' in chunk:
+            if b'"usage"' in chunk or b'"usageMetadata"' in chunk:  # OpenAI's, or Gemini's last event
                 for line in chunk.split(b"\n"):
-                    if line.startswith(b"data: {") and b'"usage"' in line:
+                    if line.startswith(b"data: {") and (b'"usage"' in line or b'"usageMetadata"' in line):
                         self._take(_json(line[6:]))
             return
         if len(self._buf) + len(chunk) <= _MAX_PEEK:

@@ -383,3 +383,25 @@ def test_translate_never_raises_anything_but_a_400(body: dict[str, Any]):
         return
     json.dumps(t.body)  # what goes upstream is JSON
     assert t.body["messages"]
+
+
+async def test_token_limits_settle_on_gemini_usage_metadata():
+    """The limiter's token count is corrected from the reply's usageMetadata, streamed or not."""
+    s = app_settings(limits={"tpm": 100000})
+    keys = KeyStore([ApiKey(key="k-1", tenant="t")])
+    limiter = Limiter(s.limits)
+    settled: list[tuple[int, int]] = []
+    real = limiter.settle
+
+    async def settle(caller: Any, est: int, total: int) -> None:
+        settled.append((est, total))
+        await real(caller, est, total)
+
+    limiter.settle = settle  # type: ignore[method-assign]
+    client, _ = make(s, middleware=middleware(keys, limiter))
+    h = {"x-goog-api-key": "k-1"}
+    r1 = await client.post(GEN, json=BASIC, headers=h)
+    r2 = await client.post(STREAM + "?alt=sse", json=BASIC, headers=h)
+    assert r1.status_code == r2.status_code == 200
+    totals = [r1.json()["usageMetadata"]["totalTokenCount"], sse_objects(r2)[-1]["usageMetadata"]["totalTokenCount"]]
+    assert [t for _, t in settled] == totals
