@@ -434,9 +434,10 @@ def _generation(g: Any, body: dict[str, Any], t: Translated) -> None:
         if stops:
             body["stop"] = list(stops)
     mods = g.get("responseModalities")
-    if mods is not None:
-        if not isinstance(mods, list) or any(str(m).upper() not in ("TEXT", "MODALITY_UNSPECIFIED") for m in mods):
-            raise bad(f"{where}.responseModalities: only TEXT output is supported", where)
+    if mods is not None and (
+        not isinstance(mods, list) or any(str(m).upper() not in ("TEXT", "MODALITY_UNSPECIFIED") for m in mods)
+    ):
+        raise bad(f"{where}.responseModalities: only TEXT output is supported", where)
     _response_format(g, body)
     _thinking(g, body, t)
 

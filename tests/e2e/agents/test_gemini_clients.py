@@ -67,7 +67,8 @@ def _gemini(gw: GeminiGateway, tmp: Path, prompt: str, tools: list[str]) -> dict
     _gemini_settings(tmp, tools)
     env = _clean_env(tmp, GEMINI_API_KEY=gw.key, GOOGLE_GEMINI_BASE_URL=gw.url)
     cmd = [str(NODE), str(GEMINI), "-p", prompt, "-m", "gemini-2.5-flash", "--output-format", "json"]
-    out = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    out = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
+                         check=False)
     assert out.returncode == 0, f"gemini exited {out.returncode}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return json.loads(out.stdout[out.stdout.index("{") :])
 
@@ -106,7 +107,7 @@ def test_google_genai_sdk(gemini_gateway: GeminiGateway, tmp_path: Path):  # noq
     gemini_gateway.script("read_file", path=str(secret))
     out = subprocess.run(
         [str(SDK_PY), str(HERE / "genai_sdk.py"), gemini_gateway.url, gemini_gateway.key, "gemini-2.5-flash", "thinker"],
-        cwd=tmp_path, env=_clean_env(tmp_path), capture_output=True, text=True, timeout=180,
+        cwd=tmp_path, env=_clean_env(tmp_path), capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     seen = json.loads(out.stdout.strip().splitlines()[-1])
@@ -136,7 +137,7 @@ def test_ai_sdk_google_generate_and_stream_text_with_a_tool(gemini_gateway: Gemi
     try:
         out = subprocess.run(
             [str(NODE), str(script), gemini_gateway.url, gemini_gateway.key, "gemini-2.5-flash"],
-            cwd=tmp_path, env=_clean_env(tmp_path), capture_output=True, text=True, timeout=180,
+            cwd=tmp_path, env=_clean_env(tmp_path), capture_output=True, text=True, timeout=180, check=False,
         )  # fmt: skip
     finally:
         script.unlink(missing_ok=True)
