@@ -92,6 +92,7 @@ class Recorded:
     method: str
     path: str
     status: int
+    dropped: str | None = None  # x-thinkgate-dropped: what thinkgate accepted and left out
 
 
 @dataclass
@@ -122,7 +123,7 @@ def _proxy(target: str, log: list[Recorded]) -> Starlette:
             request.method, request.url.path, params=request.query_params, headers=headers, content=await request.body()
         )
         resp = await client.send(req, stream=True)
-        log.append(Recorded(request.method, request.url.path, resp.status_code))
+        log.append(Recorded(request.method, request.url.path, resp.status_code, resp.headers.get("x-thinkgate-dropped")))
         hop = {"content-length", "transfer-encoding", "connection", "content-encoding"}
         out = {k: v for k, v in resp.headers.items() if k.lower() not in hop}
         return StreamingResponse(resp.aiter_raw(), status_code=resp.status_code, headers=out, background=BackgroundTask(resp.aclose))

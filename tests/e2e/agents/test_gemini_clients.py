@@ -120,6 +120,8 @@ def test_google_genai_sdk(gemini_gateway: GeminiGateway, tmp_path: Path):  # noq
     _check_session(gemini_gateway, before)
     paths = {r.path for r in gemini_gateway.requests[before:]}
     assert {p.rsplit(":", 1)[-1] for p in paths} >= {"generateContent", "streamGenerateContent", "countTokens"}
+    # the SDK's safety settings were accepted, left out upstream and said so
+    assert [r.dropped for r in gemini_gateway.requests[before:] if r.dropped] == ["safetySettings"]
 
 
 # -- @ai-sdk/google ----------------------------------------------------------------
