@@ -284,8 +284,10 @@ def tools_of(tools: Any, dropped: list[str]) -> list[dict[str, Any]]:
     for i, t in enumerate(tools):
         t = _obj(t, f"tools[{i}]")
         for k in t:
-            if k != "functionDeclarations":
+            if k in _HOSTED:
                 dropped.append(f"tools[{i}].{k}")  # hosted tools the chat upstream cannot run
+            elif k != "functionDeclarations":
+                raise bad(f'Invalid JSON payload received. Unknown name "{k}" at \'tools[{i}]\'', "tools")
         decls = t.get("functionDeclarations") or []
         if not isinstance(decls, list):
             raise bad(f"tools[{i}].functionDeclarations: must be a list", "tools")

@@ -83,12 +83,19 @@ class GeminiAPI:
         if t.budget_tokens is not None:
             deer = dataclasses.replace(req.controls.deer, budget_tokens=t.budget_tokens)
             req.controls = dataclasses.replace(req.controls, deer=deer)
-        request_limits.check(req, self.settings.limits)
+        try:
+            request_limits.check(req, self.settings.limits)
+        except errors.InvalidRequest as e:  # said with the fields the client sent
+            names = {"max_tokens": "generationConfig.maxOutputTokens", "n": "generationConfig.candidateCount"}
+            if e.param in names:
+                raise bad(e.message.replace(f"'{e.param}'", e.param).replace(e.param, names[e.param], 1), names[e.param]) from None
+            raise
         reply = await self.pipeline.handle(req)
         headers = reply.decision.headers()
         headers.update(reply.extra_headers)
         if t.dropped:
-            headers["x-thinkgate-dropped"] = ",".join(t.dropped)[:1000]
+            # names the client chose (tool keys) stay printable ASCII in a header
+            headers["x-thinkgate-dropped"] = "".join(c if " " <= c <= "~" else "?" for c in ",".join(t.dropped))[:1000]
         after = BackgroundTask(reply.after) if reply.after is not None else None
         if reply.body is not None:
             body = gemini_reply.to_response(reply.body, model=model, include_thoughts=t.include_thoughts)

@@ -405,3 +405,17 @@ async def test_token_limits_settle_on_gemini_usage_metadata():
     assert r1.status_code == r2.status_code == 200
     totals = [r1.json()["usageMetadata"]["totalTokenCount"], sse_objects(r2)[-1]["usageMetadata"]["totalTokenCount"]]
     assert [t for _, t in settled] == totals
+
+
+async def test_limits_are_said_with_gemini_names_and_unknown_tools_refused():
+    client, _ = make(app_settings(limits={"max_tokens": 100, "max_n": 2}))
+    body = {**BASIC, "generationConfig": {"maxOutputTokens": 101}}
+    msg = assert_google_error(await client.post(GEN, json=body), 400, "INVALID_ARGUMENT")
+    assert "generationConfig.maxOutputTokens" in msg and "100" in msg
+    body = {**BASIC, "generationConfig": {"candidateCount": 3}}
+    assert "candidateCount" in assert_google_error(await client.post(GEN, json=body), 400, "INVALID_ARGUMENT")
+    # a tool kind nobody knows is an error, not silently dropped (and never a header full of it)
+    r = await client.post(GEN, json={**BASIC, "tools": [{"ключ\n": {}}]})
+    assert "Unknown name" in assert_google_error(r, 400, "INVALID_ARGUMENT")
+    r = await client.post(GEN, json={**BASIC, "tools": [{"google_search": {}}]})
+    assert r.status_code == 200 and r.headers["x-thinkgate-dropped"] == "tools[0].googleSearch"
