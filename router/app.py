@@ -25,6 +25,7 @@ from router import errors, tracing
 from router.access import error_shapes
 from router.api import anthropic, embeddings, openapi, reasoning_field, request_limits
 from router.api import responses as responses_api
+from router.api.gemini import routes as gemini_api
 from router.api.protocol import DONE, parse_request, sse
 from router.cache.stored_responses import MemoryResponseStore
 from router.config import Settings
@@ -83,7 +84,7 @@ async def _send_error(send: Send, e: errors.ThinkgateError, path: str = "") -> N
 
 
 def error_response(e: errors.ThinkgateError, path: str = "") -> JSONResponse:
-    # the body's shape is the protocol the path speaks (OpenAI, or Anthropic on /v1/messages*)
+    # the body's shape is the protocol the path speaks (OpenAI; Anthropic on /v1/messages*, Google on /v1beta/*)
     return JSONResponse(error_shapes.body_for(path, e), status_code=e.status, headers=e.headers)
 
 
@@ -293,6 +294,7 @@ def create_app(
             Route("/readyz", gw.readyz, methods=["GET"]),
             *responses_api.routes(settings, pipeline, response_store),
             *anthropic.routes(settings, pipeline),
+            *gemini_api.routes(settings, pipeline),
             *embeddings.routes(embed_api),
             Route("/openapi.json", gw.openapi, methods=["GET"]),
             *routes,

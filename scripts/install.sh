@@ -65,5 +65,6 @@ if (( want_test )); then
   scripts/setup_client_envs.sh || echo "some client SDK environments failed; their tests will say so" >&2
   scripts/setup_agent_clients.sh || echo "agent clients (Codex CLI, opencode, AI SDK) failed; tests/e2e/agents will say so" >&2
   scripts/setup_claude_code.sh || echo "Claude Code install failed; tests/e2e/agents/test_claude_code.py cannot run" >&2
+  scripts/setup_gemini_clients.sh || echo "Gemini clients setup failed; tests/e2e/agents/test_gemini_clients.py cannot run" >&2
 fi
 echo "thinkgate installed in .venv" >&2

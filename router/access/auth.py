@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from router import errors
 from router.access import error_shapes
@@ -137,14 +138,19 @@ def check_alias(caller: Caller, alias: str) -> None:
 
 
 def presented_key(scope: Scope) -> str | None:
-    """The key from `Authorization: Bearer <key>` or else `x-api-key: <key>` (what
-    Anthropic clients send); either works on every route."""
+    """The key from `Authorization: Bearer <key>`, else `x-api-key: <key>` (what
+    Anthropic clients send) or `x-goog-api-key: <key>` (Google's); any works on every
+    route. On the Gemini paths also `?key=<key>`, Google's query form."""
     token = bearer(scope)
     if token is not None:
         return token
     for name, value in scope.get("headers") or ():
-        if name == b"x-api-key":
+        if name in (b"x-api-key", b"x-goog-api-key"):
             return value.decode("latin-1").strip() or None
+    if error_shapes.is_gemini(scope.get("path", "")):
+        for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
+            if k == "key":
+                return v.strip() or None
     return None
 
 
@@ -212,8 +218,9 @@ class AuthMiddleware:
                 return
             reason = "missing" if token is None else "unknown"
             log.info("auth: %s API key for %s %s", reason, scope.get("method", ""), path)
+            how = "'x-goog-api-key: <key>'" if error_shapes.is_gemini(path) else "'x-api-key: <key>'"
             msg = (
-                "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
+                f"missing API key: send 'Authorization: Bearer <key>' or {how}"
                 if token is None
                 else "invalid API key"  # never echo what was presented
             )

@@ -282,6 +282,45 @@ def messages_paths(settings: Settings) -> Paths:
     }  # fmt: skip
 
 
+_GOOGLE_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["code", "message", "status"], "properties": {
+        "code": {"type": "integer"}, "message": {"type": "string"}, "status": {"type": "string"}}}},
+}  # fmt: skip
+
+
+def gemini_paths(settings: Settings) -> Paths:
+    # router/api/gemini/request.py validates contents and parts itself; this is the outer shape
+    model = [{"name": "model", "in": "path", "required": True, "schema": {"enum": _models(settings)}}]
+    generate = {"type": "object", "required": ["contents"], "properties": {
+        "contents": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+        "systemInstruction": {"type": "object"}, "tools": {"type": "array", "items": {"type": "object"}},
+        "toolConfig": {"type": "object"}, "generationConfig": {"type": "object"},
+        "safetySettings": {"type": "array", "items": {"type": "object"}}}}
+    errors = {str(c): {"description": why, "content": {"application/json": {"schema": _GOOGLE_ERROR}}}
+              for c, why in ((400, "INVALID_ARGUMENT"), (401, "UNAUTHENTICATED"), (404, "NOT_FOUND"), (429, "RESOURCE_EXHAUSTED"), (503, "UNAVAILABLE"))}
+    def op(op_id: str, summary: str, ok: str, streams: bool = False) -> dict[str, Any]:
+        params = [*model, {"name": "alt", "in": "query", "schema": {"enum": ["sse", "json"]}}] if streams else model
+        return {"post": {"operationId": op_id, "summary": summary, "parameters": params,
+                         "requestBody": {"required": True, "content": {"application/json": {"schema": generate}}},
+                         "responses": {"200": _json_ok(ok), **errors}}}
+    get = {"operationId": "gemini.getModel", "parameters": model, "responses": {"200": _json_ok("a model"), **errors}}
+    calls = {
+        ":generateContent": ("generateContent", "Gemini generateContent (over the routed chat pipeline)", "a GenerateContentResponse", False),
+        ":streamGenerateContent": ("streamGenerateContent", "Gemini streaming (SSE with alt=sse, else a JSON array)", "GenerateContentResponse objects", True),
+        ":countTokens": ("countTokens", "Gemini token count (thinkgate's estimate)", "totalTokens", False),
+    }
+    paths: Paths = {
+        "/v1beta/models": {"get": {"operationId": "gemini.listModels", "responses": {"200": _json_ok("models"), **errors}}},
+        "/v1beta/models/{model}": {"get": get},
+    }
+    for version in ("v1beta", "v1"):  # google-genai >= 3 calls v1
+        for suffix, (name, summary, ok, streams) in calls.items():
+            paths[f"/{version}/models/{{model}}{suffix}"] = op(f"gemini.{version}.{name}", summary, ok, streams)
+    return paths  # fmt: skip
+
+
 def embeddings_paths(settings: Settings) -> Paths:
     strings = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]}
     schema = {"type": "object", "required": ["model", "input"], "properties": {
@@ -292,7 +331,7 @@ def embeddings_paths(settings: Settings) -> Paths:
 
 # One entry per front end: add yours here (its paths are shown only when routed).
 SECTIONS: tuple[Callable[[Settings], Paths], ...] = (
-    chat_paths, completions_paths, service_paths, responses_paths, messages_paths, embeddings_paths
+    chat_paths, completions_paths, service_paths, responses_paths, messages_paths, gemini_paths, embeddings_paths
 )  # fmt: skip
 
 
@@ -313,7 +352,8 @@ def document(settings: Settings, served: Iterable[str] | None = None, sections: 
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},  # the same key, Anthropic's way
+                "googApiKey": {"type": "apiKey", "in": "header", "name": "x-goog-api-key"},  # and Google's
             },
         },
-        "security": [{}, {"bearer": []}, {"apiKey": []}],
+        "security": [{}, {"bearer": []}, {"apiKey": []}, {"googApiKey": []}],
     }

@@ -457,6 +457,7 @@
       ["time", fmtTime(r.created, true)],
       ["tenant / alias", (r.tenant || "–") + " / " + (r.alias || "–")],
       ["endpoint", r.endpoint + (r.stream ? " (stream)" : "")],
+      r.dropped && r.dropped.length ? ["fields dropped", r.dropped.join(", ")] : null,
       ["difficulty", r.difficulty === null ? "not classified" : fmtP(r.difficulty) + (r.threshold !== null ? (r.difficulty >= r.threshold ? " ≥ " : " < ") + "threshold " + fmtP(r.threshold) : "")],
     ]));
     if (r.difficulty !== null) kids.push(gauge(r.difficulty, r.threshold, r.difficulty >= (r.threshold ?? 2) ? COLORS.reasoning : COLORS.fast));
