@@ -408,10 +408,14 @@ async def test_token_limits_settle_on_gemini_usage_metadata():
 
 
 async def test_limits_are_said_with_gemini_names_and_unknown_tools_refused():
-    client, _ = make(app_settings(limits={"max_tokens": 100, "max_n": 2}))
+    client, _ = make(app_settings(limits={"max_tokens": 100, "max_n": 2, "over_max_tokens": "refuse"}))
     body = {**BASIC, "generationConfig": {"maxOutputTokens": 101}}
     msg = assert_google_error(await client.post(GEN, json=body), 400, "INVALID_ARGUMENT")
     assert "generationConfig.maxOutputTokens" in msg and "100" in msg
+    # by default a larger request is clamped, and said so (limits.over_max_tokens: clamp)
+    clamping, _ = make(app_settings(limits={"max_tokens": 100}))
+    r = await clamping.post(GEN, json=body)
+    assert r.status_code == 200 and "101 -> 100" in r.headers["x-thinkgate-clamped"], r.text
     body = {**BASIC, "generationConfig": {"candidateCount": 3}}
     assert "candidateCount" in assert_google_error(await client.post(GEN, json=body), 400, "INVALID_ARGUMENT")
     # a tool kind nobody knows is an error, not silently dropped (and never a header full of it)
