@@ -82,27 +82,33 @@ def _auth(key: str) -> dict[str, str]:
 
 def test_an_attackers_poisoned_unicode_never_fails_the_victims_requests(gateway: str) -> None:
     stop = threading.Event()
-    attacker_codes: dict[int, int] = {}
+    attacker_codes: dict[int | str, int] = {}
     poison = b'{"model": "auto", "messages": [{"role": "user", "content": "x\\ud800 poison"}]}'
 
     def attack() -> None:
         with httpx.Client(timeout=30) as c:
             while not stop.is_set():
-                r = c.post(f"{gateway}/v1/chat/completions", content=poison, headers=_auth(ATTACKER))
-                attacker_codes[r.status_code] = attacker_codes.get(r.status_code, 0) + 1
+                try:
+                    code: int | str = c.post(f"{gateway}/v1/chat/completions", content=poison, headers=_auth(ATTACKER)).status_code
+                except httpx.HTTPError as e:
+                    code = type(e).__name__
+                attacker_codes[code] = attacker_codes.get(code, 0) + 1
 
     threads = [threading.Thread(target=attack) for _ in range(2)]
     for t in threads:
         t.start()
-    victim_codes: dict[int, int] = {}
+    victim_codes: dict[int | str, int] = {}
     try:
 
         def victim(i: int) -> None:
             with httpx.Client(timeout=30) as c:
                 for j in range(15):
                     body = {"model": "auto", "messages": [{"role": "user", "content": f"victim {i} question {j}: what is {i} + {j}?"}]}
-                    r = c.post(f"{gateway}/v1/chat/completions", json=body, headers=_auth(VICTIM))
-                    victim_codes[r.status_code] = victim_codes.get(r.status_code, 0) + 1
+                    try:
+                        code: int | str = c.post(f"{gateway}/v1/chat/completions", json=body, headers=_auth(VICTIM)).status_code
+                    except httpx.HTTPError as e:  # counted, not lost with the thread
+                        code = type(e).__name__
+                    victim_codes[code] = victim_codes.get(code, 0) + 1
 
         victims = [threading.Thread(target=victim, args=(i,)) for i in range(3)]
         for t in victims:
@@ -156,7 +162,7 @@ def test_bulk_embeddings_never_delay_another_tenants_chat(gateway: str) -> None:
 
     def bulk() -> None:
         t = time.perf_counter()
-        inputs = [f"{i} {doc}" for i in range(600)]  # ~1.1 MB: within the budget, seconds of encoder work
+        inputs = [f"{i} {doc}" for i in range(150)]  # ~290 KB: within the budget, seconds of encoder work
         r = httpx.post(f"{gateway}/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": inputs}, headers=_auth(ATTACKER), timeout=300)
         result["status"], result["seconds"] = r.status_code, time.perf_counter() - t
 
