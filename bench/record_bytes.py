@@ -10,6 +10,7 @@ from router.app import create_app
 from router.decisions.log import MemoryDecisionLog
 from router.upstreams.fake import FakeUpstream
 
+
 async def main():
     s = config.from_dict({"models": {"fast": {"provider": "fake"}, "reasoning": {"provider": "fake", "reasoning": True}},
                           "routes": {"auto": {}}, "selfref": {"enabled": False}, "classifier": {"enabled": False}})

@@ -70,7 +70,7 @@ class BodyLimit:
             else:
                 try:
                     msg = await asyncio.wait_for(receive(), self.timeout_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise errors.InvalidRequest(
                         f"the request body did not arrive within {self.timeout_s:g} s", status=408, code="request_timeout"
                     ) from None

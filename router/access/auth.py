@@ -112,11 +112,11 @@ def exposure(keys: KeyStore, auth: AuthSettings, host: str) -> tuple[str | None,
         return None, [*open_lines, f"auth: only this machine can connect ({host}); set THINKGATE_API_KEYS before serving beyond it"]
     if auth.anonymous:
         return None, [*open_lines, f"auth: serving on {host} without keys because auth.anonymous is true"]
-    return (
+    why = (
         f"refusing to serve on {host} without API keys: every caller would be admin. Set {auth.env_var} "
-        "(key[:tenant[:admin]],...) or auth.keys, bind 127.0.0.1, or set auth.anonymous: true to allow anonymous access",
-        open_lines,
+        "(key[:tenant[:admin]],...) or auth.keys, bind 127.0.0.1, or set auth.anonymous: true to allow anonymous access"
     )
+    return why, open_lines
 
 
 class KeyStore:

@@ -21,7 +21,7 @@ from router import config
 from router.app import create_app
 from router.cache import build_cache
 from router.dashboard import routes as dashboard_routes
-from router.decisions.log import FIELD_CHARS, RedisDecisionLog
+from router.decisions.log import RedisDecisionLog
 from router.embedding.batcher import AsyncEmbedder
 from router.embedding.encoders import DIM, HashEncoder
 from router.upstreams.fake import FakeReply, FakeUpstream
