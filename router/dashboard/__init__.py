@@ -38,11 +38,12 @@ PUBLIC_PATHS = ("/dashboard", "/dashboard/static/dashboard.js", "/dashboard/stat
 MAX_LIMIT = 1000
 
 
-# The page loads only its own script and stylesheet and calls only its own API: anything
-# else (an injected script, a frame on another site, a sniffed content type) is refused.
+# The page loads only its own script and calls only its own API: anything else (an injected
+# script, a frame on another site, a sniffed content type) is refused. Its SVG charts set style
+# attributes, hence 'unsafe-inline' for styles (only); checked in headless Chromium: 0 violations.
 PAGE_HEADERS = {
     "content-security-policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
         "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     ),
     "x-frame-options": "DENY",
