@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -22,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router import errors, tracing
-from router.access import error_shapes
+from router.access import error_shapes, json_body
 from router.api import anthropic, embeddings, openapi, reasoning_field, request_limits
 from router.api import responses as responses_api
 from router.api.gemini import routes as gemini_api
@@ -43,9 +44,10 @@ class BodyLimit:
     """Rejects bodies over `limit` bytes with 413, by Content-Length when given
     and by counting otherwise, before the body is parsed."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, timeout_s: float | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.timeout_s = timeout_s  # the longest wait for the next part of an unfinished body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,12 +63,22 @@ class BodyLimit:
                     await _send_error(send, self._error(), scope.get("path", ""))
                     return
         seen = 0
+        complete = False
 
         async def limited() -> Message:
-            nonlocal seen
-            msg = await receive()
+            nonlocal seen, complete
+            if complete or self.timeout_s is None:
+                msg = await receive()  # after the body: waiting for a disconnect is no attack
+            else:
+                try:
+                    msg = await asyncio.wait_for(receive(), self.timeout_s)
+                except TimeoutError:
+                    raise errors.InvalidRequest(
+                        f"the request body did not arrive within {self.timeout_s:g} s", status=408, code="request_timeout"
+                    ) from None
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
+                complete = not msg.get("more_body", False)
                 if seen > self.limit:
                     raise self._error()
             return msg
@@ -166,7 +178,8 @@ class Gateway:
             except Exception as e:  # a readiness probe reports failures, it never raises
                 return name, {"ok": False, "error": type(e).__name__}
 
-        results = dict(await asyncio.gather(*(check(n, p) for n, p in self.parts.items())))
+        # any tenant's key may read /readyz: upstream and Redis URLs lose their credentials
+        results = _scrub(dict(await asyncio.gather(*(check(n, p) for n, p in self.parts.items()))))
         # Ready while some model can answer: routes fall back to each other, so one
         # model down must not pull every replica out of the load balancer. Cache,
         # log and limits degrade the service but don't stop it.
@@ -176,6 +189,21 @@ class Gateway:
             {"status": "ready" if ok else "unavailable", "degraded": degraded, "checks": results},
             status_code=200 if ok else 503,
         )
+
+
+_USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/@\s]*@")
+_SECRET_PARAM = re.compile(r"(?i)([?&](?:api[_-]?key|key|token|password|secret)=)[^&\s]*")
+
+
+def _scrub(value: Any) -> Any:
+    """`value` with the user:password of every URL and secret-looking query parameters masked."""
+    if isinstance(value, str):
+        return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(r"\1***@", value))
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value
 
 
 async def _sse_body(reply: Reply) -> AsyncIterator[bytes]:
@@ -299,7 +327,9 @@ def create_app(
             Route("/openapi.json", gw.openapi, methods=["GET"]),
             *routes,
         ],
-        middleware=[Middleware(BodyLimit, limit=settings.server.max_body_bytes), *middleware],
+        # JsonGuard innermost: after auth (strangers cost no parsing), before every route,
+        # so every front end gets the same strict decoding (router/access/json_body.py)
+        middleware=[Middleware(BodyLimit, limit=settings.server.max_body_bytes, timeout_s=settings.server.body_timeout_s), *middleware, Middleware(json_body.JsonGuard)],
         exception_handlers={
             errors.ThinkgateError: _thinkgate_error,
             HTTPException: _http_error,

@@ -27,6 +27,19 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
     logging.basicConfig(level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from router.access.auth import KeyStore, exposure
+
+    try:
+        keys = KeyStore.from_settings(settings.auth)
+    except ValueError as e:  # a placeholder key, a malformed THINKGATE_API_KEYS
+        print(f"thinkgate: cannot start: {e}", file=sys.stderr)
+        return 2
+    refusal, lines = exposure(keys, settings.auth, host)
+    for line in lines:  # loudly, before anything else: what this gateway leaves open
+        print(f"thinkgate: {line}", file=sys.stderr, flush=True)
+    if refusal is not None:
+        print(f"thinkgate: cannot start: {refusal}", file=sys.stderr)
+        return 2
     try:
         app = build_app(settings)
     except Exception as e:  # start-up failures (missing model package, ...) get one clear line

@@ -55,6 +55,22 @@ class Caller:
     key_id: str | None = None  # a short non-secret id of the API key, never the key
     admin: bool = True
     aliases: frozenset[str] | None = None  # None: every alias
+    # set by the rate limiter when the key has a token limit: the pipeline leaves its
+    # decisions here, and their token counts are what the limiter charges (streams too)
+    meter: Meter | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(eq=False)
+class Meter:
+    """The decisions one HTTP request's pipeline made (router/access/middleware.py reads
+    their token counts once the response is sent)."""
+
+    decisions: list[Any] = field(default_factory=list)
+
+    def tokens(self) -> int | None:
+        if not self.decisions:
+            return None
+        return sum(int(d.prompt_tokens or 0) + int(d.completion_tokens or 0) for d in self.decisions)
 
 
 @dataclass
@@ -83,6 +99,7 @@ class ChatRequest:
     dropped: list[str] = field(default_factory=list)
     # "max_tokens REQUESTED -> SENT (WHY)" when a max_tokens over a limit was clamped
     clamped: str | None = None
+    rule: str | None = None  # the operator rule that matched (router/pipeline/rules.py); part of the cache key
 
     def upstream_body(self, model: str, **overrides: Any) -> dict[str, Any]:
         body = dict(self.body)

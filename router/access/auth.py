@@ -78,13 +78,57 @@ def parse_env(value: str) -> list[ApiKey]:
     return keys
 
 
+# the placeholder keys of the shipped examples (deploy/kubernetes/secret.yaml) and their
+# like: a gateway started with one would be open to whoever read the example
+_PLACEHOLDERS = ("replace-me", "replace_me", "replaceme", "changeme", "change-me", "change_me", "placeholder", "your-key")
+
+
+def is_placeholder(key: str) -> bool:
+    k = key.lower()
+    return any(p in k for p in _PLACEHOLDERS)
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def exposure(keys: KeyStore, auth: AuthSettings, host: str) -> tuple[str | None, list[str]]:
+    """(why `thinkgate serve` must not start, or None; the lines to print at start-up
+    saying what is open). No keys means every caller is the admin tenant: /admin,
+    /dashboard and /metrics included."""
+    if keys.enabled:
+        return None, [f"auth: {len(keys)} API key(s); /healthz alone answers without one"]
+    open_lines = [
+        "auth: OFF - no API keys are configured: EVERY caller is admin",
+        "auth: open to anyone who can reach the port: /v1/*, /admin/* (cache invalidation, router reload), /dashboard, /metrics",
+    ]
+    if _loopback(host):
+        return None, [*open_lines, f"auth: only this machine can connect ({host}); set THINKGATE_API_KEYS before serving beyond it"]
+    if auth.anonymous:
+        return None, [*open_lines, f"auth: serving on {host} without keys because auth.anonymous is true"]
+    why = (
+        f"refusing to serve on {host} without API keys: every caller would be admin. Set {auth.env_var} "
+        "(key[:tenant[:admin]],...) or auth.keys, bind 127.0.0.1, or set auth.anonymous: true to allow anonymous access"
+    )
+    return why, open_lines
+
+
 class KeyStore:
     """Hashed API keys. Empty means auth is off."""
 
     def __init__(self, keys: Iterable[ApiKey] = ()) -> None:
         self._entries: list[KeyEntry] = []
         self._by_id: dict[str, KeyEntry] = {}
-        for k in keys:
+        for i, k in enumerate(keys):
+            if is_placeholder(k.key):  # never quote the key itself
+                raise ValueError(f"API key {i + 1} is a placeholder from an example (e.g. 'replace-me-...'); set a real secret")
             d = digest(k.key)
             entry = KeyEntry(
                 digest=d,

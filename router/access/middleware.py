@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from router import errors
 from router.access import error_shapes
+from router.access import json_body
 from router.access.limits import Limiter, estimate_tokens
-from router.types import Caller
+from router.types import Caller, Meter
 
 LIMITED_PATHS: tuple[str, ...] = ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages", "/v1/embeddings")
 # Gemini's generate calls name the model in the path: /v1beta/models/{model}:generateContent
@@ -66,9 +68,13 @@ class LimitMiddleware:
             return
         if raw is None:  # the client left before sending its request
             return
-        body = _json(raw)
-        if isinstance(state, dict) and body is not None:
-            state["parsed_body"] = (raw, body)  # the route reuses it instead of parsing again
+        try:
+            decoded = json_body.decode(raw)
+        except errors.ThinkgateError:
+            decoded = None  # JsonGuard inside answers the 400
+        else:
+            json_body.remember(state, raw, decoded)  # the route reuses it instead of parsing again
+        body = decoded if isinstance(decoded, dict) else None
         est = _estimate(body, raw)
         stream = bool(body.get("stream")) if body else False
         stream = stream or path.endswith(":streamGenerateContent")
@@ -90,6 +96,10 @@ class LimitMiddleware:
             return await receive()
 
         peek = _UsagePeek() if self.limiter.limits_for(caller)[1] else None
+        if peek is not None and isinstance(state, dict):
+            # the pipeline's own token counts, whether or not the client asked for usage
+            caller = replace(caller, meter=Meter())
+            state["caller"] = caller
 
         async def send_with_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start" and headers:
@@ -113,8 +123,11 @@ class LimitMiddleware:
                 await slot.__aexit__(None, None, None)
         else:
             await self.app(scope, replay, send_with_headers)
-        if peek is not None and peek.total is not None:
-            await self.limiter.settle(caller, est, peek.total)
+        if peek is not None:
+            counted = caller.meter.tokens() if caller.meter is not None else None
+            actual = counted if counted is not None else peek.total  # /v1/embeddings: its usage
+            if actual is not None:
+                await self.limiter.settle(caller, est, actual)
 
 
 async def _read_body(receive: Any) -> bytes | None:

@@ -85,6 +85,32 @@ def _encode(vec: list[float] | np.ndarray, fmt: str) -> Any:
     return vec.tolist() if isinstance(vec, np.ndarray) else vec
 
 
+LOCAL_CHARS = 8000  # an input's characters the local model is given (as for routing, policies/features.py)
+
+
+async def until_disconnect(request: Request, work: Any) -> Any:
+    """`work`'s result, or None with `work` cancelled when the client goes away first
+    (its queued texts then leave the shared embedder unembedded)."""
+    task = asyncio.ensure_future(work)
+
+    async def gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():  # the client left (or this handler was cancelled): stop the work
+            task.cancel()
+            log.info("embeddings: the client left; its work is cancelled")
+            await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
+        raise errors.ThinkgateError("the client closed the connection", status=499, code="client_closed")
+    return task.result()
+
+
 class Embeddings:
     def __init__(self, settings: Settings, embedder: Any = None) -> None:
         self.settings = settings
@@ -166,7 +192,13 @@ class Embeddings:
                     "dimensions",
                     "unsupported_value",
                 )
-            vectors, n_tokens = await self._local(inputs)
+            texts = [t[:LOCAL_CHARS] for t in inputs]  # the model reads 256 word pieces; the rest is work for nothing
+            if sum(map(len, texts)) > self.cfg.max_local_chars:
+                raise _bad(
+                    f"'input' is over the local model's budget of {self.cfg.max_local_chars} characters a request; "
+                    "send it in several requests", "input",
+                )
+            vectors, n_tokens = await until_disconnect(request, self._local(texts))
             data_out = [
                 {"object": "embedding", "index": i, "embedding": _encode(v, fmt)} for i, v in enumerate(vectors)
             ]
@@ -196,7 +228,8 @@ class Embeddings:
     async def _local(self, texts: list[str]) -> tuple[list[np.ndarray], int]:
         embedder = self._embedder or await self._build_embedder()
         # one call per text: the batcher groups concurrent ones into forward passes
-        vecs = await asyncio.gather(*(embedder.embed_text(t) for t in texts))
+        # bulk: these wait behind every routing text in the shared embedder
+        vecs = await asyncio.gather(*(embedder.embed_text(t, bulk=True) for t in texts))
         n = await asyncio.to_thread(self._count_tokens, texts)
         return [np.asarray(sentence(v), dtype=np.float32) for v in vecs], n
 

@@ -127,7 +127,15 @@ class ResponsesAPI:
                     code="previous_response_not_found",
                 )
             # a copy: the stored record is shared (in-process store), the pipeline may edit what it is given
-            history = json.loads(json.dumps(prev.get("history") or []))
+            kept = json.dumps(prev.get("history") or [])
+            # the merged conversation goes upstream whole: the body limit bounds it, not each turn
+            if len(kept) + len(raw) > self.settings.server.max_body_bytes:
+                raise errors.PayloadTooLarge(
+                    f"the conversation (the history of previous_response_id plus this request) is larger than "
+                    f"the limit of {self.settings.server.max_body_bytes} bytes; start a new one",
+                    param="previous_response_id",
+                )
+            history = json.loads(kept)
         req = p.chat_request(history)
         req.caller = caller
         limits = self.settings.limits

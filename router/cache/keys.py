@@ -86,11 +86,29 @@ def _last_user(messages: list[dict[str, Any]]) -> int:
     return -1
 
 
+def beyond_text(message: dict[str, Any]) -> dict[str, Any]:
+    """What of a turn its embedding does not see: every field but the text (`name`,
+    tool calls...) and every non-text content part (images by URL or base64, audio,
+    files), in order. The semantic scope must include it, or two users asking the
+    same words about different images would share one answer."""
+    out = {k: v for k, v in message.items() if k != "content"}
+    content = message.get("content")
+    if isinstance(content, list):
+        parts = [p for p in content if not (isinstance(p, dict) and p.get("type") == "text")]
+        if parts:
+            out["content"] = parts
+    elif content is not None and not isinstance(content, str):
+        out["content"] = content
+    return out
+
+
 def request_keys(req: ChatRequest) -> RequestKeys:
     messages = [canonical_message(m) for m in req.messages]
-    head = _dumps([req.caller.tenant, req.alias, req.endpoint, output_params(req)])
+    head = _dumps([req.caller.tenant, req.alias, req.endpoint, output_params(req), req.rule])
     last = _last_user(messages)
     context = messages[:last] + messages[last + 1 :] if last >= 0 else messages
+    if last >= 0:
+        context = [*context, {"~last_user": beyond_text(messages[last])}]
     scope = hashlib.blake2b(b"scope\0" + head + b"\0" + _dumps(context), digest_size=16).hexdigest()
     exact = hashlib.blake2b(b"exact\0" + head + b"\0" + _dumps(messages), digest_size=20).hexdigest()
     return RequestKeys(exact=exact, scope=scope, tenant=req.caller.tenant, alias=req.alias)

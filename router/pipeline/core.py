@@ -14,6 +14,7 @@ and decision log, after the reply), `parts` (the parts' interfaces,
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -119,6 +120,8 @@ class Pipeline:
         d = Decision(tenant=caller.tenant, alias=req.alias, endpoint=req.endpoint, stream=req.stream, n=fanout.n_of(req.body))
         d.artifact = snapshot(self.classifier)[1]
         d.dropped = list(req.dropped) or None
+        if caller.meter is not None:  # the rate limiter charges this decision's tokens (router/types.py Meter)
+            caller.meter.decisions.append(d)
         if self.settings.decisions.store_prompt:
             d.prompt = message_text(req.messages[-1].get("content"))[: self.settings.decisions.prompt_chars]
         try:
@@ -142,7 +145,8 @@ class Pipeline:
 
     async def _handle(self, req: ChatRequest, rs: RouteSettings, d: Decision, t0: float) -> Reply:
         # 1b. operator rules (before the cache: a DEER setting is part of the cache key)
-        effect = rules.apply(self.settings.rules, req, d) if rs.pin is None else None
+        # (on a worker thread when there are rules: their patterns may read a 4 MB prompt)
+        effect = await asyncio.to_thread(rules.apply, self.settings.rules, req, d) if rs.pin is None and self.settings.rules else None
         forced = req.controls.force_route
         ruled = effect is not None and effect.route is not None
         # 1c. agent loops: the turn's type, its session's cache scope, the loop's route
@@ -174,9 +178,14 @@ class Pipeline:
         reads_vector = wants_classifier and getattr(snap[0], "reads_vector", True)
         if self.embedder is not None and (reads_vector or wants_semantic or (wants_classifier and self.settings.decisions.store_embedding)):
             with tracing.span("thinkgate.embed"):
-                vector = await self.embedder.embed(at.messages)
-            embedding = sentence(vector)
-            if self.settings.decisions.store_embedding:
+                try:
+                    vector = await self.embedder.embed(at.messages)
+                except errors.EmbeddingFailed:
+                    # degrade: no classifier, no semantic cache; the route's default answers
+                    log.warning("embedding failed; routing without it")
+                    wants_semantic = False
+            embedding = sentence(vector) if vector is not None else None
+            if embedding is not None and self.settings.decisions.store_embedding:
                 d.embedding = [round(float(x), 5) for x in embedding]
             if wants_semantic:
                 with tracing.span("thinkgate.cache", {"thinkgate.cache.lookup": "semantic"}) as sp:
@@ -186,7 +195,7 @@ class Pipeline:
                     return self._cache_reply(req, d, hit, t0)
 
         with tracing.span("thinkgate.classify") as sp:
-            route, pinned = self._decide(req, rs, d, vector, effect, snap, at.messages)
+            route, pinned = await self._decide(req, rs, d, vector, effect, snap, at.messages)
             held = at.hold(d)
             if held is not None:
                 route = held[0]
@@ -228,7 +237,7 @@ class Pipeline:
             body["thinkgate"] = d.to_dict()
         return Reply(d, body=body)
 
-    def _decide(
+    async def _decide(
         self, req: ChatRequest, rs: RouteSettings, d: Decision, vector: Any, effect: rules.RuleEffect | None = None,
         snap: tuple[Any, Any] | None = None, messages: list[dict[str, Any]] | None = None,
     ) -> tuple[Route, str | None]:
@@ -245,7 +254,9 @@ class Pipeline:
             return effect.route, None
         classifier, d.artifact = snap if snap is not None else snapshot(self.classifier)
         if classifier is not None and (vector is not None or (self.embedder is not None and not getattr(classifier, "reads_vector", True))):
-            p = float(classifier.predict(req.messages if messages is None else messages, vector))
+            # features, lexical hashing and the head are CPU work: off the event loop, so a
+            # huge prompt never stalls the other requests (or /healthz)
+            p = float(await asyncio.to_thread(classifier.predict, req.messages if messages is None else messages, vector))
             threshold = rs.threshold if rs.threshold is not None else float(classifier.threshold)
             if effect is not None and effect.threshold is not None:
                 threshold = effect.threshold
