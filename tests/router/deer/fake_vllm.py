@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 CLOSE = "</think>"
-SUFFIX = "\n**Final Answer**\n\\boxed"
+MARK = "\n**Final Answer**\n"
 
 
 class FakeVllm(httpx.AsyncBaseTransport):
@@ -75,9 +75,10 @@ class FakeVllm(httpx.AsyncBaseTransport):
         )
 
     def _probe(self, prompt: str, body: dict[str, Any], stops: list[str]) -> httpx.Response:
-        assert self.base is not None and prompt.startswith(self.base) and prompt.endswith(SUFFIX)
+        # the thinking so far, then the answer suffix ("\n**Final Answer**\n" + the kind's opening)
+        assert self.base is not None and prompt.startswith(self.base) and MARK in prompt
         self.probe_requests.append(body)
-        before = prompt[len(self.base) : -len(SUFFIX)]
+        before = prompt[len(self.base) : prompt.rindex(MARK)]
         step = before.count("Wait") + 1  # the probe at the step-th transition
         tokens, lps = self.probes[step - 1] if step <= len(self.probes) else (["{", "x"], [0.0, -5.0])
         out_t: list[str] = []
