@@ -121,6 +121,11 @@ class DeerStats:
     probe_tokens: int = 0
     answer_tokens: int = 0
     confidence: float | None = None
+    kept_thinking_tokens: int = 0  # of thinking_tokens, those kept (before the exit's transition)
+    family: str = ""  # the scoring rule (generic | qwen3 | deepseek-r1)
+    probe_kind: str = ""  # math | choice | text
+    kind_source: str = ""  # setting | boxed_instruction | response_format | guess
+    probe_temperature: float | None = None  # None: the server's default
 
     def header(self) -> str:
         step = "-" if self.exit_step is None else str(self.exit_step)

@@ -90,13 +90,17 @@ class DeerCalls:
     ) -> tuple[Probe | None, int, dict[str, Any]]:
         cpu0 = time.process_time()
         s = self.settings
-        stops = probe_stops(run.kind, self.close_tag, s.require_think_close)
+        stops = probe_stops(run.kind, self.close_tag, s.require_think_close, s.family)
         payload = self.payload(
             run, run.prompt + prefix + s.answer_suffix.get(run.kind, s.answer_suffix.get("text", "")),
-            s.probe_max_tokens, stops, temperature=0.0, logprobs=1,
+            s.probe_max_tokens, stops, logprobs=1,
         )  # fmt: skip
-        for k in ("seed", "top_p", "top_k", "min_p"):
-            payload.pop(k, None)  # greedy and deterministic
+        # the probe's own sampling, not the client's: greedy (0), the reference's sampled
+        # probe (1.0, plain sampling), or None: whatever the server defaults to
+        for k in ("temperature", "seed", "top_p", "top_k", "min_p"):
+            payload.pop(k, None)
+        if s.probe_temperature is not None:
+            payload["temperature"] = s.probe_temperature
         trace: dict[str, Any] = {"step": step, "cpu_ms": 0.0}
         trace["detect_to_send_ms"] = (time.perf_counter() - detected_at) * 1000
         cpu = time.process_time() - cpu0
