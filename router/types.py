@@ -77,6 +77,9 @@ class ChatRequest:
     prompt: str | None = None
     # request headers for rules and the conversation id (lower-case names; credentials dropped)
     headers: dict[str, str] = field(default_factory=dict)
+    # the front end that took it (chat | completions | responses | messages); "" = from `endpoint`
+    api: str = ""
+    parse_ms: float = 0.0  # the front end's parse, the first step of the decision's timings
 
     def upstream_body(self, model: str, **overrides: Any) -> dict[str, Any]:
         body = dict(self.body)
@@ -98,6 +101,8 @@ class DeerStats:
     probe_tokens: int = 0
     answer_tokens: int = 0
     confidence: float | None = None
+    probe_ms: float = 0.0  # wall time of the probes (on the request's path in sequential mode)
+    sequential: bool = False  # probes paused thinking (their time is a step of its own)
 
     def header(self) -> str:
         step = "-" if self.exit_step is None else str(self.exit_step)
@@ -116,6 +121,7 @@ class Decision:
     tenant: str = "default"
     alias: str = ""
     endpoint: Endpoint = "chat"
+    api: str = "chat"  # the front end: chat | completions | responses | messages
     stream: bool = False
     n: int = 1  # choices asked for
     fanout: bool = False  # n > 1 answered by n concurrent upstream calls (not the upstream's own n)
@@ -149,6 +155,9 @@ class Decision:
     rule: str | None = None  # the operator rule that fired (policies.rules)
     conversation: str | None = None  # the conversation's id (a hash) when routing.conversation is on
     sticky: bool = False  # the conversation's earlier route decided this turn's
+    # where the time went: step name -> ms, in order (parse, cache, embed, classify,
+    # "upstream <model>" per call, "deer probes", "other"); they add up to total_ms
+    steps: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         # dataclasses.asdict deep-copies recursively and cost ~0.3 ms per request
@@ -158,7 +167,22 @@ class Decision:
             d["deer"] = dict(self.deer.__dict__)
         if self.embedding is not None:
             d["embedding"] = list(self.embedding)
+        d["steps"] = dict(self.steps)
         return d
+
+    def reason_code(self) -> str:
+        """A short code for why this route: the reason, qualified by the comparison
+        that made it (README "Reading a decision" lists them)."""
+        if self.reason == "classifier" and self.difficulty is not None and self.threshold is not None:
+            code = "difficulty-above-threshold" if self.difficulty >= self.threshold else "difficulty-below-threshold"
+            if self.confidence is not None and self.selfref_threshold is not None:
+                code += ",confident"  # Self-Ref judged the fast answer and kept it
+            return code
+        if self.reason == "escalated":
+            if self.confidence is None:
+                return "escalated-no-logprobs"
+            return "escalated-low-confidence"
+        return self.reason or "none"
 
     def headers(self) -> dict[str, str]:
         route = self.route if self.route != "none" else "fast"
@@ -173,6 +197,12 @@ class Decision:
         }
         if self.confidence is not None:
             h["x-thinkgate-confidence"] = f"{self.confidence:.4f}"
+        # the figures were compared with these: a decision reads without the YAML
+        if self.threshold is not None:
+            h["x-thinkgate-threshold"] = f"{self.threshold:.4f}"
+        if self.selfref_threshold is not None:
+            h["x-thinkgate-selfref-threshold"] = f"{self.selfref_threshold:.4f}"
+        h["x-thinkgate-reason"] = self.reason_code()
         if self.similarity is not None:
             h["x-thinkgate-similarity"] = f"{self.similarity:.4f}"
         if self.upstream_model:

@@ -84,7 +84,9 @@ class ResponsesAPI:
         raw = await request.body()
         state = request.scope.get("state")
         pre = state.get("parsed_body") if isinstance(state, dict) else None
+        t_parse = time.perf_counter()
         p = parse(raw, request.headers, pre[1] if pre is not None and pre[0] == raw else None)
+        parse_ms = (time.perf_counter() - t_parse) * 1000
         caller = _caller(request)
         history: list[dict[str, Any]] = []
         if p.previous_response_id is not None:
@@ -99,6 +101,7 @@ class ResponsesAPI:
             history = json.loads(json.dumps(prev.get("history") or []))
         req = p.chat_request(history)
         req.caller = caller
+        req.api, req.parse_ms = "responses", parse_ms
         limits = self.settings.limits
         if len(req.messages) > limits.max_messages:
             raise errors.InvalidRequest(

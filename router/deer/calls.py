@@ -107,11 +107,13 @@ class DeerCalls:
                 sp.set("gen_ai.usage.output_tokens", (data.get("usage") or {}).get("completion_tokens"))
         except (errors.UpstreamError, TimeoutError) as e:
             trace.update(error=type(e).__name__, latency_ms=(time.perf_counter() - t0) * 1000, cpu_ms=cpu * 1000)
+            run.stats.probe_ms += trace["latency_ms"]
             # a rejected probe (4xx) is a configuration problem, not load: say so loudly
             level = logging.WARNING if isinstance(e, errors.UpstreamRejected) else logging.INFO
             log.log(level, "deer probe %d failed (%s: %s); thinking continues", step, type(e).__name__, getattr(e, "message", ""))
             return None, 0, trace
         trace["latency_ms"] = (time.perf_counter() - t0) * 1000
+        run.stats.probe_ms += trace["latency_ms"]
         cpu1 = time.process_time()
         try:
             probe, n = parse_probe(data, self.close_tag)

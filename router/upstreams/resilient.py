@@ -30,6 +30,21 @@ from router.config import BreakerSettings, ModelSettings
 from router.upstreams.base import CallContext, Upstream
 
 log = logging.getLogger("thinkgate.resilience")
+calls_log = logging.getLogger("thinkgate.upstream")  # one INFO line per upstream call, any client library
+
+
+def log_call(name: str, model: str, kind: str, t0: float, attempts: int, usage: Any = None, err: BaseException | None = None) -> None:
+    """The one line every upstream call leaves: target, status, tokens, duration."""
+    ms = (time.perf_counter() - t0) * 1000
+    usage = usage if isinstance(usage, dict) else {}
+    tokens = f"{usage.get('prompt_tokens', '?')}+{usage.get('completion_tokens', '?')}"
+    tries = "" if attempts <= 1 else f", {attempts} attempts"
+    if err is None:
+        calls_log.info("upstream %s (%s) %s: 200, tokens %s, %.0f ms%s", name, model, kind, tokens, ms, tries)
+    elif isinstance(err, errors.ThinkgateError):
+        calls_log.info("upstream %s (%s) %s: %d %s, %.0f ms%s", name, model, kind, err.status, err.code, ms, tries)
+    else:  # cancelled: the client left, or a bound elsewhere ended it
+        calls_log.info("upstream %s (%s) %s: cancelled (%s), %.0f ms%s", name, model, kind, type(err).__name__, ms, tries)
 
 State = Literal["closed", "open", "half_open"]
 STATE_VALUE: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}
@@ -177,6 +192,16 @@ class ResilientUpstream:
         return ctx.timeout or self.timeout
 
     async def complete(self, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
+        t0, n0 = time.perf_counter(), self.attempts
+        try:
+            result = await self._complete(body, ctx)
+        except BaseException as e:
+            log_call(self.name, self.model, "complete", t0, self.attempts - n0, err=e)
+            raise
+        log_call(self.name, self.model, "complete", t0, self.attempts - n0, usage=result.get("usage"))
+        return result
+
+    async def _complete(self, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
         attempt = 0
         while True:
             if not self.breaker.acquire():
@@ -217,6 +242,22 @@ class ResilientUpstream:
         return False
 
     async def stream(self, body: dict[str, Any], ctx: CallContext) -> AsyncIterator[dict[str, Any]]:
+        t0, n0 = time.perf_counter(), self.attempts
+        usage: Any = None
+        agen = self._stream(body, ctx)
+        try:
+            async for chunk in agen:
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+                yield chunk
+        except BaseException as e:
+            log_call(self.name, self.model, "stream", t0, self.attempts - n0, err=e)
+            raise
+        finally:
+            await _aclose(agen)
+        log_call(self.name, self.model, "stream", t0, self.attempts - n0, usage=usage)
+
+    async def _stream(self, body: dict[str, Any], ctx: CallContext) -> AsyncIterator[dict[str, Any]]:
         attempt = 0
         while True:
             if not self.breaker.acquire():
