@@ -65,6 +65,6 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path):
     summary = json.loads(re.search(r"collect: (\{.*\"spent_over_estimate\".*\})", p.stderr).group(1))
     print(f"collect spent / bound: {summary['spent_over_estimate']}")
     assert 0 < summary["spent_over_estimate"] <= 1.0  # the printed bound held
-    assert (out / "router" / "meta.json").is_file() and "candidate" in (out / "REPORT.md").read_text()
+    assert (out / "router" / "meta.json").is_file() and "threshold" in (out / "REPORT.md").read_text()
     assert "ok:" in p.stdout and "route 'bench' sets threshold 1" in p.stdout
     assert "nan" not in p.stdout.replace("nanosec", "") and "-inf" not in p.stdout
