@@ -64,3 +64,25 @@ def test_the_bound_counts_every_byte_and_the_reasoning_roles_system_prompt():
                         strong_max_tokens=8, strong_system=system)
     assert deer.tokens - plain.tokens == len(system.encode()) + 16
     assert math.isfinite(deer.usd)
+
+
+def test_the_cost_quality_legend_is_outside_the_curve(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from calibrate import plots
+
+    kept = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: kept.append(fig))
+    rng = np.random.default_rng(0)
+    fast, strong = (rng.random(200) < 0.4).astype(float), (rng.random(200) < 0.7).astype(float)
+    plots.cost_quality(rng.random(200), fast, strong, tmp_path / "cq.png")
+    fig = kept[-1]
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert not legend.overlaps(ax.get_window_extent(renderer))  # below the axes, never over the curve
+    assert legend.y0 >= 0 and legend.x0 >= 0  # and still on the figure
+    monkeypatch.undo()
+    plt.close(fig)
