@@ -128,7 +128,7 @@ class DeerCalls:
 
     async def answer(self, run: Run) -> AsyncIterator[str]:
         budget = max(1, run.max_tokens - run.stats.thinking_tokens)
-        payload = self.payload(run, run.prompt + run.thinking + self.settings.think_close, budget, run.answer_stop)
+        payload = self.payload(run, run.prompt + run.thinking + self.settings.think_close, budget, answer_stops(run.answer_stop, self.close_tag, self.settings.think_open))
         if self.settings.template == "server":
             payload["stream_options"] = {"include_usage": True}
         tokens = 0
@@ -144,3 +144,14 @@ class DeerCalls:
                 yield piece.text
         run.stats.answer_tokens = usage_tokens if usage_tokens is not None else tokens
         run.finish_reason = finish
+
+
+def answer_stops(client_stop: Any, close_tag: str, think_open: str) -> list[str]:
+    """The answer ends where the model opens or closes a thinking block again: SmolLM2
+    told to think in tags wrote "...rounding.\n</think>" and went on (markup in the answer,
+    and generation up to the token budget); the client's own stops come first."""
+    stops = [client_stop] if isinstance(client_stop, str) else list(client_stop or [])
+    for tag in (close_tag.strip(), think_open.strip()):
+        if tag and tag not in stops:
+            stops.append(tag)
+    return stops
