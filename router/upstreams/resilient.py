@@ -236,6 +236,10 @@ class ResilientUpstream:
         if retry and self.breaker.state == "closed":
             # the breaker judges calls, not attempts: only the final failure counts
             self.retried += 1
+            # said at INFO: a retried timeout is where a slow request's minutes go (the first
+            # request on the embedded default spent 2 x 120 s in attempts that timed out)
+            calls_log.info("upstream %s: attempt %d failed (%d %s: %s); retrying", self.name, attempt + 1, err.status, err.code,
+                           getattr(err, "message", ""))
             await self._sleep(self._backoff(attempt))
             return True
         self.breaker.failure()
@@ -338,7 +342,18 @@ def wrap(upstream: Upstream, ms: ModelSettings, settings: BreakerSettings | None
     timeout = ms.timeout
     if ms.reasoning and ms.deer is not None and ms.deer.enabled:
         timeout += ms.deer.wall_clock_s
-    return ResilientUpstream(upstream, retries=ms.retries, timeout=timeout, settings=settings)
+    return ResilientUpstream(upstream, retries=retries_for(ms), timeout=timeout, settings=settings)
+
+
+def retries_for(ms: ModelSettings) -> int:
+    """A local llama.cpp server answers one request at a time and finishes a non-streamed
+    one even after its client gave up (llama-cpp-python runs it in a thread holding the
+    model's lock): a retry after a timeout queues behind the abandoned attempt. The
+    embedded default's first request spent 2 x 120 s that way (3 attempts, 274 s for a
+    15-token answer), so such a model is not retried unless `retries` is set explicitly."""
+    if ms.provider == "llamacpp" and "retries" not in ms.model_fields_set:
+        return 0
+    return ms.retries
 
 
 def wrap_all(

