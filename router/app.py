@@ -126,8 +126,10 @@ class Gateway:
         state = request.scope.get("state")
         pre = state.get("parsed_body") if isinstance(state, dict) else None
         parsed = pre[1] if pre is not None and pre[0] == raw else None
+        t_parse = time.perf_counter()
         with tracing.span("thinkgate.parse", {"thinkgate.endpoint": endpoint}):
             req = parse_request(endpoint, raw, request.headers, parsed)
+        req.parse_ms = (time.perf_counter() - t_parse) * 1000  # the decision's first step
         req.caller = _caller(request)
         request_limits.check(req, self.settings.limits)
         req.headers = {k: v for k, v in request.headers.items() if k not in _CREDENTIALS}  # for rules, conversations

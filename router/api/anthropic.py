@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -86,9 +87,11 @@ class Messages:
 
     async def create(self, request: Request) -> Response:
         data = await _json_body(request)
+        t_parse = time.perf_counter()
         with tracing.span("thinkgate.parse", {"thinkgate.endpoint": "messages"}):
             t = translate(data)
             req = parse_request("chat", b"", request.headers, t.body)
+        req.api, req.parse_ms = "messages", (time.perf_counter() - t_parse) * 1000
         req.caller = _caller(request)
         req.dropped = list(t.dropped)
         if request.headers.get("anthropic-beta"):

@@ -110,6 +110,7 @@ class ResponsesAPI:
 
     async def create(self, request: Request) -> Response:
         raw = await request.body()
+        t_parse = time.perf_counter()
         caller = _caller(request)
         data = self._body(raw, request)
         hosted = "drop"
@@ -117,6 +118,7 @@ class ResponsesAPI:
             data = await resolve(data, lambda key: self._load(caller.tenant, key))
             hosted = self.settings.responses.hosted_tools_policy(data.get("model"))
         p = parse(raw, request.headers, data, hosted_tools=hosted)
+        parse_ms = (time.perf_counter() - t_parse) * 1000  # with item_reference resolution
         history: list[dict[str, Any]] = []
         if p.previous_response_id is not None:
             prev = await self._load(caller.tenant, p.previous_response_id)
@@ -138,6 +140,7 @@ class ResponsesAPI:
             history = json.loads(kept)
         req = p.chat_request(history)
         req.caller = caller
+        req.api, req.parse_ms = "responses", parse_ms
         limits = self.settings.limits
         if len(req.messages) > limits.max_messages:
             raise errors.InvalidRequest(

@@ -111,11 +111,13 @@ class DeerCalls:
                 sp.set("gen_ai.usage.output_tokens", (data.get("usage") or {}).get("completion_tokens"))
         except (errors.UpstreamError, TimeoutError) as e:
             trace.update(error=type(e).__name__, latency_ms=(time.perf_counter() - t0) * 1000, cpu_ms=cpu * 1000)
+            run.stats.probe_ms += trace["latency_ms"]
             # a rejected probe (4xx) is a configuration problem, not load: say so loudly
             level = logging.WARNING if isinstance(e, errors.UpstreamRejected) else logging.INFO
             log.log(level, "deer probe %d failed (%s: %s); thinking continues", step, type(e).__name__, getattr(e, "message", ""))
             return None, 0, trace
         trace["latency_ms"] = (time.perf_counter() - t0) * 1000
+        run.stats.probe_ms += trace["latency_ms"]
         cpu1 = time.process_time()
         try:
             probe, n = parse_probe(data, self.close_tag)
@@ -130,7 +132,7 @@ class DeerCalls:
 
     async def answer(self, run: Run) -> AsyncIterator[str]:
         budget = max(1, run.max_tokens - run.stats.thinking_tokens)
-        payload = self.payload(run, run.prompt + run.thinking + self.settings.think_close, budget, run.answer_stop)
+        payload = self.payload(run, run.prompt + run.thinking + self.settings.think_close, budget, answer_stops(run.answer_stop, self.close_tag, self.settings.think_open))
         if self.settings.template == "server":
             payload["stream_options"] = {"include_usage": True}
         tokens = 0
@@ -146,3 +148,14 @@ class DeerCalls:
                 yield piece.text
         run.stats.answer_tokens = usage_tokens if usage_tokens is not None else tokens
         run.finish_reason = finish
+
+
+def answer_stops(client_stop: Any, close_tag: str, think_open: str) -> list[str]:
+    """The answer ends where the model opens or closes a thinking block again: SmolLM2
+    told to think in tags wrote "...rounding.\n</think>" and went on (markup in the answer,
+    and generation up to the token budget); the client's own stops come first."""
+    stops = [client_stop] if isinstance(client_stop, str) else list(client_stop or [])
+    for tag in (close_tag.strip(), think_open.strip()):
+        if tag and tag not in stops:
+            stops.append(tag)
+    return stops

@@ -28,7 +28,7 @@ from router.embedding.encoders import sentence
 from router.cache.agent_loops import LoopStore, build_loop_store
 from router.cache.conversations import RouteStore, build_route_store
 from router.learning.slot import snapshot
-from router.pipeline import agent_loop, conversation, effort, fanout, output_cap, prefix, rules, streaming
+from router.pipeline import agent_loop, conversation, effort, fanout, output_cap, prefix, rules, streaming, timings
 from router.pipeline.accounting import account, charge_discarded
 from router.pipeline.escalation import escalate, logprob_args, strip_chunk_logprobs, strip_logprobs
 from router.pipeline.parts import Cache, Classifier, DecisionSink, Embedder, MetricsSink, Reply, _Target
@@ -62,7 +62,9 @@ class Pipeline:
         self.embedder = embedder
         self.classifier = classifier
         self.cache = cache
-        self.recorder = Recorder(cache=cache, log_sink=log_sink, metrics=metrics, learner=learner)
+        self.recorder = Recorder(
+            cache=cache, log_sink=log_sink, metrics=metrics, learner=learner, slow_ms=settings.decisions.slow_request_ms
+        )
         # routing.conversation: where each conversation's route lives between turns
         self.conversations = conversations or build_route_store(
             settings.routing, settings.cache.redis_url if settings.cache.enabled else None
@@ -115,9 +117,13 @@ class Pipeline:
     # -- the request ---------------------------------------------------------------
 
     async def handle(self, req: ChatRequest) -> Reply:
-        t0 = time.perf_counter()
+        # the request's clock starts at its parse (done by the front end), the first step
+        t0 = time.perf_counter() - req.parse_ms / 1000
         caller = req.caller
         d = Decision(tenant=caller.tenant, alias=req.alias, endpoint=req.endpoint, stream=req.stream, n=fanout.n_of(req.body))
+        d.api = req.api or ("completions" if req.endpoint == "completion" else "chat")
+        if req.parse_ms:
+            d.steps["parse"] = req.parse_ms
         d.artifact = snapshot(self.classifier)[1]
         d.dropped = list(req.dropped) or None
         if caller.meter is not None:  # the rate limiter charges this decision's tokens (router/types.py Meter)
@@ -132,14 +138,14 @@ class Pipeline:
             reply = await self._handle(req, rs, d, t0)
         except errors.ThinkgateError as e:
             d.status, d.error = e.status, f"{type(e).__name__}: {e.message}"[:300]
-            d.total_ms = (time.perf_counter() - t0) * 1000
             d.clamped = req.clamped
-            self.recorder.finish(d)
+            self.recorder.finish(d, t0)
             raise
         d.clamped = req.clamped
         if reply.body is not None:
-            d.total_ms = (time.perf_counter() - t0) * 1000
-            self.recorder.finish(d)
+            self.recorder.finish(d, t0)
+            if req.controls.debug:  # after finish: the record with its total and steps
+                reply.body["thinkgate"] = d.to_dict()
         reply.after = self.recorder.after(d)
         return reply
 
@@ -160,7 +166,7 @@ class Pipeline:
         if cache_on and getattr(self.cache, "state", "up") == "down":
             d.cache = "bypass"  # Redis is down: requests skip the cache and still succeed
         if cache_on and not req.controls.cache.no_cache:
-            with tracing.span("thinkgate.cache", {"thinkgate.cache.lookup": "exact"}) as sp:
+            with timings.step(d, "cache", {"thinkgate.cache.lookup": "exact"}) as sp:
                 hit = await self.cache.get(req, None)  # type: ignore[union-attr]
                 sp.set("thinkgate.cache.hit", hit is not None)
             if hit is not None:
@@ -177,7 +183,7 @@ class Pipeline:
         # with the semantic cache off and no embedding to log, that pass is skipped
         reads_vector = wants_classifier and getattr(snap[0], "reads_vector", True)
         if self.embedder is not None and (reads_vector or wants_semantic or (wants_classifier and self.settings.decisions.store_embedding)):
-            with tracing.span("thinkgate.embed"):
+            with timings.step(d, "embed"):
                 try:
                     vector = await self.embedder.embed(at.messages)
                 except errors.EmbeddingFailed:
@@ -188,13 +194,13 @@ class Pipeline:
             if embedding is not None and self.settings.decisions.store_embedding:
                 d.embedding = [round(float(x), 5) for x in embedding]
             if wants_semantic:
-                with tracing.span("thinkgate.cache", {"thinkgate.cache.lookup": "semantic"}) as sp:
+                with timings.step(d, "cache", {"thinkgate.cache.lookup": "semantic"}) as sp:
                     hit = await self.cache.get(req, embedding, exact=False)  # type: ignore[union-attr]
                     sp.set("thinkgate.cache.hit", hit is not None)
                 if hit is not None:
                     return self._cache_reply(req, d, hit, t0)
 
-        with tracing.span("thinkgate.classify") as sp:
+        with timings.step(d, "classify") as sp:
             route, pinned = await self._decide(req, rs, d, vector, effect, snap, at.messages)
             held = at.hold(d)
             if held is not None:
@@ -233,8 +239,6 @@ class Pipeline:
             await turn.remember(d)
         await at.remember(d)
         self.recorder.store(req, embedding, body, None, d)
-        if req.controls.debug:
-            body["thinkgate"] = d.to_dict()
         return Reply(d, body=body)
 
     async def _decide(
@@ -278,7 +282,9 @@ class Pipeline:
         try:
             return await fanout.complete(target.upstream, self._body(req, target, **overrides), ctx, native=self._native(target))
         finally:
-            d.upstream_ms += (time.perf_counter() - t) * 1000
+            ms = (time.perf_counter() - t) * 1000
+            d.upstream_ms += ms
+            timings.upstream(d, target.model_name, ms, ctx.deer)
             if ctx.deer is not None:
                 d.deer = ctx.deer
 
@@ -375,7 +381,7 @@ class Pipeline:
                 d.deer = ctx.deer
             gen = fanout.stream(target.upstream, self._body(req, target), ctx, native=self._native(target))
             first = await gen.__anext__()
-        d.upstream_ms += (time.perf_counter() - t) * 1000
+        # the upstream's time, first chunk included, is recorded when the stream ends (streaming.relay)
         return Reply(d, chunks=streaming.relay(self.settings, self.recorder, req, d, target, first, gen, embedding, t0, t))
 
     async def _collect(self, req: ChatRequest, d: Decision, target: _Target, **overrides: Any) -> list[dict[str, Any]]:
@@ -384,7 +390,9 @@ class Pipeline:
             body = self._body(req, target, **overrides)
             return [c async for c in fanout.stream(target.upstream, body, CallContext(controls=req.controls), native=self._native(target))]
         finally:
-            d.upstream_ms += (time.perf_counter() - t) * 1000
+            ms = (time.perf_counter() - t) * 1000
+            d.upstream_ms += ms
+            timings.upstream(d, target.model_name, ms)
 
     # -- cache -----------------------------------------------------------------------------
 
@@ -397,10 +405,7 @@ class Pipeline:
         d.upstream_model = response.get("model")
         d.routing_ms = (time.perf_counter() - t0) * 1000
         if not req.stream:
-            body = dict(response)
-            if req.controls.debug:
-                body["thinkgate"] = d.to_dict()
-            return Reply(d, body=body)
+            return Reply(d, body=dict(response))
         chunks = hit.chunks or to_chunks(response)
 
         async def replay() -> AsyncIterator[dict[str, Any]]:
@@ -414,8 +419,7 @@ class Pipeline:
                 if tail is not None:
                     yield tail
             finally:
-                d.total_ms = (time.perf_counter() - t0) * 1000
-                self.recorder.finish(d)
+                self.recorder.finish(d, t0)
 
         return Reply(d, chunks=replay())
 

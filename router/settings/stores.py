@@ -46,6 +46,9 @@ class DecisionLogSettings(Section):
     store_prompt: bool = False
     prompt_chars: int = Field(200, ge=0)
     store_embedding: bool = False
+    slow_request_ms: float | None = Field(
+        30_000.0, gt=0, description="a request slower than this logs a warning naming its slowest step (null: never)"
+    )
 
 
 class ResponsesSettings(Section):
