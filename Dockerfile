@@ -39,9 +39,7 @@ RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . && pip check
 # 7-bit int8 weights run right on CPUs with and without VNNI, so the export made
 # on the build machine is the one every node loads (the name depends on this)
 ENV THINKGATE_CACHE=/opt/thinkgate-cache THINKGATE_ONNX_REDUCE_RANGE=1
-RUN thinkgate calibrate export-onnx \
-    && pip uninstall -y torch \
-    && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
+RUN thinkgate calibrate export-onnx && pip uninstall -y torch
 
 FROM ${BASE}
 # the manifests' user, written directly: a minimal base may lack useradd

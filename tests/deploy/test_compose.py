@@ -122,7 +122,9 @@ def test_the_compose_stack_starts_and_caches_a_request_in_its_redis(stack):
     health = subprocess.run(["podman", "healthcheck", "run", names["thinkgate"]], capture_output=True, text=True, env=env)
     assert health.returncode == 0, health.stdout + health.stderr
 
-    body = {"model": "fast", "messages": [{"role": "user", "content": f"What is the capital of France? {uuid.uuid4()}"}]}
+    # temperature 0: only greedy answers are cached (a sampled one is not, by design)
+    body = {"model": "fast", "temperature": 0,
+            "messages": [{"role": "user", "content": f"What is the capital of France? {uuid.uuid4()}"}]}  # fmt: skip
     first = httpx.post(f"{url}/v1/chat/completions", json=body, headers=auth, timeout=60)
     assert first.status_code == 200, first.text
     assert first.json()["choices"][0]["message"]["content"] == "Paris is the capital of France."
@@ -134,20 +136,29 @@ def test_the_compose_stack_starts_and_caches_a_request_in_its_redis(stack):
                            capture_output=True, text=True, env=env)  # fmt: skip
         return int(json.loads(p.stdout)["chat"])
 
-    calls = upstream_calls()
-    assert calls >= 1
-    keys = subprocess.run(["podman", "exec", names["redis"], "redis-cli", "dbsize"], capture_output=True, text=True, env=env)
-    assert int(keys.stdout.strip()) > 0, keys.stdout + keys.stderr
-    second = httpx.post(f"{url}/v1/chat/completions", json=body, headers=auth, timeout=60)
-    assert second.status_code == 200, second.text
-    assert second.headers["x-thinkgate-cache"] == "exact"
-    assert second.json()["choices"][0]["message"]["content"] == "Paris is the capital of France."
-    assert upstream_calls() == calls  # answered from the compose Redis, not the upstream
+    def cached_reply() -> httpx.Response:
+        """The repeat, answered from the cache without an upstream call. A Redis reply
+        over the cache's 20 ms budget is a miss by design (seen under load), so up to
+        five tries; every hit must leave the upstream's count alone."""
+        for _ in range(5):
+            before = upstream_calls()
+            r = httpx.post(f"{url}/v1/chat/completions", json=body, headers=auth, timeout=60)
+            assert r.status_code == 200, r.text
+            assert r.json()["choices"][0]["message"]["content"] == "Paris is the capital of France."
+            if r.headers["x-thinkgate-cache"] == "exact":
+                assert upstream_calls() == before
+                return r
+            time.sleep(0.5)
+        pytest.fail("no exact cache hit in five repeats")
 
+    assert upstream_calls() >= 1
+    cached_reply()
+    keys = subprocess.run(["podman", "exec", names["redis"], "redis-cli", "--scan", "--pattern", "thinkgate:cache:*"],
+                          capture_output=True, text=True, env=env)  # fmt: skip
+    entries = [k for k in keys.stdout.split() if not k.endswith(":epoch")]
+    assert entries, keys.stdout + keys.stderr  # the entry is in the compose Redis
     # the entry is in the compose Redis, not the gateway's memory: a restarted gateway
     # still answers from it
     subprocess.run(["podman", "restart", "-t", "5", names["thinkgate"]], check=True, capture_output=True, env=env)
     wait_ready(url, auth, env, names["thinkgate"])
-    third = httpx.post(f"{url}/v1/chat/completions", json=body, headers=auth, timeout=60)
-    assert third.status_code == 200 and third.headers["x-thinkgate-cache"] == "exact", third.text
-    assert upstream_calls() == calls
+    cached_reply()
