@@ -39,7 +39,11 @@ RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . && pip check
 # 7-bit int8 weights run right on CPUs with and without VNNI, so the export made
 # on the build machine is the one every node loads (the name depends on this)
 ENV THINKGATE_CACHE=/opt/thinkgate-cache THINKGATE_ONNX_REDUCE_RANGE=1
-RUN thinkgate calibrate export-onnx && pip uninstall -y torch
+# The export's directory is named from the weights' size and whole-second mtime; a
+# COPY to the final stage may round a fractional mtime up (seen with buildah), so the
+# weights get a whole-second mtime first and the name holds in the final stage.
+RUN find /opt/venv -name model.safetensors -exec sh -c 'touch -d "@$(stat -c %Y "$1")" "$1"' _ {} \; \
+    && thinkgate calibrate export-onnx && pip uninstall -y torch
 
 FROM ${BASE}
 # the manifests' user, written directly: a minimal base may lack useradd

@@ -43,10 +43,14 @@ if ! podman image exists "$BASE"; then
 fi
 
 # -- 2. the build context ---------------------------------------------------------
+# only what the Dockerfile copies (so an edit elsewhere, say to tests/, neither rebuilds
+# nor enters the context), as git sees it: tracked and untracked files, not ignored ones
+CONTEXT=(Dockerfile .dockerignore pyproject.toml README.md requirements.lock requirements-torch.lock
+         router policies calibrate models examples deploy/image)
 ctx="$work/context"
 mkdir -p "$ctx"
-git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do
-  [[ -e "$f" ]] && printf '%s\0' "$f"
+git ls-files -z --cached --others --exclude-standard -- "${CONTEXT[@]}" | while IFS= read -r -d '' f; do
+  if [[ -e "$f" ]]; then printf '%s\0' "$f"; fi
 done | xargs -0 cp --parents -t "$ctx"
 py=$(command -v python3)
 # wheels from pip's local find-links directories (the CPU torch): hard links where
