@@ -44,6 +44,8 @@ def _evaluate_configure(p: argparse.ArgumentParser) -> None:
 
 
 def _evaluate_run(args: argparse.Namespace) -> int:
+    if args.against and not args.model:
+        raise ValueError("--against compares a trained artifact: give --model too")
     from calibrate import bootstrap, crossval, folds, train
 
     o = load_outcomes(args.outcomes, getattr(args, "tenant", None))
@@ -104,8 +106,6 @@ def _evaluate_artifact(args: argparse.Namespace, o: Any) -> int:
 
     if args.repeats != 1 or args.baseline or args.compare or args.split_by or args.train_on:
         raise ValueError("--model scores a trained artifact: --repeats, --baseline, --compare, --split-by and --train-on do not apply")
-    if args.against and not args.model:
-        raise ValueError("--against compares a trained artifact: give --model too")
     path = resolve(args.model)
     E, F, embedder_id = featurise(o, args.embedder, not args.no_cache, not args.quiet)
     clf = DifficultyClassifier.load(path, embedder_id=embedder_id.split("@")[0])  # the family, as train records it
