@@ -39,10 +39,15 @@ def _evaluate_configure(p: argparse.ArgumentParser) -> None:
                    help="fit the procedure and the baseline on these outcomes and score --outcomes (e.g. GSM8K -> MMLU)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="bootstrap draws for the CIs of APGR and of APGR - baseline (0: none; default 1000)")
+    p.add_argument("--against", metavar="ARTIFACT",
+                   help="with --model: the artifact it is compared with, paired on the same bootstrap draws "
+                        "(default: the shipped prior, models/default, unless --model is it)")
     p.add_argument("--candidates", help=f"comma-separated subset of the inner-CV candidates ({', '.join(_candidates())})")
 
 
 def _evaluate_run(args: argparse.Namespace) -> int:
+    if args.against and not args.model:
+        raise ValueError("--against compares a trained artifact: give --model too")
     from calibrate import bootstrap, crossval, folds, train
 
     o = load_outcomes(args.outcomes, getattr(args, "tenant", None))
@@ -119,10 +124,18 @@ def _evaluate_artifact(args: argparse.Namespace, o: Any) -> int:
     s["procedure"] = f"artifact {path.name} ({clf.meta.get('procedure', '?')}), scored as trained: no refit"
     s["model"] = str(path)
     if args.bootstrap:
+        # the cold-start report: a CI against random, and paired against the shipped prior (or --against)
         from calibrate.bootstrap import intervals
 
         every = np.arange(len(o))
-        s["ci"] = intervals([(probs, [(every[:0], every)])], fast, strong, _groups(o), draws=args.bootstrap, seed=args.seed)
+        against = args.against or ("default" if resolve("default") != path else None)
+        base = None
+        if against:
+            other = DifficultyClassifier.load(resolve(against), embedder_id=embedder_id.split("@")[0])
+            base = [(other.predict_many(F, E, [o.messages(i) for i in range(len(o))]), [(every[:0], every)])]
+            s["against"] = str(resolve(against))
+        s["ci"] = intervals([(probs, [(every[:0], every)])], fast, strong, _groups(o), baseline=base, draws=args.bootstrap,
+                            seed=args.seed, baseline_name=f"{resolve(against).name} ({against})" if against else "the baseline")
     if args.plots:
         _plots(args, probs, probs, o)
     if not args.json:
