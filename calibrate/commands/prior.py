@@ -28,11 +28,11 @@ def _configure(p: argparse.ArgumentParser) -> None:
     c.add_argument("-o", "--out", required=True, help="corpus JSONL to write")
 
     pr = sub.add_parser("pair", help="an outcome table from two models of one corpus source")
-    pr.add_argument("--corpus", required=True)
-    pr.add_argument("--source", required=True)
+    pr.add_argument("--corpus", required=True, help="corpus JSONL from `prior corpus`")
+    pr.add_argument("--source", required=True, help="the corpus source both models come from (e.g. alpaca_eval)")
     pr.add_argument("--fast", required=True, help="model name as in the corpus (alpaca_eval: MODEL@ANNOTATOR)")
-    pr.add_argument("--strong", required=True)
-    pr.add_argument("-o", "--out", required=True)
+    pr.add_argument("--strong", required=True, help="the stronger model's name as in the corpus")
+    pr.add_argument("-o", "--out", required=True, help="outcome JSONL to write (id, prompt, fast, strong)")
 
     for name, helptext in (("fit", "fit the prior and write an artifact"), ("loso", "leave-one-source-out cold-start evaluation")):
         f = sub.add_parser(name, help=helptext)
@@ -44,9 +44,10 @@ def _configure(p: argparse.ArgumentParser) -> None:
                        help="what the prompt predicts: item difficulty, the stronger model's gain on it, or their mean")
         f.add_argument("--alpha", type=float, help="ridge penalty (default: chosen by item-level CV on the corpus)")
         f.add_argument("--embedding-dim", type=int, help="384 (sentence embedding) or 2688 (+ layer means); default chosen by CV")
-        f.add_argument("--embedder", default="auto", choices=["auto", "onnx", "onnx-fp32", "torch", "hash", "static"])
+        f.add_argument("--embedder", default="auto", choices=["auto", "onnx", "onnx-fp32", "torch", "hash", "static"],
+                       help="the encoder the artifact will be served with (default: the gateway's MiniLM ONNX int8)")
         f.add_argument("--no-cache", action="store_true", help="do not use the embedding cache")
-        f.add_argument("--quiet", action="store_true")
+        f.add_argument("--quiet", action="store_true", help="no progress bars")
         if name == "fit":
             f.add_argument("-o", "--out", required=True, help="artifact directory, e.g. models/default")
             _add_target_args(f)
