@@ -23,7 +23,9 @@ import pytest
 from tests.components import missing
 from tests.deploy.test_image import image  # noqa: F401  (the module-scoped build fixture)
 
-pytestmark = pytest.mark.slow
+# the image build (cached by content hash) can take many minutes on a cold cache: beyond the
+# suite's 300 s per-test timeout
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent / "compose"

@@ -30,7 +30,9 @@ from tests.components import missing
 from tests.e2e.serve import free_port
 from tests.e2e.tool_upstream import ToolUpstream
 
-pytestmark = pytest.mark.slow
+# the image build (cached by content hash) can take many minutes on a cold cache: beyond the
+# suite's 300 s per-test timeout
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"
