@@ -71,6 +71,9 @@ def stack(image: str, tmp_path: Path) -> Iterator[tuple[dict[str, str], list[str
     env = {**os.environ, "CONTAINERS_CONF": str(conf)}
     key = f"tg-{uuid.uuid4().hex}"
     env.update(THINKGATE_TEST_IMAGE=image, THINKGATE_TEST_REDIS_IMAGE=redis_image(env), THINKGATE_TEST_KEY=key)
+    # docker-compose.yml refuses to start without keys (`${THINKGATE_API_KEYS:?...}`, checked
+    # before the override is merged): a user sets it exactly like this
+    env["THINKGATE_API_KEYS"] = key
     project = f"tgtest{uuid.uuid4().hex[:8]}"
     cmd = [compose_tool(), "-p", project, "-f", str(ROOT / "docker-compose.yml"), "-f", str(HERE / "override.yml")]
     up = subprocess.run(cmd + ["up", "-d"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
