@@ -24,7 +24,7 @@ from typing import Any
 from router.api.protocol import parse_controls
 from router.api.responses_fields import bad, check_type
 from router.api.responses_items import input_to_messages, item_id
-from router.api.responses_tools import chat_response_format, chat_tool_choice, chat_tools
+from router.api.responses_tools import HOSTED_TOOLS, chat_response_format, chat_tool_choice, chat_tools
 from router.errors import InvalidRequest
 from router.types import ChatRequest
 
@@ -176,7 +176,8 @@ def parse(
     dropped = list(converted.dropped)
     if converted.tools:
         body["tools"] = converted.tools
-    echo["tools"] = tools
+    # the response names the tools its answer was made with: not the hosted ones dropped
+    echo["tools"] = [t for t in tools if not (isinstance(t, dict) and t.get("type") in HOSTED_TOOLS)]
     if "tool_choice" in d:
         choice = chat_tool_choice(d["tool_choice"])
         echo["tool_choice"] = d["tool_choice"]
