@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from router.access.auth import caller_of
 from router import errors, tracing
 from router.access import error_shapes, json_body
 from router.api import anthropic, embeddings, openapi, reasoning_field, request_limits
@@ -33,7 +34,7 @@ from router.config import Settings
 from router.settings.aliases import is_pattern
 from router.pipeline.core import Pipeline
 from router.pipeline.parts import Reply
-from router.types import Caller, Endpoint
+from router.types import Endpoint
 
 log = logging.getLogger("thinkgate.app")
 
@@ -100,12 +101,6 @@ def error_response(e: errors.ThinkgateError, path: str = "") -> JSONResponse:
     return JSONResponse(error_shapes.body_for(path, e), status_code=e.status, headers=e.headers)
 
 
-def _caller(request: Request) -> Caller:
-    state = request.scope.get("state") or {}
-    caller = state.get("caller") if isinstance(state, dict) else None
-    return caller if isinstance(caller, Caller) else Caller()
-
-
 class Gateway:
     """The route handlers, holding the pipeline and the parts /readyz checks."""
 
@@ -130,7 +125,7 @@ class Gateway:
         with tracing.span("thinkgate.parse", {"thinkgate.endpoint": endpoint}):
             req = parse_request(endpoint, raw, request.headers, parsed)
         req.parse_ms = (time.perf_counter() - t_parse) * 1000  # the decision's first step
-        req.caller = _caller(request)
+        req.caller = caller_of(request.scope)
         request_limits.check(req, self.settings.limits)
         req.headers = {k: v for k, v in request.headers.items() if k not in _CREDENTIALS}  # for rules, conversations
         reply = await self.pipeline.handle(req)
@@ -149,7 +144,7 @@ class Gateway:
         return StreamingResponse(_sse_body(reply), media_type="text/event-stream", headers=headers, background=after)
 
     async def models(self, request: Request) -> Response:
-        caller = _caller(request)
+        caller = caller_of(request.scope)
         seen: dict[str, str] = {}
         for alias in self.settings.routes:
             if not is_pattern(alias):  # `claude-*` serves names; it is not one a client can list

@@ -284,3 +284,11 @@ class AuthMiddleware:
             await send({"type": "websocket.close", "code": 1008})
             return
         await send_error(send, err, headers, path=scope.get("path", ""))
+
+
+def caller_of(scope: Mapping[str, Any]) -> Caller:
+    """The Caller the auth middleware left in the request's scope state (an anonymous
+    Caller when none: a route reached without the middleware, as in some tests)."""
+    state = scope.get("state") or {}
+    caller = state.get("caller") if isinstance(state, dict) else None
+    return caller if isinstance(caller, Caller) else Caller()

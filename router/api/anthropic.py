@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from router.access.auth import caller_of
 from router import errors, tracing
 from router.access.auth import check_alias
 from router.access.limits import estimate_tokens
@@ -37,7 +38,6 @@ from router.api.protocol import parse_request
 from router.config import Settings
 from router.pipeline.core import Pipeline
 from router.settings import aliases
-from router.types import Caller
 
 _COUNT_FIELDS = {
     "model",
@@ -51,12 +51,6 @@ _COUNT_FIELDS = {
     "context_management",
     *_IGNORED,
 }
-
-
-def _caller(request: Request) -> Caller:
-    state = request.scope.get("state") or {}
-    caller = state.get("caller") if isinstance(state, dict) else None
-    return caller if isinstance(caller, Caller) else Caller()
 
 
 async def _json_body(request: Request) -> Any:
@@ -92,7 +86,7 @@ class Messages:
             t = translate(data)
             req = parse_request("chat", b"", request.headers, t.body)
         req.api, req.parse_ms = "messages", (time.perf_counter() - t_parse) * 1000
-        req.caller = _caller(request)
+        req.caller = caller_of(request.scope)
         req.dropped = list(t.dropped)
         if request.headers.get("anthropic-beta"):
             req.dropped.append(f"anthropic-beta: {request.headers['anthropic-beta']}"[:300])
@@ -135,7 +129,7 @@ class Messages:
         alias = check_model(data)
         if not known_model(self.settings, alias):
             raise errors.ModelNotFound(f"model: {alias}", param="model")
-        caller = _caller(request)
+        caller = caller_of(request.scope)
         # as the pipeline checks it: a key allowed a pattern (`claude-*`) may use what it serves
         if caller.aliases is None or aliases.route_key(self.settings.routes, self.settings.models, alias) not in caller.aliases:
             check_alias(caller, alias)

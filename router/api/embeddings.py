@@ -27,11 +27,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from router.access.auth import caller_of
 from router import errors
 from router.access.auth import check_alias
 from router.config import EmbeddingModelSettings, Settings
 from router.embedding.encoders import DIM, EMBEDDER_ID, sentence
-from router.types import Caller
 from router.settings.aliases import match, route_key
 from router.upstreams import user_field
 from router.upstreams.embeddings import RemoteEmbeddings, build_remote
@@ -43,12 +43,6 @@ _FIELDS = {"model", "input", "encoding_format", "dimensions", "user"}
 
 def _bad(message: str, param: str | None = None, code: str = "invalid_value") -> errors.InvalidRequest:
     return errors.InvalidRequest(message, param=param, code=code)
-
-
-def _caller(request: Request) -> Caller:
-    state = request.scope.get("state") or {}
-    caller = state.get("caller") if isinstance(state, dict) else None
-    return caller if isinstance(caller, Caller) else Caller()
 
 
 def _is_tokens(x: Any) -> bool:
@@ -178,7 +172,7 @@ class Embeddings:
         if user is not None and not isinstance(user, str):
             raise _bad("'user' must be a string", "user", "invalid_type")
         key, ms = self._model(name)
-        caller = _caller(request)
+        caller = caller_of(request.scope)
         if caller.aliases is None or key not in caller.aliases:  # a key allowed the pattern may use what it serves
             check_alias(caller, name)
         inputs, tokens = parse_input(data["input"], self.cfg.max_inputs)

@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from router.access.auth import caller_of
 from router import errors
 from router.api.responses_input import ParsedResponses, parse
 from router.api.responses_output import EventStream, events, history_messages, to_response
@@ -35,7 +36,6 @@ from router.api.responses_refs import ITEM_PREFIX, item_key, resolve
 from router.cache.stored_responses import ResponseStore, StoreUnavailable
 from router.config import Settings
 from router.pipeline.core import Pipeline
-from router.types import Caller
 
 log = logging.getLogger("thinkgate.responses")
 
@@ -44,12 +44,6 @@ class StoreError(errors.ThinkgateError):
     status = 503
     type = "server_error"
     code = "response_store_unavailable"
-
-
-def _caller(request: Request) -> Caller:
-    state = request.scope.get("state") or {}
-    caller = state.get("caller") if isinstance(state, dict) else None
-    return caller if isinstance(caller, Caller) else Caller()
 
 
 def _not_found(response_id: str) -> errors.NotFound:
@@ -111,7 +105,7 @@ class ResponsesAPI:
     async def create(self, request: Request) -> Response:
         raw = await request.body()
         t_parse = time.perf_counter()
-        caller = _caller(request)
+        caller = caller_of(request.scope)
         data = self._body(raw, request)
         hosted = "drop"
         if data is not None:
@@ -192,14 +186,14 @@ class ResponsesAPI:
             raise errors.InvalidRequest(
                 "streaming a stored response is not supported", param="stream", code="unsupported_value"
             )
-        rec = await self._load_response(_caller(request).tenant, response_id)
+        rec = await self._load_response(caller_of(request.scope).tenant, response_id)
         if rec is None:
             raise _not_found(response_id)
         return JSONResponse(rec["response"])
 
     async def delete(self, request: Request) -> Response:
         response_id = request.path_params["response_id"]
-        tenant = _caller(request).tenant
+        tenant = caller_of(request.scope).tenant
         rec = await self._load_response(tenant, response_id)
         try:
             found = rec is not None and await self.store.delete(tenant, response_id)
@@ -223,7 +217,7 @@ class ResponsesAPI:
         order = q.get("order") or "desc"
         if order not in ("asc", "desc"):
             raise errors.InvalidRequest("'order' must be asc or desc", param="order", code="invalid_value")
-        rec = await self._load_response(_caller(request).tenant, response_id)
+        rec = await self._load_response(caller_of(request.scope).tenant, response_id)
         if rec is None:
             raise _not_found(response_id)
         items = list(rec.get("input_items") or [])

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from router.access.auth import caller_of
 from router import errors, tracing
 from router.access.auth import check_alias
 from router.access.limits import estimate_tokens
@@ -34,12 +35,6 @@ from router.pipeline.core import Pipeline
 from router.types import Caller
 
 _METHODS = ("generateContent", "streamGenerateContent", "countTokens")  # what /v1beta/models lists
-
-
-def _caller(request: Request) -> Caller:
-    state = request.scope.get("state") or {}
-    caller = state.get("caller") if isinstance(state, dict) else None
-    return caller if isinstance(caller, Caller) else Caller()
 
 
 async def _json_body(request: Request) -> Any:
@@ -77,7 +72,7 @@ class GeminiAPI:
             if stream:
                 t.body["stream"] = True
             req = parse_request("chat", b"", request.headers, t.body)
-        req.caller = _caller(request)
+        req.caller = caller_of(request.scope)
         req.include_usage = True  # the stream's usage chunk fills the last usageMetadata
         req.dropped = t.dropped
         if t.budget_tokens is not None:
@@ -126,7 +121,7 @@ class GeminiAPI:
             d = camel(inner)
         if not _known(self.settings, model):
             raise errors.ModelNotFound(f"models/{model} is not found", param="model")
-        check_alias(_caller(request), model)
+        check_alias(caller_of(request.scope), model)
         n = estimate_tokens(messages_of(d))
         if d.get("tools") is not None:
             n += math.ceil(len(json.dumps(tools_of(d["tools"], []))) / 4)
@@ -153,7 +148,7 @@ class GeminiAPI:
         return [n for n in seen if caller.aliases is None or n in caller.aliases]
 
     async def list_models(self, request: Request) -> Response:
-        return JSONResponse({"models": [self._model(n) for n in self._names(_caller(request))]})
+        return JSONResponse({"models": [self._model(n) for n in self._names(caller_of(request.scope))]})
 
     async def unknown_method(self, request: Request) -> Response:
         target = request.path_params["model"]
@@ -163,7 +158,7 @@ class GeminiAPI:
 
     async def get_model(self, request: Request) -> Response:
         name = request.path_params["model"]
-        if name not in self._names(_caller(request)):
+        if name not in self._names(caller_of(request.scope)):
             raise errors.ModelNotFound(f"models/{name} is not found", param="model")
         return JSONResponse(self._model(name))
 
