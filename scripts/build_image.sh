@@ -14,6 +14,7 @@
 #
 #   scripts/build_image.sh                     build (or reuse) localhost/thinkgate:<hash>
 #   THINKGATE_IMAGE_BASE=python:3.11-slim-bookworm scripts/build_image.sh   another base
+#   scripts/build_image.sh --base-only         only step 1 (bench/fresh_install.sh uses the bare base)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +42,7 @@ if ! podman image exists "$BASE"; then
   tar -C "$work/rootfs" -c . | podman import --change 'CMD ["/bin/bash"]' - "$BASE" >/dev/null
   rm -rf "$work/rootfs"
 fi
+if [[ "${1:-}" == "--base-only" ]]; then echo "$BASE"; exit 0; fi
 
 # -- 2. the build context ---------------------------------------------------------
 # only what the Dockerfile copies (so an edit elsewhere, say to tests/, neither rebuilds
