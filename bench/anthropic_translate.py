@@ -17,8 +17,8 @@ import argparse
 import statistics
 import time
 
-from router.api.anthropic_reply import to_message
-from router.api.anthropic_request import translate
+from router.api.anthropic.reply import to_message
+from router.api.anthropic.request import translate
 from router.api.protocol import parse_request
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]

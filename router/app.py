@@ -25,8 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from router.access.auth import caller_of
 from router import errors, tracing
 from router.access import error_shapes, json_body
-from router.api import anthropic, embeddings, openapi, reasoning_field, request_limits
-from router.api import responses as responses_api
+from router.api import embeddings, openapi, reasoning_field, request_limits
+from router.api.anthropic import routes as anthropic
+from router.api.responses import routes as responses_api
 from router.api.gemini import routes as gemini_api
 from router.api.protocol import DONE, parse_request, sse
 from router.cache.stored_responses import MemoryResponseStore

@@ -218,7 +218,7 @@ def service_paths(settings: Settings) -> Paths:
 
 
 def responses_paths(settings: Settings) -> Paths:
-    # router/api/responses.py validates the items itself; this says the request's shape
+    # router/api/responses/routes.py validates the items itself; this says the request's shape
     # without its every field (additional properties allowed), so it is not fuzzed from here
     schema = {
         "type": "object",
@@ -254,7 +254,7 @@ _ANTHROPIC_ERROR = {
 
 
 def messages_paths(settings: Settings) -> Paths:
-    # router/api/anthropic_request.py validates the blocks itself (and is fuzzed by
+    # router/api/anthropic/request.py validates the blocks itself (and is fuzzed by
     # tests/router/api/test_fuzz_anthropic.py); this is the request's outer shape
     message = {"type": "object", "required": ["role", "content"], "properties": {
         "role": {"enum": ["user", "assistant"]},

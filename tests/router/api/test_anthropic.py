@@ -14,7 +14,7 @@ from router import errors
 from router.access.auth import KeyStore
 from router.access.limits import Limiter, estimate_tokens
 from router.access.middleware import middleware
-from router.api.anthropic_reply import SIGNATURE
+from router.api.anthropic.reply import SIGNATURE
 from router.app import create_app
 from router.config import ApiKey
 from router.types import DeerStats

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from router.api.anthropic_request import CLEARED
+from router.api.anthropic.context import CLEARED
 from tests.router.api.test_anthropic import BASIC, assert_anthropic_error
 from tests.router.test_app import make, settings
 

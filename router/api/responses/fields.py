@@ -1,7 +1,7 @@
 """The field checks every part of a Responses request shares: each failure is an
 InvalidRequest naming the offending parameter (`input[2].content`, ...), so the
 client gets an OpenAI-shaped 400 that points at its own field. Split from
-responses_input.py so the item and tool translations can use them without
+input.py so the item and tool translations can use them without
 importing the request parser."""
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from router.api.responses_input import ParsedResponses, item_id
+from router.api.responses.input import ParsedResponses, item_id
 from router.pipeline.replies import estimate_tokens
 from router.types import Decision
 

@@ -9,9 +9,9 @@ earlier turn is not something a chat upstream accepts as input. What the
 response object echoes back (tools, text, metadata, ...) is kept in `echo`.
 
 This module checks the request's top-level fields and assembles the result; the
-translations it calls live beside it: responses_items.py (input items -> chat
-messages), responses_tools.py (tools, tool_choice, text.format) and
-responses_fields.py (the shared field checks).
+translations it calls live beside it: items.py (input items -> chat
+messages), tools.py (tools, tool_choice, text.format) and
+fields.py (the shared field checks).
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from router.api.protocol import parse_controls
-from router.api.responses_fields import bad, check_type
-from router.api.responses_items import input_to_messages, item_id
-from router.api.responses_tools import HOSTED_TOOLS, chat_response_format, chat_tool_choice, chat_tools
+from router.api.responses.fields import bad, check_type
+from router.api.responses.items import input_to_messages, item_id
+from router.api.responses.tools import HOSTED_TOOLS, chat_response_format, chat_tool_choice, chat_tools
 from router.errors import InvalidRequest
 from router.types import ChatRequest
 
-# item_id and input_to_messages keep their old import path (responses_output.py uses item_id)
+# item_id and input_to_messages keep their old import path (output.py uses item_id)
 __all__ = ["ParsedResponses", "input_to_messages", "item_id", "parse"]
 
 # field -> accepted python types; None values are treated as absent (the SDKs send them)

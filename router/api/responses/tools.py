@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from router.api.responses_fields import bad, check_type, str_field
+from router.api.responses.fields import bad, check_type, str_field
 
 # tools OpenAI executes on its side; a chat upstream has no way to run them
 HOSTED_TOOLS = frozenset({

@@ -3,11 +3,11 @@
 
 A translator around the same pipeline chat uses (routing, cache, Self-Ref,
 DEER, limits, decision log and x-thinkgate-* headers apply unchanged):
-responses_input turns the request into a chat request, responses_output turns
+input.py turns the request into a chat request, output.py turns
 the completion or chunk stream back into a response object or typed events.
 `previous_response_id` continues the chat history stored with that response
 (the tenant's own only), and `item_reference` inputs are resolved from the
-items stored with earlier responses (responses_refs.py); a store that does not answer fails that lookup with a
+items stored with earlier responses (refs.py); a store that does not answer fails that lookup with a
 clear 503, while storing a new response only logs the failure and serving goes
 on.
 """
@@ -30,9 +30,9 @@ from starlette.routing import Route
 
 from router.access.auth import caller_of
 from router import errors
-from router.api.responses_input import ParsedResponses, parse
-from router.api.responses_output import EventStream, events, history_messages, to_response
-from router.api.responses_refs import ITEM_PREFIX, item_key, resolve
+from router.api.responses.input import ParsedResponses, parse
+from router.api.responses.output import EventStream, events, history_messages, to_response
+from router.api.responses.refs import ITEM_PREFIX, item_key, resolve
 from router.cache.stored_responses import ResponseStore, StoreUnavailable
 from router.config import Settings
 from router.pipeline.core import Pipeline

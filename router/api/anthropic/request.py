@@ -18,7 +18,7 @@ What maps to what:
   role "system" turns inside messages  -> appended to the system prompt, in their order
     (Claude Code sends its environment block so; strict upstreams want one leading system)
   context_management.edits             -> clear_thinking: honoured by construction (earlier
-    thinking never goes upstream); clear_tool_uses: applied to the history (see _clear_tool_uses)
+    thinking never goes upstream); clear_tool_uses: applied to the history (context.py)
   tools[].defer_loading                -> held back until a tool_reference (the client's tool
     search) names the tool, as Anthropic loads deferred tools
   tools[].strict                       -> the function's strict flag
@@ -36,6 +36,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from router.api.anthropic.context import clear_tool_uses, edits_of
 from router.errors import InvalidRequest
 
 # Anthropic fields accepted; everything else is refused, as Anthropic's API does.
@@ -54,7 +55,6 @@ _TOOL_HONOURED = {"name", "description", "input_schema", "type", "strict", "defe
 # every display Anthropic documents: "updates" is Claude Code 2.x's; all are about how
 # thinking is shown, never the answer
 _DISPLAYS = {"summarized", "omitted", "updates", "full"}
-CLEARED = "[tool result cleared by context management]"
 
 
 @dataclass
@@ -355,77 +355,6 @@ def messages_of(data: dict[str, Any], messages: list[Any] | None = None) -> list
     return out
 
 
-def _edits(cm: Any) -> list[dict[str, Any]]:
-    if not isinstance(cm, dict):
-        raise _bad("context_management: Input should be an object", "context_management")
-    edits = cm.get("edits", [])
-    if not isinstance(edits, list):
-        raise _bad("context_management.edits: Input should be a list", "context_management")
-    for i, e in enumerate(edits):
-        kind = e.get("type") if isinstance(e, dict) else None
-        if not isinstance(kind, str) or not kind.startswith(("clear_thinking_", "clear_tool_uses_")):
-            raise _bad(
-                f"context_management.edits.{i}.type: Input should be a clear_thinking_* or clear_tool_uses_* edit",
-                "context_management",
-            )
-    return edits
-
-
-def _count(messages: list[Any]) -> int:
-    """Input tokens as the rate limits estimate them (~4 characters a token)."""
-    return math.ceil(len(json.dumps(messages, ensure_ascii=False)) / 4)
-
-
-def _param(edit: dict[str, Any], name: str, kind: str, default: int) -> int:
-    v = edit.get(name)
-    if v is None:
-        return default
-    n = v.get("value") if isinstance(v, dict) and v.get("type") == kind else None
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise _bad(f"context_management: {name} should be {{type: '{kind}', value: N}}", "context_management")
-    return n
-
-
-def _clear_tool_uses(messages: list[Any], edit: dict[str, Any]) -> tuple[list[Any], int]:
-    """Anthropic's clear_tool_uses edit, on the history: once the input is over `trigger`
-    tokens (default 100000), every tool result but the last `keep` tool uses (default 3)
-    becomes a placeholder (and the call's input too with `clear_tool_inputs`), except
-    tools in `exclude_tools`. The messages are copied, never changed in place; the
-    number of results cleared is returned."""
-    trigger = _param(edit, "trigger", "input_tokens", 100_000)
-    keep = _param(edit, "keep", "tool_uses", 3)
-    exclude = edit.get("exclude_tools") or []
-    if not isinstance(exclude, list):
-        raise _bad("context_management: exclude_tools should be a list of tool names", "context_management")
-    if _count(messages) <= trigger:
-        return messages, 0
-    names: dict[str, str] = {}  # tool_use id -> tool name, in order
-    for m in messages:
-        for b in m.get("content") if isinstance(m, dict) and isinstance(m.get("content"), list) else ():
-            if isinstance(b, dict) and b.get("type") == "tool_use" and isinstance(b.get("id"), str):
-                names[b["id"]] = str(b.get("name"))
-    ids = [i for i, n in names.items() if n not in exclude]
-    clear = set(ids[: max(len(ids) - keep, 0)])
-    if not clear:
-        return messages, 0
-    inputs = edit.get("clear_tool_inputs") is True
-    out, n = [], 0
-    for m in messages:
-        content = m.get("content") if isinstance(m, dict) else None
-        if not isinstance(content, list):
-            out.append(m)
-            continue
-        blocks = []
-        for b in content:
-            if isinstance(b, dict) and b.get("type") == "tool_result" and b.get("tool_use_id") in clear:
-                b, n = {**b, "content": CLEARED}, n + 1
-            elif inputs and isinstance(b, dict) and b.get("type") == "tool_use" and b.get("id") in clear:
-                b = {**b, "input": {}}
-            blocks.append(b)
-        out.append({**m, "content": blocks})
-    return out, n
-
-
 def check_model(data: dict[str, Any]) -> str:
     model = data.get("model")
     if not isinstance(model, str) or not model.strip():
@@ -461,12 +390,12 @@ def translate(data: Any) -> Translated:
         raise _bad("stream: Input should be a valid boolean", "stream")
     messages = data.get("messages")
     if data.get("context_management") is not None:
-        for edit in _edits(data["context_management"]):
+        for edit in edits_of(data["context_management"]):
             if edit["type"].startswith("clear_thinking_"):
                 # honoured by construction: no earlier turn's thinking is sent upstream
                 dropped.append("context_management.clear_thinking")
             elif isinstance(messages, list):
-                messages, n = _clear_tool_uses(messages, edit)
+                messages, n = clear_tool_uses(messages, edit)
                 if n:
                     dropped.append(f"context_management.clear_tool_uses: {n} tool results")
     if _uses_cache_control({"system": data.get("system"), "messages": messages}) and "cache_control" not in dropped:

@@ -1,16 +1,16 @@
 """Anthropic Messages front end: `POST /v1/messages` and `/v1/messages/count_tokens`.
 
 A translator only: the body becomes the pipeline's ChatRequest
-(router.api.anthropic_request), the pipeline runs as for chat (routing, cache,
+(router.api.anthropic.request), the pipeline runs as for chat (routing, cache,
 Self-Ref, DEER, limits, decision log, x-thinkgate-* headers), and its reply goes
-back as an Anthropic message or event stream (router.api.anthropic_reply).
+back as an Anthropic message or event stream (router.api.anthropic.reply).
 Errors take Anthropic's shape by path (router.access.error_shapes), including
 those from the auth, limit and body-size middlewares.
 
 `anthropic-version` is accepted whatever its value and `anthropic-beta` is accepted and
 recorded (the decision's `dropped`): the translation is the same for every version this
 speaks (2023-06-01), and the betas' request fields are handled field by field
-(router.api.anthropic_request). Claude Code's `?beta=true` query is ignored likewise.
+(router.api.anthropic.request). Claude Code's `?beta=true` query is ignored likewise.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from router.access.auth import caller_of
 from router import errors, tracing
 from router.access.auth import check_alias
 from router.access.limits import estimate_tokens
-from router.api import anthropic_reply, request_limits
-from router.api.anthropic_request import _IGNORED, check_model, messages_of, tools_of, translate
+from router.api import request_limits
+from router.api.anthropic import reply as anthropic_reply
+from router.api.anthropic.request import _IGNORED, check_model, messages_of, tools_of, translate
 from router.api.protocol import parse_request
 from router.config import Settings
 from router.pipeline.core import Pipeline

@@ -1,4 +1,4 @@
-"""Responses `input` items -> chat messages (router/api/responses_input.py's parse).
+"""Responses `input` items -> chat messages (router/api/responses/input.py's parse).
 
 A string is one user message; a list holds message, function_call,
 function_call_output and reasoning items. Each comes back twice: as the
@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from router.api.responses_fields import bad, str_field
+from router.api.responses.fields import bad, str_field
 
 _ROLES = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
 
