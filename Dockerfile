@@ -18,7 +18,7 @@ RUN pip install --no-cache-dir -e .
 # 7-bit int8 weights run right on CPUs with and without VNNI, so the export made
 # on the build machine is the one every node loads (the name depends on this)
 ENV THINKGATE_CACHE=/opt/thinkgate-cache THINKGATE_ONNX_REDUCE_RANGE=1
-RUN thinkgate calibrate export-onnx
+RUN thinkgate calibrate export-onnx && python -m router.embedding.static
 
 FROM python:3.11-slim
 RUN groupadd --gid 10001 thinkgate && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin thinkgate

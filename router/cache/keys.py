@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,11 +87,44 @@ def _last_user(messages: list[dict[str, Any]]) -> int:
     return -1
 
 
+def beyond_text(message: dict[str, Any]) -> dict[str, Any]:
+    """What of a turn its embedding does not see: every field but the text (`name`,
+    tool calls...) and every non-text content part (images by URL or base64, audio,
+    files), in order. The semantic scope must include it, or two users asking the
+    same words about different images would share one answer."""
+    out = {k: v for k, v in message.items() if k != "content"}
+    content = message.get("content")
+    if isinstance(content, list):
+        parts = [p for p in content if not (isinstance(p, dict) and p.get("type") == "text")]
+        if parts:
+            out["content"] = parts
+    elif content is not None and not isinstance(content, str):
+        out["content"] = content
+    return out
+
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_NUMBERS_CHARS = 16_000  # the numbers of a longer turn are read from its start (bounded cost)
+
+
+def numbers_of(message: dict[str, Any]) -> list[str]:
+    """The numbers a turn states, in order. In the semantic scope: a sentence embedding
+    barely moves when one number of a word problem changes (bench/semantic_cache.py,
+    near-miss/number), but the answer does, so only prompts stating the same numbers
+    may share one."""
+    content = message.get("content")
+    if isinstance(content, list):
+        content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return _NUMBER.findall(content[:_NUMBERS_CHARS]) if isinstance(content, str) else []
+
+
 def request_keys(req: ChatRequest) -> RequestKeys:
     messages = [canonical_message(m) for m in req.messages]
     head = _dumps([req.caller.tenant, req.alias, req.endpoint, output_params(req)])
     last = _last_user(messages)
     context = messages[:last] + messages[last + 1 :] if last >= 0 else messages
+    if last >= 0:
+        context = [*context, {"~last_user": beyond_text(messages[last]), "~numbers": numbers_of(messages[last])}]
     scope = hashlib.blake2b(b"scope\0" + head + b"\0" + _dumps(context), digest_size=16).hexdigest()
     exact = hashlib.blake2b(b"exact\0" + head + b"\0" + _dumps(messages), digest_size=20).hexdigest()
     return RequestKeys(exact=exact, scope=scope, tenant=req.caller.tenant, alias=req.alias)

@@ -176,9 +176,13 @@ class ResponseCache:
             await self.store.close()
 
 
-def build_cache(settings: CacheSettings) -> ResponseCache:
+def build_cache(settings: CacheSettings, dim: int | None = None) -> ResponseCache:
+    """`dim`: the width of the vectors the gateway will store (its routing encoder's sentence
+    embedding: 256 static, 384 MiniLM); None: settings.dim."""
     if not settings.enabled:
         return ResponseCache(settings, None)
+    if dim is not None and dim != settings.dim:
+        settings = settings.model_copy(update={"dim": dim})
     store: Store
     if settings.redis_url:
         from router.cache.redis_store import RedisStore

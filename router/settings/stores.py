@@ -10,6 +10,17 @@ from pydantic import Field
 from router.settings.section import Section
 
 
+# The cosine a semantic hit needs, by routing encoder (classifier.encoder): each is where that
+# encoder's precision on bench/semantic_cache.py's paraphrase / near-miss pairs reaches MiniLM's
+# at 0.95. The routing vector is the cache's vector, so its width is the running encoder's too
+# (router/build.py passes it to build_cache).
+SEMANTIC_THRESHOLDS = {"minilm": 0.95, "static": 0.95}
+
+
+def default_semantic_threshold(encoder: str) -> float:
+    return SEMANTIC_THRESHOLDS[encoder]
+
+
 class CacheSettings(Section):
     """Response cache (router/cache/). redis_url None: the embedded in-process
     backend (not shared between replicas, lost on restart)."""
@@ -18,6 +29,7 @@ class CacheSettings(Section):
     redis_url: str | None = None  # None: embedded in-process backend
     exact: bool = True
     semantic: bool = True
+    # unset: the routing encoder's (SEMANTIC_THRESHOLDS above; router/config.py fills it in)
     semantic_threshold: float = Field(0.95, gt=0, le=1)
     deterministic_only: bool = True  # cache only temperature 0 unless opted in
     ttl_s: int = Field(3600, ge=1)
@@ -31,7 +43,7 @@ class CacheSettings(Section):
     connect_timeout_ms: float = Field(1000.0, gt=0, description="background (re)connects")
     max_connections: int = Field(64, ge=1, description="Redis connection pool size per process")
     vector_search: Literal["auto", "local", "redis"] = "auto"  # auto: Redis FT.* when the server has it
-    dim: int = Field(384, ge=1, description="embedding dimension")
+    dim: int = Field(384, ge=1, description="embedding dimension; a gateway uses its routing encoder's")
     namespace: str = "thinkgate"
 
 
