@@ -5,7 +5,9 @@ thinkgate vs through the LiteLLM proxy, side by side in one run.
 
 Front ends beside chat (same thinkgate process, same upstream): `tg-responses` is
 POST /v1/responses with the same question (stored in the in-process response store,
-as by default); `tg-messages` is POST /v1/messages (Anthropic Messages), the same question.
+as by default); `tg-messages` is POST /v1/messages (Anthropic Messages), the same question;
+`tg-gemini` is POST /v1beta/models/fast:generateContent (Google's Gemini API), the same
+question. `--front-ends gemini` (a comma list) runs only those beside chat.
 
 The LiteLLM proxy runs from its own venv (default ~/.cache/thinkgate/litellm-proxy-venv,
 created with `python -m venv DIR && DIR/bin/pip install 'litellm[proxy]==1.106.2'`).
@@ -34,7 +36,9 @@ BODY = {"model": "fast", "messages": [{"role": "user", "content": "What is 2 + 2
 RESPONSES_BODY = {"model": "fast", "input": "What is 2 + 2?", "max_output_tokens": 16}
 # and through the Anthropic Messages front end
 MESSAGES_BODY = {"model": "fast", "messages": [{"role": "user", "content": "What is 2 + 2?"}], "max_tokens": 16}
-FRONT_END_BODIES = {"/v1/responses": RESPONSES_BODY, "/v1/messages": MESSAGES_BODY}  # path -> body; else BODY
+# and through the Gemini front end (the model is in the URL; a `model` field is accepted and ignored)
+GEMINI_BODY = {"contents": [{"role": "user", "parts": [{"text": "What is 2 + 2?"}]}], "generationConfig": {"maxOutputTokens": 16}}
+FRONT_END_BODIES = {"/v1/responses": RESPONSES_BODY, "/v1/messages": MESSAGES_BODY, ":generateContent": GEMINI_BODY}  # path -> body; else BODY
 
 
 def free_port() -> int:
@@ -145,6 +149,7 @@ def main() -> None:
     ap.add_argument("--n1", type=int, default=400, help="requests per target at concurrency 1")
     ap.add_argument("--n32", type=int, default=3000, help="requests per target at concurrency 32")
     ap.add_argument("--rounds", type=int, default=2, help="concurrency-32 rounds per target (median reported)")
+    ap.add_argument("--front-ends", default="responses,messages,gemini", help="front ends measured beside chat")
     ap.add_argument("--proxy-venv", default=str(Path.home() / ".cache" / "thinkgate" / "litellm-proxy-venv"))
     args = ap.parse_args()
 
@@ -178,7 +183,11 @@ server: {{log_level: warning}}
             "thinkgate": (f"http://127.0.0.1:{tg}/v1/chat/completions", "fast"),
             "tg-responses": (f"http://127.0.0.1:{tg}/v1/responses", "fast"),
             "tg-messages": (f"http://127.0.0.1:{tg}/v1/messages", "fast"),
+            "tg-gemini": (f"http://127.0.0.1:{tg}/v1beta/models/fast:generateContent", "fast"),
         }
+        wanted = {f"tg-{f.strip()}" for f in args.front_ends.split(",") if f.strip()}
+        front_ends = [k for k in ("tg-responses", "tg-messages", "tg-gemini") if k in wanted]
+        targets = {k: v for k, v in targets.items() if not k.startswith("tg-") or k in front_ends}
         litellm_bin = Path(args.proxy_venv) / "bin" / "litellm"
         if litellm_bin.exists():
             pcfg = tmp / "proxy.yaml"
@@ -223,11 +232,11 @@ litellm_settings: {{telemetry: false}}
             print(f"{name:<14} {p50:10.2f} {p99:10.2f} {p50 - direct_p50:10.2f} {p99 - direct_p99:10.2f} "
                   f"{statistics.median(rps[name]):10.0f} {pct(lat32[name], 0.5):11.2f} {pct(lat32[name], 0.99):11.2f} {fails[name]:7d}")
         tg_pid = procs[1].pid
-        cpu = asyncio.run(cpu_per_request(tg_pid, {k: targets[k] for k in ("thinkgate", "tg-responses", "tg-messages")}, args.n1))
+        cpu = asyncio.run(cpu_per_request(tg_pid, {k: targets[k] for k in ("thinkgate", *front_ends)}, args.n1))
         print("\ngateway CPU per request (c1, " + str(args.n1) + " requests): "
               + ", ".join(f"{k} {v:.2f} ms" for k, v in cpu.items()))
         added_chat = pct(lat1["thinkgate"], 0.5) - direct_p50
-        for name in ("tg-responses", "tg-messages"):
+        for name in front_ends:
             added = pct(lat1[name], 0.5) - direct_p50
             print(f"\n{name} vs chat: added p50 {added - added_chat:+.2f} ms at c1, "
                   f"c32 throughput {statistics.median(rps[name]) / statistics.median(rps['thinkgate']):.2f}x, "

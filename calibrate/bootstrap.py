@@ -67,6 +67,7 @@ def _figure(folds: list[list[_Fold]], w: np.ndarray) -> float:
 def intervals(
     runs: Sequence[Run], fast: Any, strong: Any, groups: np.ndarray | None = None,
     baseline: Sequence[Run] | None = None, draws: int = 1000, seed: int = 0, level: float = 0.95,
+    baseline_name: str = "the baseline",
 ) -> dict[str, Any]:
     """The bootstrap summary of an evaluation: `runs` the procedure's (scores,
     folds) per fold split, `baseline` the same for the baseline on the same
@@ -93,7 +94,7 @@ def intervals(
 
     out: dict[str, Any] = {
         "draws": draws, "level": level, "resampled": "rows" if groups is None else f"{n_groups} groups",
-        "apgr": _figure(proc, ones), "apgr_ci": ci(a),
+        "apgr": _figure(proc, ones), "apgr_ci": ci(a), "baseline_name": baseline_name,
     }
     if gain.sum() <= 0:  # APGR exists only in folds that happen to have a gap: no verdict on such a table
         out["apgr_ci"] = out["diff_ci"] = None
@@ -121,13 +122,14 @@ def verdict(ci: dict[str, Any]) -> str:
     else:
         parts = ["no signal: APGR CI includes 0.5"]
     d = ci.get("diff_ci")
+    other = ci.get("baseline_name", "the baseline")
     if d is not None:
         if d[0] > 0:
-            parts.append("better than the baseline (CI of the difference above 0)")
+            parts.append(f"better than {other} (CI of the difference above 0)")
         elif d[1] < 0:
-            parts.append("worse than the baseline (CI of the difference below 0)")
+            parts.append(f"worse than {other} (CI of the difference below 0)")
         else:
-            parts.append("not distinguishable from the baseline (CI of the difference includes 0)")
+            parts.append(f"not distinguishable from {other} (CI of the difference includes 0)")
     return "; ".join(parts)
 
 
@@ -143,7 +145,8 @@ def format_lines(ci: dict[str, Any]) -> list[tuple[str, str]]:
     if ci.get("apgr_ci"):
         rows.append((f"APGR {pct} CI (bootstrap, {ci['resampled']})", f"{ci['apgr_ci'][0]:.3f} – {ci['apgr_ci'][1]:.3f}"))
     if ci.get("diff_ci"):
-        rows.append((f"APGR − baseline {pct} CI", f"{ci['diff']:+.3f} ({ci['diff_ci'][0]:+.3f} – {ci['diff_ci'][1]:+.3f}); "
-                     f"baseline {ci['baseline_apgr']:.3f}"))
+        other = ci.get("baseline_name", "the baseline").removeprefix("the ")
+        rows.append((f"APGR − {other} {pct} CI", f"{ci['diff']:+.3f} ({ci['diff_ci'][0]:+.3f} – {ci['diff_ci'][1]:+.3f}); "
+                     f"{other} {ci['baseline_apgr']:.3f}"))
     rows.append(("verdict", ci["verdict"]))
     return rows

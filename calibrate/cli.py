@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "selfref": ("calibrate.selfref", "calibrate the Self-Ref escalation threshold"),
     "collect": ("calibrate.collect", "run prompts through the configured models, grade them -> outcome JSONL"),
     "joint": ("calibrate.joint", "fit the joint classifier + Self-Ref policy from outcomes with fast_confidence"),
+    "prior": ("calibrate.commands.prior:prior", "the pair-agnostic difficulty prior: corpus, pair, fit, loso"),
 }
 
 

@@ -70,14 +70,14 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, default=2, help="prompts in flight")
     p.add_argument("--max-tokens", type=int, default=256, help="fast model's max_tokens")
     p.add_argument("--strong-max-tokens", type=int, help="strong model's max_tokens (default: --max-tokens)")
-    p.add_argument("--judge-max-tokens", type=int, default=256)
+    p.add_argument("--judge-max-tokens", type=int, default=256, help="max_tokens of each judge call")
     p.add_argument("--instruction", default="auto",
                    help="added to each prompt sent (not stored): auto (a \\boxed{} answer for math, a letter for "
                         "choice), none, or the text itself")
     p.add_argument("--budget", type=float, help="stop before the spend (USD, config prices) could exceed this")
     p.add_argument("--budget-tokens", type=int, help="stop before the tokens could exceed this")
     p.add_argument("--limit", type=int, help="a seeded random sample of this many prompts")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the --limit sample")
     p.add_argument("--prompt-col", help="prompt column (default: detected)")
     p.add_argument("--reference-col", help="reference-answer column (default: reference|answer|gold|target)")
     p.add_argument("--timeout", type=float, help="seconds per model call (default: the model's configured timeout)")
@@ -186,6 +186,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
             judge=m[args.judge].price if args.judge else None,
             judge_mode=kinds[it.id].removeprefix("judge-") if kinds[it.id].startswith("judge") else None,
             judge_max_tokens=args.judge_max_tokens,
+            # a DEER model gets a thinking prompt on top of the messages: part of its prompt
+            strong_system=m[strong].deer.thinking_prompt if m[strong].reasoning and m[strong].deer is not None else None,
         )
         for it in todo
     }
@@ -446,3 +448,7 @@ def _summary(c: Collector, wall: float) -> None:
     if c.stopped == "budget":
         print(f"collect: stopped by the budget after ${c.budget.spent_usd:.6f} / {c.budget.spent_tokens} tokens", file=sys.stderr)
     print("collect: " + json.dumps(summary), file=sys.stderr)
+    if summary["spent_over_estimate"] is not None and summary["spent_over_estimate"] > 1:
+        # the bound is meant never to be passed: say so rather than let a figure mislead
+        print(f"collect: spent {summary['spent_over_estimate']:.2f}x the up-front bound: a tokenizer or template "
+              "this bound does not cover (please report it)", file=sys.stderr)

@@ -1,12 +1,15 @@
 """What a `calibrate collect` run will cost, and the budget that stops it.
 
 Prices are the config's (`models.<name>.price`, USD per 1M tokens). Before any
-call the tokens are estimated: a prompt at 3 characters a token (tokenizers of
-small models split digits and LaTeX finely: 4 undercounted GSM8K prompts) plus a
-chat template's overhead, every completion at its `max_tokens`, so the estimate
-is meant as an upper bound; `collect` reports it against what was spent. The budget reserves each row's
-upper bound before the row starts and settles it with the usage the servers
-report, so a run never starts a row that could take it past the budget.
+call the tokens are bounded: a prompt at one token per UTF-8 byte (a byte-level
+or byte-fallback tokenizer never makes a token of less than one byte; the old
+3 characters a token undercounted, and with the reasoning role's system prompt
+left out a run spent 1.14x its "at most"), plus a chat template's overhead
+(a default system prompt and role markers), plus the system prompt a DEER model
+is given, every completion at its `max_tokens`. `collect` reports the bound
+against what was spent. The budget reserves each row's bound before the row
+starts and settles it with the usage the servers report, so a run never starts a
+row that could take it past the budget.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from dataclasses import dataclass
 from policies.features import as_messages, message_text
 from router.config import Price
 
-TEMPLATE_TOKENS = 16  # role markers, a default system prompt and the like, per message
+TEMPLATE_TOKENS = 16  # role markers and the like, per message
+DEFAULT_SYSTEM_TOKENS = 64  # a template's own system prompt (SmolLM2's is ~20 tokens), once per call
 JUDGE_PROMPT_TOKENS = 220  # the judge's instructions (policies.judge), measured on SmolLM2's tokenizer ~ 200
 
 
@@ -27,6 +31,13 @@ def text_tokens(text: str) -> int:
 
 def prompt_tokens(prompt: str | list[dict]) -> int:
     return sum(text_tokens(message_text(m.get("content"))) + TEMPLATE_TOKENS for m in as_messages(prompt))
+
+
+def prompt_bound(prompt: str | list[dict], system: str | None = None) -> int:
+    """At most this many prompt tokens: one per byte, the template's overhead, and the
+    system prompt the model is given on top of the messages (a DEER thinking prompt)."""
+    texts = [message_text(m.get("content")) for m in as_messages(prompt)] + ([system] if system else [])
+    return DEFAULT_SYSTEM_TOKENS + sum(len(t.encode("utf-8")) + TEMPLATE_TOKENS for t in texts)
 
 
 def cost(price: Price, prompt: int, completion: int) -> float:
@@ -55,11 +66,12 @@ def row_estimate(
     judge: Price | None = None,
     judge_mode: str | None = None,
     judge_max_tokens: int = 0,
+    strong_system: str | None = None,
 ) -> RowEstimate:
-    pt = prompt_tokens(prompt)
+    pt = prompt_bound(prompt)
     est = RowEstimate()
     est.add(fast, pt, max_tokens)
-    est.add(strong, pt, strong_max_tokens)
+    est.add(strong, prompt_bound(prompt, strong_system), strong_max_tokens)
     if judge is not None and judge_mode is not None:
         # two judge calls: each shows the question and both answers (pairwise) or one (absolute)
         answers = max_tokens + strong_max_tokens if judge_mode == "pairwise" else max(max_tokens, strong_max_tokens)

@@ -33,7 +33,7 @@ def kfold(n: int, k: int, seed: int, groups: np.ndarray | None = None) -> list[t
         return list(KFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(n)))
     uniq, inverse = np.unique(groups, return_inverse=True)
     if len(uniq) < k:
-        raise ValueError(f"{len(uniq)} distinct prompts are too few for {k}-fold CV")
+        raise ValueError(f"{len(uniq)} distinct prompts are too few for {k}-fold CV (at least {k}; or lower the fold count)")
     out = []
     for _, te_groups in KFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(uniq))):
         test = np.isin(inverse, te_groups)

@@ -250,12 +250,13 @@ def configure(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--outcomes", action="append", required=True, metavar="FILE", help="outcome JSONL with p and fast_confidence")
     p.add_argument("--model", help="artifact that scores P for rows without a `p` column (e.g. default)")
-    p.add_argument("--embedder", default="auto", choices=["auto", "onnx", "onnx-fp32", "torch", "hash"])
+    p.add_argument("--embedder", default="auto", choices=["auto", "onnx", "onnx-fp32", "torch", "hash"], help="sentence encoder for the features (auto: int8 ONNX, else torch; hash: tests only)")
     p.add_argument("--family", choices=["linear", "bins"], default="linear",
                    help="linear: one score, confidence - slope * P (default); bins: p_hi and a threshold per P bin")
     p.add_argument("--bins", type=int, default=2, help="--family bins: P bins for the confidence threshold t(P)")
-    p.add_argument("--on-missing", choices=["trust", "escalate"], default="trust")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--on-missing", choices=["trust", "escalate"], default="trust",
+                   help="a fast answer without a confidence: keep it (trust) or escalate it")
+    p.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds")
     p.add_argument("--out", help="write the JSON result here")
     p.add_argument("--plot", help="save the quality / reasoning-share plot here (PNG)")
     _add_target_args(p)

@@ -115,6 +115,12 @@ def read(path: str | Path) -> Outcomes:
                 raise OutcomeError(f"{where}: not JSON ({e.msg})") from None
             if not isinstance(row, dict):
                 raise OutcomeError(f"{where}: each line must be a JSON object")
+            if "prompt" in row and "fast" not in row and "strong" not in row:
+                # a prompt file, not an outcome table: the models' scores come from collect
+                raise OutcomeError(
+                    f"{where}: a prompt without outcomes (no 'fast' or 'strong' score); this looks like a prompt file: "
+                    f"grade both models on it first with `thinkgate calibrate collect --prompts {path} -o outcomes.jsonl`"
+                )
             for key in ("prompt", "fast", "strong"):
                 if key not in row:
                     raise OutcomeError(f"{where}: missing '{key}'")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import html as _html
 from pathlib import Path
 from typing import Any
@@ -96,9 +98,17 @@ def _candidate_lines(meta: dict[str, Any]) -> list[str]:
     """select-lex/4's choice; artifacts of older procedures have none."""
     if "candidate" not in meta:
         return []
-    inner = ", ".join(f"{c['candidate']} {c['inner_apgr']:.3f}" for c in meta.get("candidates", []))
+    def apgr(x: Any) -> str:  # -inf: undefined in every inner fold (the strong model never better there)
+        return f"{x:.3f}" if isinstance(x, (int, float)) and math.isfinite(x) else "n/a"
+
+    cands = meta.get("candidates", [])
+    inner = ", ".join(f"{c['candidate']} {apgr(c['inner_apgr'])}" for c in cands)
+    se = meta.get("clear_se", 2.0)
+    words = {1.0: "one standard error", 2.0: "two standard errors"}.get(float(se), f"{se:g} standard errors")
     out = [f"- candidate chosen by inner CV: **{meta['candidate']}** (inner APGR: {inner}; "
-           "the simplest candidate the best one does not beat by more than one standard error)"]
+           f"the simplest candidate the best one does not beat by more than {words} of the paired inner-fold gain)"]
+    if any(not (isinstance(c.get("inner_apgr"), (int, float)) and math.isfinite(c["inner_apgr"])) for c in cands):
+        out.append("- n/a: APGR is undefined in every inner fold (the strong model is never better there), so no candidate could win")
     if meta.get("fallback"):
         out.append(f"- **{meta['fallback']}**")
     return out

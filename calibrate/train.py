@@ -258,9 +258,9 @@ def _mean(per: np.ndarray) -> float:
 
 
 def _clearly_better(new: np.ndarray, old: np.ndarray, se: float = 1.0) -> bool:
-    """The one-standard-error rule: a more complex option (the layer means, the
-    lexical blend) is taken only when its mean gain over the simpler one across
-    the inner folds exceeds the standard error of that gain. Picking the best
+    """The k-standard-error rule (k = TrainConfig.clear_se, 2 in training): a more
+    complex option (the layer means, the lexical blend) is taken only when its mean
+    gain over the simpler one across the inner folds exceeds k standard errors of that gain. Picking the best
     of many options on ~3 noisy folds otherwise adds parts that won by chance."""
     d = (new - old)[~np.isnan(new) & ~np.isnan(old)]
     if len(d) < 2:

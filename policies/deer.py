@@ -9,9 +9,23 @@ and asks `decide` whether that answer is confident enough to stop thinking.
 Confidence follows the reference: the mean probability of the probe's tokens,
 skipping the first one (the opening "{" right after "\\boxed" is predictable
 whatever the answer), either arithmetic ("mean", the default) or geometric
-("geometric", for over-confident families such as Qwen3). The Qwen3 rule also
-requires the probe to close the thinking block: a model that still wants to
-think after writing an answer is not done, however sure each token looks.
+("geometric", for over-confident families such as Qwen3). Which tokens count
+depends on the model family (`Scoring`):
+
+- "deepseek-r1": every token after the first, up to the one that completes the
+  first of the reference's end-of-answer strings (`R1_ANSWER_ENDS`), as the
+  reference's probe stops there; arithmetic mean.
+- "qwen3": every token after the first up to and including the closing
+  `</think>` (so whatever the model writes between "}" and it counts too),
+  geometric mean, and 0 unless the probe's last token is `</think>`: a model
+  that still wants to think after writing an answer is not done, however sure
+  each answer token looks.
+- "generic" (other models, other servers): the balanced `\\boxed{...}` group,
+  the choice letter or the free text (`answer_span`).
+
+The reference exits when confidence is strictly above the threshold, and on
+the first probe whose thinking spans at least `budget - exit_margin_tokens`
+tokens ("forced exit near the limit"); both are reproduced here.
 """
 
 from __future__ import annotations
@@ -24,6 +38,17 @@ from typing import Literal
 
 AnswerKind = Literal["math", "choice", "text"]
 ConfidenceMode = Literal["mean", "geometric"]
+Scoring = Literal["generic", "qwen3", "deepseek-r1"]
+
+# Where the reference's R1 probe stops: the strings that usually end a
+# `\boxed{...}` answer. The span scored is cut at the first of them, wherever
+# the server stopped (an OpenAI-compatible server takes at most 4 stop strings).
+R1_ANSWER_ENDS = (" }", "}\n", "}\n\n", "}.", "}.\n", "}\\", "}}", ")}", ")}.", ")}\n")
+# the 4 sent to the server: all among R1_ANSWER_ENDS, so the server never stops
+# before the reference would; the rest are cut client-side by `answer_span`
+R1_SERVER_STOPS = ["}\n", "}.", "}}", " }"]
+# the reference clamps each probability at 1e-10 before the geometric mean
+_LOG_FLOOR = math.log(1e-10)
 
 
 @dataclass(frozen=True)
@@ -46,6 +71,10 @@ class PolicyConfig:
     on_max_probes: Literal["continue", "exit"] = "continue"
     skip_first: bool = True  # drop the first probe token from the mean (see module doc)
     kind: AnswerKind = "math"
+    scoring: Scoring = "generic"  # which tokens count (see module doc)
+    close_tag: str = "</think>"
+    # exit on a probe whose thinking spans >= budget - this many tokens (the reference: 50)
+    exit_margin_tokens: int = 0
 
 
 @dataclass
@@ -57,6 +86,8 @@ class ThinkState:
     probes: int = 0  # probes already fired (including failed ones)
     elapsed_s: float = 0.0
     wall_clock_s: float = 0.0  # 0: unlimited
+    # tokens the thinking kept at the probe's transition spans (None: unknown, use thinking_tokens)
+    tokens_at_probe: int | None = None
     confidences: list[float] = field(default_factory=list)
 
 
@@ -75,8 +106,24 @@ class Exit:
 Verdict = Continue | Exit
 
 
-def answer_span(probe: Probe, kind: AnswerKind) -> tuple[list[str], list[float | None]]:
+def _cut_at_first_end(tokens: list[str], ends: Sequence[str]) -> int | None:
+    """Index of the token that completes the first of `ends` in the joined text."""
+    text = ""
+    for i, tok in enumerate(tokens):
+        text += tok
+        if any(e in text for e in ends):
+            return i
+    return None
+
+
+def answer_span(
+    probe: Probe, kind: AnswerKind, scoring: Scoring = "generic", close_tag: str = "</think>"
+) -> tuple[list[str], list[float | None]]:
     """The probe tokens that make up the trial answer itself.
+
+    "deepseek-r1" (math): up to the token that completes the first of
+    `R1_ANSWER_ENDS`. "qwen3": up to the first token holding `close_tag`.
+    "generic" follows.
 
     The driver stops probes with cheap stop strings, but a stop string cannot
     count braces (`\\boxed{\\frac{1}{2}}`), so the span is trimmed here: for
@@ -86,10 +133,15 @@ def answer_span(probe: Probe, kind: AnswerKind) -> tuple[list[str], list[float |
     """
     tokens = list(probe.tokens)
     lps = list(probe.logprobs)
+    if scoring == "deepseek-r1" and kind == "math":
+        cut = _cut_at_first_end(tokens, R1_ANSWER_ENDS)
+        return (tokens, lps) if cut is None else (tokens[: cut + 1], lps[: cut + 1])
     for i, tok in enumerate(tokens):
-        if "</think>" in tok:
+        if close_tag in tok:
             tokens, lps = tokens[: i + 1], lps[: i + 1]
             break
+    if scoring == "qwen3":
+        return tokens, lps  # the whole probe counts, whatever the kind
     if kind == "math":
         depth = 0
         opened = False
@@ -109,18 +161,33 @@ def answer_span(probe: Probe, kind: AnswerKind) -> tuple[list[str], list[float |
     return tokens, lps
 
 
+def ends_thinking(probe: Probe, cfg: PolicyConfig) -> bool:
+    """The Qwen3 rule's test. "qwen3" scoring: the probe's last token is the close
+    tag itself (the reference's test); otherwise the driver's `closed_think`
+    (llama.cpp does not return the stop string's token)."""
+    if cfg.scoring == "qwen3":
+        return bool(probe.tokens) and probe.tokens[-1] == cfg.close_tag
+    return probe.closed_think
+
+
 def confidence(
-    probe: Probe, mode: ConfidenceMode = "mean", *, kind: AnswerKind = "math", skip_first: bool = True
+    probe: Probe,
+    mode: ConfidenceMode = "mean",
+    *,
+    kind: AnswerKind = "math",
+    skip_first: bool = True,
+    scoring: Scoring = "generic",
+    close_tag: str = "</think>",
 ) -> float | None:
     """Mean token probability of the trial answer; None when there is nothing to score."""
-    _, lps = answer_span(probe, kind)
+    _, lps = answer_span(probe, kind, scoring, close_tag)
     if skip_first and len(lps) > 1:
         lps = lps[1:]
     values = [lp for lp in lps if lp is not None and not math.isnan(lp)]
     if not values:
         return None
     if mode == "geometric":
-        return math.exp(sum(max(lp, -1e4) for lp in values) / len(values))
+        return math.exp(sum(max(min(lp, 0.0), _LOG_FLOOR) for lp in values) / len(values))
     return sum(math.exp(min(lp, 0.0)) for lp in values) / len(values)
 
 
@@ -143,15 +210,30 @@ def decide(state: ThinkState, probe: Probe | None, cfg: PolicyConfig) -> Verdict
     `probe=None` means the probe failed or timed out: keep thinking (a broken
     probe is no evidence of confidence), but it still counts against the cap.
     """
-    limit = check_limits(state)
+    # the budget is judged on the thinking this probe saw (what is kept on exit), with
+    # the reference's forced exit near the limit; a tail streamed meanwhile does not count
+    used = state.tokens_at_probe if state.tokens_at_probe is not None else state.thinking_tokens
+    limit: Exit | None = None
+    if state.thinking_budget and used >= state.thinking_budget - cfg.exit_margin_tokens:
+        limit = Exit("budget")
+    elif state.wall_clock_s and state.elapsed_s >= state.wall_clock_s:
+        limit = Exit("wall_clock")
     conf: float | None = None
     if probe is not None:
-        conf = confidence(probe, cfg.confidence, kind=cfg.kind, skip_first=cfg.skip_first)
-        if conf is not None and cfg.require_think_close and not probe.closed_think:
+        conf = confidence(
+            probe,
+            cfg.confidence,
+            kind=cfg.kind,
+            skip_first=cfg.skip_first,
+            scoring=cfg.scoring,
+            close_tag=cfg.close_tag,
+        )
+        if conf is not None and cfg.require_think_close and not ends_thinking(probe, cfg):
             conf = 0.0
         if conf is not None:
             state.confidences.append(conf)
-    if conf is not None and conf >= cfg.threshold:
+    # strictly above, as the reference compares
+    if conf is not None and conf > cfg.threshold:
         return Exit("confident", conf)
     if limit is not None:
         return Exit(limit.reason, conf)
@@ -163,6 +245,30 @@ def decide(state: ThinkState, probe: Probe | None, cfg: PolicyConfig) -> Verdict
 
 
 # -- answer kinds --------------------------------------------------------------
+
+KindSource = Literal["setting", "boxed_instruction", "response_format", "guess"]
+_BOXED = re.compile(r"\\boxed\b")
+
+
+def probe_kind(
+    texts: Sequence[str], last_user: str, response_format: object = None, configured: str = "auto"
+) -> tuple[AnswerKind, KindSource]:
+    """The trial-answer kind from the request's own signals, the guess last.
+
+    1. the route's setting (`deer.probe_kind`), when not "auto";
+    2. a `\\boxed` instruction anywhere in the prompt (system or user): the
+       client asked for a boxed answer, so the probe asks for one too;
+    3. a structured `response_format` (JSON): the answer is free text, not boxed;
+    4. otherwise `answer_kind`'s guess on the last user message.
+    """
+    if configured in ("math", "choice", "text"):
+        return configured, "setting"  # type: ignore[return-value]
+    if any(_BOXED.search(t) for t in texts):
+        return "math", "boxed_instruction"
+    if isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema"):
+        return "text", "response_format"
+    return answer_kind(last_user), "guess"
+
 
 _CHOICE = re.compile(r"(?m)^\s*\(?[A-Ea-e][\).:]\s+\S")
 _CHOICE_WORDS = re.compile(
@@ -198,7 +304,9 @@ def answer_kind(text: str) -> AnswerKind:
     return "text"
 
 
-def probe_stops(kind: AnswerKind, think_close_tag: str = "</think>", require_think_close: bool = False) -> list[str]:
+def probe_stops(
+    kind: AnswerKind, think_close_tag: str = "</think>", require_think_close: bool = False, scoring: Scoring = "generic"
+) -> list[str]:
     """Stop strings that end a probe cheaply once the trial answer is written.
 
     With the Qwen3 rule the probe must be allowed to run on to the close tag,
@@ -206,6 +314,8 @@ def probe_stops(kind: AnswerKind, think_close_tag: str = "</think>", require_thi
     """
     if require_think_close:
         return [think_close_tag]
+    if kind == "math" and scoring == "deepseek-r1":
+        return list(R1_SERVER_STOPS)
     if kind == "math":
         # where \boxed{...} usually ends; `answer_span` trims the exact brace group.
         # At most 4: OpenAI and vLLM reject longer stop lists (HTTP 400), which

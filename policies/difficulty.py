@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import math
+import site
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,22 @@ FORMAT = "thinkgate-difficulty/2"  # 2 = 1 + optional lexical weights (lex_coef,
 # scorer reads the first embedding_dim values of whatever routing vector it gets)
 READABLE_FORMATS = ("thinkgate-difficulty/1", FORMAT)
 EMBEDDER_ID = "sentence-transformers/all-MiniLM-L6-v2"  # = router.embedding.encoders.EMBEDDER_ID
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+
+
+def _models_dir() -> Path:
+    """models/ beside the packages in a checkout (or the image's /app); in an installed
+    wheel, where pyproject.toml's data-files put it: <prefix>/share/thinkgate/models."""
+    root = Path(__file__).resolve().parents[1]
+    if (root / "pyproject.toml").is_file() and (root / "models").is_dir():
+        return root / "models"
+    for prefix in (sys.prefix, site.getuserbase()):
+        installed = Path(prefix) / "share" / "thinkgate" / "models"
+        if installed.is_dir():
+            return installed
+    return root / "models"
+
+
+MODELS_DIR = _models_dir()
 
 
 class ArtifactError(ValueError):

@@ -25,6 +25,7 @@ LEXICAL_DIM = 1 << 18
 # Context beyond it would be truncated by the tokenizer anyway.
 _CONTEXT_CHARS = 1200
 _HEAD_CHARS = 8000
+FEATURE_CHARS = 16_000  # what cheap_features' regular expressions read (see there)
 
 
 def message_text(content: Any) -> str:
@@ -159,28 +160,38 @@ def cheap_features(messages: list[dict[str, Any]]) -> list[float]:
     structure). Computed on the last user turn, plus the conversation's shape.
     Order = CHEAP_FEATURE_NAMES."""
     last = _last_user_index(messages) if messages else None
-    text = message_text(messages[last].get("content")) if last is not None else ""
+    full = message_text(messages[last].get("content")) if last is not None else ""
     context = sum(len(message_text(m.get("content"))) for i, m in enumerate(messages) if i != last)
-    chars = len(text)
+    chars = len(full)
+    # The regular expressions read the first FEATURE_CHARS only: ~20 of them over a 4 MB
+    # prompt took 9 s. Counts over a longer text are scaled up from that sample (the
+    # features are logs, so the estimate is as good as the model needs); shorter texts,
+    # all the training prompts among them, get exactly the features they always had.
+    text = full[:FEATURE_CHARS]
+    scale = chars / len(text) if text else 1.0
+
+    def count(n: int) -> float:
+        return n * scale
+
     digits = sum(c.isdigit() for c in text)
     numbers = _NUMBER.findall(text)
     return [
         math.log1p(chars),
-        math.log1p(len(_WORD.findall(text))),
-        math.log1p(len(_SENTENCE.findall(text))),
-        math.log1p(len(numbers)),
-        digits / chars if chars else 0.0,
-        100.0 * len(_MATH.findall(text)) / (chars + 100.0),
-        math.log1p(len(_CODE.findall(text))),
-        min(len(_CHOICE.findall(text)), 10) / 4.0,
-        math.log1p(len(_REASONING_WORDS.findall(text))),
-        math.log1p(text.count("?")),
+        math.log1p(count(len(_WORD.findall(text)))),
+        math.log1p(count(len(_SENTENCE.findall(text)))),
+        math.log1p(count(len(numbers))),
+        digits / len(text) if text else 0.0,
+        100.0 * count(len(_MATH.findall(text))) / (chars + 100.0),
+        math.log1p(count(len(_CODE.findall(text)))),
+        min(count(len(_CHOICE.findall(text))), 10) / 4.0,
+        math.log1p(count(len(_REASONING_WORDS.findall(text)))),
+        math.log1p(count(text.count("?"))),
         math.log1p(sum(1 for m in messages if m.get("role") in ("user", "assistant"))),
         1.0 if any(m.get("role") in ("system", "developer") for m in messages) else 0.0,
         math.log1p(context),
-        math.log1p(len(set(numbers))),
+        math.log1p(count(len(set(numbers)))),
         math.log1p(max((len(n) for n in numbers), default=0)),
-        *(math.log1p(len(r.findall(text))) for r in _STRUCTURE_RE.values()),
+        *(math.log1p(count(len(r.findall(text)))) for r in _STRUCTURE_RE.values()),
     ]
 
 

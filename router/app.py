@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -21,16 +22,19 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from router.access.auth import caller_of
 from router import errors, tracing
-from router.access import error_shapes
+from router.access import error_shapes, json_body
 from router.api import anthropic, embeddings, openapi, reasoning_field, request_limits
 from router.api import responses as responses_api
+from router.api.gemini import routes as gemini_api
 from router.api.protocol import DONE, parse_request, sse
 from router.cache.stored_responses import MemoryResponseStore
 from router.config import Settings
+from router.settings.aliases import is_pattern
 from router.pipeline.core import Pipeline
 from router.pipeline.parts import Reply
-from router.types import Caller, Endpoint
+from router.types import Endpoint
 
 log = logging.getLogger("thinkgate.app")
 
@@ -41,9 +45,10 @@ class BodyLimit:
     """Rejects bodies over `limit` bytes with 413, by Content-Length when given
     and by counting otherwise, before the body is parsed."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, timeout_s: float | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.timeout_s = timeout_s  # the longest wait for the next part of an unfinished body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,12 +64,22 @@ class BodyLimit:
                     await _send_error(send, self._error(), scope.get("path", ""))
                     return
         seen = 0
+        complete = False
 
         async def limited() -> Message:
-            nonlocal seen
-            msg = await receive()
+            nonlocal seen, complete
+            if complete or self.timeout_s is None:
+                msg = await receive()  # after the body: waiting for a disconnect is no attack
+            else:
+                try:
+                    msg = await asyncio.wait_for(receive(), self.timeout_s)
+                except TimeoutError:
+                    raise errors.InvalidRequest(
+                        f"the request body did not arrive within {self.timeout_s:g} s", status=408, code="request_timeout"
+                    ) from None
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
+                complete = not msg.get("more_body", False)
                 if seen > self.limit:
                     raise self._error()
             return msg
@@ -82,14 +97,8 @@ async def _send_error(send: Send, e: errors.ThinkgateError, path: str = "") -> N
 
 
 def error_response(e: errors.ThinkgateError, path: str = "") -> JSONResponse:
-    # the body's shape is the protocol the path speaks (OpenAI, or Anthropic on /v1/messages*)
+    # the body's shape is the protocol the path speaks (OpenAI; Anthropic on /v1/messages*, Google on /v1beta/*)
     return JSONResponse(error_shapes.body_for(path, e), status_code=e.status, headers=e.headers)
-
-
-def _caller(request: Request) -> Caller:
-    state = request.scope.get("state") or {}
-    caller = state.get("caller") if isinstance(state, dict) else None
-    return caller if isinstance(caller, Caller) else Caller()
 
 
 class Gateway:
@@ -112,9 +121,11 @@ class Gateway:
         state = request.scope.get("state")
         pre = state.get("parsed_body") if isinstance(state, dict) else None
         parsed = pre[1] if pre is not None and pre[0] == raw else None
+        t_parse = time.perf_counter()
         with tracing.span("thinkgate.parse", {"thinkgate.endpoint": endpoint}):
             req = parse_request(endpoint, raw, request.headers, parsed)
-        req.caller = _caller(request)
+        req.parse_ms = (time.perf_counter() - t_parse) * 1000  # the decision's first step
+        req.caller = caller_of(request.scope)
         request_limits.check(req, self.settings.limits)
         req.headers = {k: v for k, v in request.headers.items() if k not in _CREDENTIALS}  # for rules, conversations
         reply = await self.pipeline.handle(req)
@@ -133,10 +144,11 @@ class Gateway:
         return StreamingResponse(_sse_body(reply), media_type="text/event-stream", headers=headers, background=after)
 
     async def models(self, request: Request) -> Response:
-        caller = _caller(request)
+        caller = caller_of(request.scope)
         seen: dict[str, str] = {}
         for alias in self.settings.routes:
-            seen[alias] = "thinkgate"
+            if not is_pattern(alias):  # `claude-*` serves names; it is not one a client can list
+                seen[alias] = "thinkgate"
         for name, ms in self.settings.models.items():
             seen.setdefault(name, "thinkgate")
             if ms.model:
@@ -163,7 +175,8 @@ class Gateway:
             except Exception as e:  # a readiness probe reports failures, it never raises
                 return name, {"ok": False, "error": type(e).__name__}
 
-        results = dict(await asyncio.gather(*(check(n, p) for n, p in self.parts.items())))
+        # any tenant's key may read /readyz: upstream and Redis URLs lose their credentials
+        results = _scrub(dict(await asyncio.gather(*(check(n, p) for n, p in self.parts.items()))))
         # Ready while some model can answer: routes fall back to each other, so one
         # model down must not pull every replica out of the load balancer. Cache,
         # log and limits degrade the service but don't stop it.
@@ -173,6 +186,21 @@ class Gateway:
             {"status": "ready" if ok else "unavailable", "degraded": degraded, "checks": results},
             status_code=200 if ok else 503,
         )
+
+
+_USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/@\s]*@")
+_SECRET_PARAM = re.compile(r"(?i)([?&](?:api[_-]?key|key|token|password|secret)=)[^&\s]*")
+
+
+def _scrub(value: Any) -> Any:
+    """`value` with the user:password of every URL and secret-looking query parameters masked."""
+    if isinstance(value, str):
+        return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(r"\1***@", value))
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value
 
 
 async def _sse_body(reply: Reply) -> AsyncIterator[bytes]:
@@ -291,11 +319,14 @@ def create_app(
             Route("/readyz", gw.readyz, methods=["GET"]),
             *responses_api.routes(settings, pipeline, response_store),
             *anthropic.routes(settings, pipeline),
+            *gemini_api.routes(settings, pipeline),
             *embeddings.routes(embed_api),
             Route("/openapi.json", gw.openapi, methods=["GET"]),
             *routes,
         ],
-        middleware=[Middleware(BodyLimit, limit=settings.server.max_body_bytes), *middleware],
+        # JsonGuard innermost: after auth (strangers cost no parsing), before every route,
+        # so every front end gets the same strict decoding (router/access/json_body.py)
+        middleware=[Middleware(BodyLimit, limit=settings.server.max_body_bytes, timeout_s=settings.server.body_timeout_s), *middleware, Middleware(json_body.JsonGuard)],
         exception_handlers={
             errors.ThinkgateError: _thinkgate_error,
             HTTPException: _http_error,

@@ -75,7 +75,7 @@ def build_app(settings: Settings, *, local: LocalServers | None = None, env: dic
         routes += cache_admin.routes(cache)
     routes += dashboard_learning.routes(slot, learner)
     if slot is not None:
-        routes += learning_admin.routes(slot)
+        routes += learning_admin.routes(slot, settings.routes)
 
     async def sighup() -> object:
         return learning_admin.install_sighup(slot) if slot is not None else None

@@ -133,13 +133,54 @@ def substitute_env(value: Any, env: dict[str, str] | None = None, path: str = ""
     return value
 
 
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the section at `loc` (an error's location minus its last part) accepts."""
+    import typing
+
+    from pydantic import BaseModel
+
+    model: Any = Settings
+    pending: list[Any] = []  # container levels (dict keys, list indices) still to skip
+    for part in loc:
+        if pending:
+            pending.pop()
+            continue
+        field = model.model_fields.get(str(part)) if isinstance(model, type) else None
+        if field is None:
+            return []
+        ann = field.annotation
+        while True:  # unwrap Optional / dict[str, X] / list[X] down to a section class
+            args = [a for a in typing.get_args(ann) if a is not type(None)]
+            origin = typing.get_origin(ann)
+            if origin in (dict, list):
+                pending.append(part)
+                ann = args[-1]
+            elif args and origin is not None and not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+                ann = args[0]
+            else:
+                break
+        model = ann
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) and not pending else []
+
+
 def _format(err: ValidationError) -> str:
+    import difflib
+
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
+            near = difflib.get_close_matches(str(e["loc"][-1]), _known_keys(e["loc"][:-1]), n=1, cutoff=0.6)
+            if near:
+                msg += f" (did you mean '{near[0]}'?)"
+        elif e["type"] == "value_error":
+            # our own checks name the key in their message; pydantic's prefix adds nothing
+            msg = msg.removeprefix("Value error, ")
+            if not e["loc"]:
+                lines.append(f"  {msg}")
+                continue
         lines.append(f"  {loc}: {msg}")
     return "invalid configuration:\n" + "\n".join(lines)
 

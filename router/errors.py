@@ -84,6 +84,13 @@ class RateLimited(ThinkgateError):
     code = "rate_limit_exceeded"
 
 
+class EmbeddingFailed(ThinkgateError):
+    """The shared embedder could not embed this request's text (the batcher retries a
+    failed batch text by text, so only the text that fails alone gets this)."""
+
+    code = "embedding_failed"
+
+
 # -- upstream errors (mapped at the upstream boundary) -------------------------
 
 
@@ -136,7 +143,13 @@ class UpstreamAuth(UpstreamError):
 
 
 def from_status(status: int, message: str, *, upstream: str | None = None) -> UpstreamError:
-    """Map an upstream HTTP status to the error tree."""
+    """Map an upstream HTTP status to the error tree. The upstream's own message goes to
+    the server log only: an upstream may echo what it was sent (its auth header, the
+    provider key), and the client's error and the decision record must never carry it."""
+    import logging
+
+    logging.getLogger("thinkgate.upstreams").warning("upstream %s answered HTTP %s: %s", upstream, status, message[:2000])
+    message = f"upstream {upstream} answered HTTP {status}; the gateway logged the details"
     if status in (401, 403):
         return UpstreamAuth(f"upstream {upstream} refused the credentials", upstream=upstream)
     if status == 429:

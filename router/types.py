@@ -55,6 +55,22 @@ class Caller:
     key_id: str | None = None  # a short non-secret id of the API key, never the key
     admin: bool = True
     aliases: frozenset[str] | None = None  # None: every alias
+    # set by the rate limiter when the key has a token limit: the pipeline leaves its
+    # decisions here, and their token counts are what the limiter charges (streams too)
+    meter: Meter | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(eq=False)
+class Meter:
+    """The decisions one HTTP request's pipeline made (router/access/middleware.py reads
+    their token counts once the response is sent)."""
+
+    decisions: list[Any] = field(default_factory=list)
+
+    def tokens(self) -> int | None:
+        if not self.decisions:
+            return None
+        return sum(int(d.prompt_tokens or 0) + int(d.completion_tokens or 0) for d in self.decisions)
 
 
 @dataclass
@@ -78,6 +94,15 @@ class ChatRequest:
     prompt: str | None = None
     # request headers for rules and the conversation id (lower-case names; credentials dropped)
     headers: dict[str, str] = field(default_factory=dict)
+    # fields the front end accepted but did not send upstream (they do not change the
+    # answer: cache hints, display options, client metadata), named for the decision record
+    dropped: list[str] = field(default_factory=list)
+    # "max_tokens REQUESTED -> SENT (WHY)" when a max_tokens over a limit was clamped
+    clamped: str | None = None
+    rule: str | None = None  # the operator rule that matched (router/pipeline/rules.py); part of the cache key
+    # the front end that took it (chat | completions | responses | messages); "" = from `endpoint`
+    api: str = ""
+    parse_ms: float = 0.0  # the front end's parse, the first step of the decision's timings
 
     def upstream_body(self, model: str, **overrides: Any) -> dict[str, Any]:
         body = dict(self.body)
@@ -99,6 +124,13 @@ class DeerStats:
     probe_tokens: int = 0
     answer_tokens: int = 0
     confidence: float | None = None
+    kept_thinking_tokens: int = 0  # of thinking_tokens, those kept (before the exit's transition)
+    family: str = ""  # the scoring rule (generic | qwen3 | deepseek-r1)
+    probe_kind: str = ""  # math | choice | text
+    kind_source: str = ""  # setting | boxed_instruction | response_format | guess
+    probe_temperature: float | None = None  # None: the server's default
+    probe_ms: float = 0.0  # wall time of the probes (on the request's path in sequential mode)
+    sequential: bool = False  # probes paused thinking (their time is a step of its own)
 
     def header(self) -> str:
         step = "-" if self.exit_step is None else str(self.exit_step)
@@ -117,6 +149,7 @@ class Decision:
     tenant: str = "default"
     alias: str = ""
     endpoint: Endpoint = "chat"
+    api: str = "chat"  # the front end: chat | completions | responses | messages
     stream: bool = False
     n: int = 1  # choices asked for
     fanout: bool = False  # n > 1 answered by n concurrent upstream calls (not the upstream's own n)
@@ -152,6 +185,12 @@ class Decision:
     sticky: bool = False  # the conversation's earlier route decided this turn's
     turn: str | None = None  # chat | task | relay | summary (policies.agent_turn)
     session: str | None = None  # an agent turn's session id (a hash), for the dashboard
+    dropped: list[str] | None = None  # request fields accepted but not sent upstream (ChatRequest.dropped)
+    alias_pattern: str | None = None  # the `routes:` pattern that served `alias` (router/settings/aliases.py)
+    clamped: str | None = None  # max_tokens clamped to a limit (ChatRequest.clamped)
+    # where the time went: step name -> ms, in order (parse, cache, embed, classify,
+    # "upstream <model>" per call, "deer probes", "other"); they add up to total_ms
+    steps: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         # dataclasses.asdict deep-copies recursively and cost ~0.3 ms per request
@@ -161,7 +200,24 @@ class Decision:
             d["deer"] = dict(self.deer.__dict__)
         if self.embedding is not None:
             d["embedding"] = list(self.embedding)
+        if self.dropped is not None:
+            d["dropped"] = list(self.dropped)
+        d["steps"] = dict(self.steps)
         return d
+
+    def reason_code(self) -> str:
+        """A short code for why this route: the reason, qualified by the comparison
+        that made it (README "Reading a decision" lists them)."""
+        if self.reason == "classifier" and self.difficulty is not None and self.threshold is not None:
+            code = "difficulty-above-threshold" if self.difficulty >= self.threshold else "difficulty-below-threshold"
+            if self.confidence is not None and self.selfref_threshold is not None:
+                code += ",confident"  # Self-Ref judged the fast answer and kept it
+            return code
+        if self.reason == "escalated":
+            if self.confidence is None:
+                return "escalated-no-logprobs"
+            return "escalated-low-confidence"
+        return self.reason or "none"
 
     def headers(self) -> dict[str, str]:
         route = self.route if self.route != "none" else "fast"
@@ -176,6 +232,12 @@ class Decision:
         }
         if self.confidence is not None:
             h["x-thinkgate-confidence"] = f"{self.confidence:.4f}"
+        # the figures were compared with these: a decision reads without the YAML
+        if self.threshold is not None:
+            h["x-thinkgate-threshold"] = f"{self.threshold:.4f}"
+        if self.selfref_threshold is not None:
+            h["x-thinkgate-selfref-threshold"] = f"{self.selfref_threshold:.4f}"
+        h["x-thinkgate-reason"] = self.reason_code()
         if self.similarity is not None:
             h["x-thinkgate-similarity"] = f"{self.similarity:.4f}"
         if self.upstream_model:
@@ -190,6 +252,8 @@ class Decision:
             h["x-thinkgate-turn"] = self.turn
         if self.session:
             h["x-thinkgate-agent-session"] = self.session
+        if self.clamped:
+            h["x-thinkgate-clamped"] = self.clamped
         if self.conversation:
             h["x-thinkgate-conversation"] = self.conversation
             h["x-thinkgate-sticky"] = "true" if self.sticky else "false"

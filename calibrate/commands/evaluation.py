@@ -5,6 +5,8 @@ calibrate/transfer.py); and format_summary, the table `train` prints too."""
 
 from __future__ import annotations
 
+import math
+
 import argparse
 from pathlib import Path
 from types import SimpleNamespace
@@ -37,10 +39,15 @@ def _evaluate_configure(p: argparse.ArgumentParser) -> None:
                    help="fit the procedure and the baseline on these outcomes and score --outcomes (e.g. GSM8K -> MMLU)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="bootstrap draws for the CIs of APGR and of APGR - baseline (0: none; default 1000)")
+    p.add_argument("--against", metavar="ARTIFACT",
+                   help="with --model: the artifact it is compared with, paired on the same bootstrap draws "
+                        "(default: the shipped prior, models/default, unless --model is it)")
     p.add_argument("--candidates", help=f"comma-separated subset of the inner-CV candidates ({', '.join(_candidates())})")
 
 
 def _evaluate_run(args: argparse.Namespace) -> int:
+    if args.against and not args.model:
+        raise ValueError("--against compares a trained artifact: give --model too")
     from calibrate import bootstrap, crossval, folds, train
 
     o = load_outcomes(args.outcomes, getattr(args, "tenant", None))
@@ -51,7 +58,7 @@ def _evaluate_run(args: argparse.Namespace) -> int:
 
         return evaluate_transfer(args, o)
     if len(o) < 2 * args.cv:
-        raise ValueError(f"{len(o)} outcomes are too few for {args.cv}-fold CV")
+        raise ValueError(f"{len(o)} outcomes are too few for {args.cv}-fold CV (at least {2 * args.cv}: two per fold; or lower --cv)")
     E, F, _ = featurise(o, args.embedder, not args.no_cache, not args.quiet)
     L = train.lexical_matrix([o.messages(i) for i in range(len(o))])
     if args.repeats < 1:
@@ -117,10 +124,18 @@ def _evaluate_artifact(args: argparse.Namespace, o: Any) -> int:
     s["procedure"] = f"artifact {path.name} ({clf.meta.get('procedure', '?')}), scored as trained: no refit"
     s["model"] = str(path)
     if args.bootstrap:
+        # the cold-start report: a CI against random, and paired against the shipped prior (or --against)
         from calibrate.bootstrap import intervals
 
         every = np.arange(len(o))
-        s["ci"] = intervals([(probs, [(every[:0], every)])], fast, strong, _groups(o), draws=args.bootstrap, seed=args.seed)
+        against = args.against or ("default" if resolve("default") != path else None)
+        base = None
+        if against:
+            other = DifficultyClassifier.load(resolve(against), embedder_id=embedder_id.split("@")[0])
+            base = [(other.predict_many(F, E, [o.messages(i) for i in range(len(o))]), [(every[:0], every)])]
+            s["against"] = str(resolve(against))
+        s["ci"] = intervals([(probs, [(every[:0], every)])], fast, strong, _groups(o), baseline=base, draws=args.bootstrap,
+                            seed=args.seed, baseline_name=f"{resolve(against).name} ({against})" if against else "the baseline")
     if args.plots:
         _plots(args, probs, probs, o)
     if not args.json:
@@ -143,17 +158,29 @@ def _plots(args: argparse.Namespace, scores: Any, probs: Any, o: Any) -> list[st
     return [str(d / "cost_quality.png"), str(d / "reliability.png")]
 
 
+def _num(x: Any, why: str) -> str:
+    """A figure, or "n/a (why)": no nan/inf reaches an operator without its reason."""
+    return f"{x:.3f}" if isinstance(x, (int, float)) and math.isfinite(x) else f"n/a ({why})"
+
+
 def format_summary(s: dict[str, Any]) -> str:
+    no_gap = "the strong model is not better than the fast one on these prompts"
+    pooled = _num(s.get("pooled", {}).get("apgr"), no_gap)
     rows = [
         ("prompts", f"{s['n']}"),
         ("quality fast / strong / oracle", f"{s['q_fast']:.3f} / {s['q_strong']:.3f} / {s.get('q_oracle', float('nan')):.3f}"),
-        ("APGR (mean ± sd over folds)", f"{s['apgr']:.3f} ± {s['apgr_std']:.3f}  (pooled {s['pooled']['apgr']:.3f}; random ≈ 0.5)")
-        if "apgr_std" in s else ("APGR", f"{s['apgr']:.3f}  (random ≈ 0.5)"),
+        ("APGR (mean ± sd over folds)", f"{_num(s['apgr'], no_gap)} ± {_num(s['apgr_std'], 'fewer than 2 folds')}  (pooled {pooled}; random ≈ 0.5)")
+        if "apgr_std" in s else ("APGR", f"{_num(s['apgr'], no_gap)}  (random ≈ 0.5)"),
         ("CPT 50/80/95 %" + (" (fold mean)" if "apgr_std" in s else ""), " / ".join(f"{100 * s['cpt'][k]:.1f}%" for k in ("50", "80", "95"))),
         ("quality at 50 % strong", f"{s['quality_at_50']:.3f}"),
-        ("AUROC (strong better)", f"{s['auroc']:.3f}"),
-        ("ECE", f"{s['ece']:.3f}"),
+        ("AUROC (strong better)", _num(s["auroc"], "no prompt where the strong model alone is right, or none where it is not")),
+        ("ECE", _num(s["ece"], "no prompts")),
     ]
+    if not s["q_strong"] > s["q_fast"]:
+        # APGR measures how much of the strong model's lead a router keeps: with no lead it
+        # means nothing, whatever AUROC says about ranking single prompts
+        rows.append(("note", f"strong {s['q_strong']:.3f} is not above fast {s['q_fast']:.3f}: APGR and CPT are undefined or "
+                             "meaningless; collect on a pair that differs (README, examples/system-bench.yaml)"))
     if s.get("distinct_prompts", s["n"]) < s["n"]:
         rows.insert(1, ("distinct prompts", f"{s['distinct_prompts']} (repeats of a prompt kept in one fold)"))
     folds = len(s.get("folds", []))

@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from router import errors
 from router.access import error_shapes
@@ -77,13 +78,57 @@ def parse_env(value: str) -> list[ApiKey]:
     return keys
 
 
+# the placeholder keys of the shipped examples (deploy/kubernetes/secret.yaml) and their
+# like: a gateway started with one would be open to whoever read the example
+_PLACEHOLDERS = ("replace-me", "replace_me", "replaceme", "changeme", "change-me", "change_me", "placeholder", "your-key")
+
+
+def is_placeholder(key: str) -> bool:
+    k = key.lower()
+    return any(p in k for p in _PLACEHOLDERS)
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def exposure(keys: KeyStore, auth: AuthSettings, host: str) -> tuple[str | None, list[str]]:
+    """(why `thinkgate serve` must not start, or None; the lines to print at start-up
+    saying what is open). No keys means every caller is the admin tenant: /admin,
+    /dashboard and /metrics included."""
+    if keys.enabled:
+        return None, [f"auth: {len(keys)} API key(s); /healthz alone answers without one"]
+    open_lines = [
+        "auth: OFF - no API keys are configured: EVERY caller is admin",
+        "auth: open to anyone who can reach the port: /v1/*, /admin/* (cache invalidation, router reload), /dashboard, /metrics",
+    ]
+    if _loopback(host):
+        return None, [*open_lines, f"auth: only this machine can connect ({host}); set THINKGATE_API_KEYS before serving beyond it"]
+    if auth.anonymous:
+        return None, [*open_lines, f"auth: serving on {host} without keys because auth.anonymous is true"]
+    why = (
+        f"refusing to serve on {host} without API keys: every caller would be admin. Set {auth.env_var} "
+        "(key[:tenant[:admin]],...) or auth.keys, bind 127.0.0.1, or set auth.anonymous: true to allow anonymous access"
+    )
+    return why, open_lines
+
+
 class KeyStore:
     """Hashed API keys. Empty means auth is off."""
 
     def __init__(self, keys: Iterable[ApiKey] = ()) -> None:
         self._entries: list[KeyEntry] = []
         self._by_id: dict[str, KeyEntry] = {}
-        for k in keys:
+        for i, k in enumerate(keys):
+            if is_placeholder(k.key):  # never quote the key itself
+                raise ValueError(f"API key {i + 1} is a placeholder from an example (e.g. 'replace-me-...'); set a real secret")
             d = digest(k.key)
             entry = KeyEntry(
                 digest=d,
@@ -137,14 +182,19 @@ def check_alias(caller: Caller, alias: str) -> None:
 
 
 def presented_key(scope: Scope) -> str | None:
-    """The key from `Authorization: Bearer <key>` or else `x-api-key: <key>` (what
-    Anthropic clients send); either works on every route."""
+    """The key from `Authorization: Bearer <key>`, else `x-api-key: <key>` (what
+    Anthropic clients send) or `x-goog-api-key: <key>` (Google's); any works on every
+    route. On the Gemini paths also `?key=<key>`, Google's query form."""
     token = bearer(scope)
     if token is not None:
         return token
     for name, value in scope.get("headers") or ():
-        if name == b"x-api-key":
+        if name in (b"x-api-key", b"x-goog-api-key"):
             return value.decode("latin-1").strip() or None
+    if error_shapes.is_gemini(scope.get("path", "")):
+        for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
+            if k == "key":
+                return v.strip() or None
     return None
 
 
@@ -212,8 +262,9 @@ class AuthMiddleware:
                 return
             reason = "missing" if token is None else "unknown"
             log.info("auth: %s API key for %s %s", reason, scope.get("method", ""), path)
+            how = "'x-goog-api-key: <key>'" if error_shapes.is_gemini(path) else "'x-api-key: <key>'"
             msg = (
-                "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
+                f"missing API key: send 'Authorization: Bearer <key>' or {how}"
                 if token is None
                 else "invalid API key"  # never echo what was presented
             )
@@ -233,3 +284,11 @@ class AuthMiddleware:
             await send({"type": "websocket.close", "code": 1008})
             return
         await send_error(send, err, headers, path=scope.get("path", ""))
+
+
+def caller_of(scope: Mapping[str, Any]) -> Caller:
+    """The Caller the auth middleware left in the request's scope state (an anonymous
+    Caller when none: a route reached without the middleware, as in some tests)."""
+    state = scope.get("state") or {}
+    caller = state.get("caller") if isinstance(state, dict) else None
+    return caller if isinstance(caller, Caller) else Caller()

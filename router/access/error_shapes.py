@@ -4,7 +4,8 @@ client speaks, and the middlewares (auth, limits, body limit) run before any rou
 so the choice is made from the path alone.
 
 Anthropic clients (`/v1/messages*`) parse `{"type": "error", "error": {"type", "message"}}`
-and map its `type`; everything else gets the OpenAI shape.
+and map its `type`; Google's Gemini clients (`/v1beta/*`, `/v1/models/{model}:method`) parse `{"error": {"code",
+"message", "status"}}` and retry on its `status`; everything else gets the OpenAI shape.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ from typing import Any
 from router import errors
 
 ANTHROPIC_PREFIX = "/v1/messages"
+GEMINI_PREFIX = "/v1beta"
+# google.rpc.Code names by HTTP status (cloud.google.com/apis/design/errors)
+_GOOGLE_STATUS = {
+    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+    405: "UNIMPLEMENTED", 409: "ABORTED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED",
+    500: "INTERNAL", 501: "UNIMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
+}  # fmt: skip
 
 
 def is_anthropic(path: str) -> bool:
@@ -44,5 +52,28 @@ def anthropic_body(e: errors.ThinkgateError) -> dict[str, Any]:
     return {"type": "error", "error": {"type": anthropic_type(e), "message": e.message}}
 
 
+def is_gemini(path: str) -> bool:
+    """Google's paths: all of /v1beta, and /v1/models/{model}:method (google-genai >= 3
+    calls the v1 API; `/v1/models` itself is OpenAI's model list)."""
+    if path == GEMINI_PREFIX or path.startswith(GEMINI_PREFIX + "/"):
+        return True
+    return path.startswith("/v1/models/") and ":" in path
+
+
+def gemini_call(path: str) -> str | None:
+    """The method of a Gemini model call (`generateContent`, ...), or None."""
+    if not is_gemini(path) or "/models/" not in path:
+        return None
+    _, sep, method = path.rpartition(":")
+    return method if sep and "/" not in method else None
+
+
+def google_body(e: errors.ThinkgateError) -> dict[str, Any]:
+    status = _GOOGLE_STATUS.get(e.status, "INTERNAL" if e.status >= 500 else "FAILED_PRECONDITION")
+    return {"error": {"code": e.status, "message": e.message, "status": status}}
+
+
 def body_for(path: str, e: errors.ThinkgateError) -> dict[str, Any]:
-    return anthropic_body(e) if is_anthropic(path) else e.body()
+    if is_anthropic(path):
+        return anthropic_body(e)
+    return google_body(e) if is_gemini(path) else e.body()

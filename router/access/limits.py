@@ -235,6 +235,10 @@ class Limiter:
         """Hold one of the process's stream slots (and the key's) for a stream's lifetime."""
         bucket = self.bucket(caller)
         per_key = self.settings.max_streams_per_key
+        if per_key is None and caller.key_id is not None:
+            # one key holding every slot (slow streams left unread) would refuse every other
+            # key: a key gets at most `stream_share` of them, the rest stay for the others
+            per_key = max(1, int(self.settings.max_concurrent_streams * self.settings.stream_share))
         mine = self._streams_by_key.get(bucket, 0)
         if self.streams >= self.settings.max_concurrent_streams or (per_key and mine >= per_key):
             limit = per_key if per_key and mine >= per_key else self.settings.max_concurrent_streams

@@ -12,13 +12,18 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from router import errors
+from router.access import error_shapes
+from router.access import json_body
 from router.access.limits import Limiter, estimate_tokens
-from router.types import Caller
+from router.types import Caller, Meter
 
 LIMITED_PATHS: tuple[str, ...] = ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages", "/v1/embeddings")
+# Gemini's generate calls name the model in the path: /v1beta/models/{model}:generateContent
+_GEMINI_CALLS = ("generateContent", "streamGenerateContent")
 _MAX_PEEK = 1 << 20  # response bytes inspected for `usage` (non-streaming JSON)
 
 
@@ -46,7 +51,9 @@ class LimitMiddleware:
         self.paths = frozenset(paths)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in self.paths:
+        path = scope.get("path") or ""
+        gemini = error_shapes.gemini_call(path) in _GEMINI_CALLS
+        if scope["type"] != "http" or scope.get("method") != "POST" or (path not in self.paths and not gemini):
             await self.app(scope, receive, send)
             return
         from router.access.auth import send_error
@@ -61,11 +68,16 @@ class LimitMiddleware:
             return
         if raw is None:  # the client left before sending its request
             return
-        body = _json(raw)
-        if isinstance(state, dict) and body is not None:
-            state["parsed_body"] = (raw, body)  # the route reuses it instead of parsing again
+        try:
+            decoded = json_body.decode(raw)
+        except errors.ThinkgateError:
+            decoded = None  # JsonGuard inside answers the 400
+        else:
+            json_body.remember(state, raw, decoded)  # the route reuses it instead of parsing again
+        body = decoded if isinstance(decoded, dict) else None
         est = _estimate(body, raw)
         stream = bool(body.get("stream")) if body else False
+        stream = stream or path.endswith(":streamGenerateContent")
         try:
             if self.controls_for is not None:
                 _check_controls(self.controls_for(caller), scope, body)
@@ -84,6 +96,10 @@ class LimitMiddleware:
             return await receive()
 
         peek = _UsagePeek() if self.limiter.limits_for(caller)[1] else None
+        if peek is not None and isinstance(state, dict):
+            # the pipeline's own token counts, whether or not the client asked for usage
+            caller = replace(caller, meter=Meter())
+            state["caller"] = caller
 
         async def send_with_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start" and headers:
@@ -107,8 +123,11 @@ class LimitMiddleware:
                 await slot.__aexit__(None, None, None)
         else:
             await self.app(scope, replay, send_with_headers)
-        if peek is not None and peek.total is not None:
-            await self.limiter.settle(caller, est, peek.total)
+        if peek is not None:
+            counted = caller.meter.tokens() if caller.meter is not None else None
+            actual = counted if counted is not None else peek.total  # /v1/embeddings: its usage
+            if actual is not None:
+                await self.limiter.settle(caller, est, actual)
 
 
 async def _read_body(receive: Any) -> bytes | None:
@@ -135,7 +154,12 @@ def _estimate(body: dict[str, Any] | None, raw: bytes) -> int:
     if body is None:
         return math.ceil(len(raw) / 4)
     mt = body.get("max_completion_tokens", body.get("max_tokens", body.get("max_output_tokens")))
+    gen = body.get("generationConfig")
+    if mt is None and isinstance(gen, dict):  # Gemini
+        mt = gen.get("maxOutputTokens")
     mt = mt if isinstance(mt, int) and not isinstance(mt, bool) and 0 < mt < 10**9 else None
+    if isinstance(body.get("contents"), list):  # Gemini's contents: parts nest below, count the bytes
+        return math.ceil(len(raw) / 4) + (mt or 0)
     messages = body.get("messages", body.get("input"))  # chat messages, or the Responses API's input items
     if isinstance(messages, list):
         return estimate_tokens([m for m in messages if isinstance(m, dict)], mt)
@@ -180,9 +204,9 @@ class _UsagePeek:
             return
         chunk = message.get("body", b"")
         if self._sse:
-            if b'"usage"' in chunk:
+            if b'"usage"' in chunk or b'"usageMetadata"' in chunk:  # OpenAI's, or Gemini's last event
                 for line in chunk.split(b"\n"):
-                    if line.startswith(b"data: {") and b'"usage"' in line:
+                    if line.startswith(b"data: {") and (b'"usage"' in line or b'"usageMetadata"' in line):
                         self._take(_json(line[6:]))
             return
         if len(self._buf) + len(chunk) <= _MAX_PEEK:
@@ -194,6 +218,8 @@ class _UsagePeek:
         usage = data.get("usage") if data else None
         if usage is None and data and isinstance(data.get("response"), dict):
             usage = data["response"].get("usage")  # the Responses API's final event
+        if usage is None and data and isinstance(data.get("usageMetadata"), dict):  # Gemini's
+            usage = {"total_tokens": data["usageMetadata"].get("totalTokenCount")}
         total = usage.get("total_tokens") if isinstance(usage, dict) else None
         if total is None and isinstance(usage, dict):  # Anthropic's usage has no total
             parts = [usage.get("input_tokens"), usage.get("output_tokens")]

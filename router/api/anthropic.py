@@ -7,8 +7,10 @@ back as an Anthropic message or event stream (router.api.anthropic_reply).
 Errors take Anthropic's shape by path (router.access.error_shapes), including
 those from the auth, limit and body-size middlewares.
 
-`anthropic-version` is accepted whatever its value and `anthropic-beta` is ignored:
-the translation is the same for every version this speaks (2023-06-01).
+`anthropic-version` is accepted whatever its value and `anthropic-beta` is accepted and
+recorded (the decision's `dropped`): the translation is the same for every version this
+speaks (2023-06-01), and the betas' request fields are handled field by field
+(router.api.anthropic_request). Claude Code's `?beta=true` query is ignored likewise.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from router.access.auth import caller_of
 from router import errors, tracing
 from router.access.auth import check_alias
 from router.access.limits import estimate_tokens
@@ -33,7 +37,7 @@ from router.api.anthropic_request import _IGNORED, check_model, messages_of, too
 from router.api.protocol import parse_request
 from router.config import Settings
 from router.pipeline.core import Pipeline
-from router.types import Caller
+from router.settings import aliases
 
 _COUNT_FIELDS = {
     "model",
@@ -44,14 +48,9 @@ _COUNT_FIELDS = {
     "thinking",
     "output_config",
     "thinkgate",
+    "context_management",
     *_IGNORED,
 }
-
-
-def _caller(request: Request) -> Caller:
-    state = request.scope.get("state") or {}
-    caller = state.get("caller") if isinstance(state, dict) else None
-    return caller if isinstance(caller, Caller) else Caller()
 
 
 async def _json_body(request: Request) -> Any:
@@ -71,6 +70,7 @@ def known_model(settings: Settings, alias: str) -> bool:
         alias in settings.routes
         or alias in settings.models
         or any(ms.model == alias for ms in settings.models.values())
+        or aliases.match(settings.routes, alias) is not None
     )
 
 
@@ -81,10 +81,15 @@ class Messages:
 
     async def create(self, request: Request) -> Response:
         data = await _json_body(request)
+        t_parse = time.perf_counter()
         with tracing.span("thinkgate.parse", {"thinkgate.endpoint": "messages"}):
             t = translate(data)
             req = parse_request("chat", b"", request.headers, t.body)
-        req.caller = _caller(request)
+        req.api, req.parse_ms = "messages", (time.perf_counter() - t_parse) * 1000
+        req.caller = caller_of(request.scope)
+        req.dropped = list(t.dropped)
+        if request.headers.get("anthropic-beta"):
+            req.dropped.append(f"anthropic-beta: {request.headers['anthropic-beta']}"[:300])
         req.include_usage = True  # the stream's usage chunk fills message_delta.usage
         if t.budget_tokens is not None:
             deer = dataclasses.replace(req.controls.deer, budget_tokens=t.budget_tokens)
@@ -124,7 +129,10 @@ class Messages:
         alias = check_model(data)
         if not known_model(self.settings, alias):
             raise errors.ModelNotFound(f"model: {alias}", param="model")
-        check_alias(_caller(request), alias)
+        caller = caller_of(request.scope)
+        # as the pipeline checks it: a key allowed a pattern (`claude-*`) may use what it serves
+        if caller.aliases is None or aliases.route_key(self.settings.routes, self.settings.models, alias) not in caller.aliases:
+            check_alias(caller, alias)
         n = estimate_tokens(messages_of(data))
         if data.get("tools") is not None:
             n += math.ceil(len(json.dumps(tools_of(data["tools"]))) / 4)

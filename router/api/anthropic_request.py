@@ -15,6 +15,18 @@ What maps to what:
   output_config.format (json_schema)   -> response_format
   thinking {type: enabled, budget_tokens} -> the DEER thinking budget (router.types.DeerControl);
     adaptive / between_tools: thinking blocks, DEER's own budget
+  role "system" turns inside messages  -> appended to the system prompt, in their order
+    (Claude Code sends its environment block so; strict upstreams want one leading system)
+  context_management.edits             -> clear_thinking: honoured by construction (earlier
+    thinking never goes upstream); clear_tool_uses: applied to the history (see _clear_tool_uses)
+  tools[].defer_loading                -> held back until a tool_reference (the client's tool
+    search) names the tool, as Anthropic loads deferred tools
+  tools[].strict                       -> the function's strict flag
+
+The issue-22 rule for what a client sends: honour what can be honoured; accept, drop
+before the upstream and name in `Translated.dropped` (-> the decision record) what does
+not change the answer (cache_control, display options, betas, client ids); refuse only
+what would change it, in Anthropic's error shape.
 """
 
 from __future__ import annotations
@@ -29,13 +41,20 @@ from router.errors import InvalidRequest
 # Anthropic fields accepted; everything else is refused, as Anthropic's API does.
 _FIELDS = {
     "model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature", "top_p", "top_k",
-    "tools", "tool_choice", "metadata", "thinking", "output_config", "thinkgate",
+    "tools", "tool_choice", "metadata", "thinking", "output_config", "thinkgate", "context_management",
 }  # fmt: skip
 # Anthropic-side knobs with no upstream meaning here (prompt caching, routing to a region
 # or speed tier, the account's ids): accepted and ignored, so current SDKs work unchanged.
 _IGNORED = {"cache_control", "service_tier", "inference_geo", "speed", "diagnostics", "user_profile_id", "workspace_id"}
 _REFUSED = {"container": "code-execution containers are not supported", "mcp_servers": "MCP servers are not supported"}
 _MAX_STOP = 4  # what OpenAI-compatible upstreams accept
+# tool keys with no upstream meaning (prompt caching, Anthropic's own tool-use options):
+# accepted and recorded; a key not listed here or honoured is recorded too
+_TOOL_HONOURED = {"name", "description", "input_schema", "type", "strict", "defer_loading"}
+# every display Anthropic documents: "updates" is Claude Code 2.x's; all are about how
+# thinking is shown, never the answer
+_DISPLAYS = {"summarized", "omitted", "updates", "full"}
+CLEARED = "[tool result cleared by context management]"
 
 
 @dataclass
@@ -45,6 +64,7 @@ class Translated:
     omit_thinking: bool = False  # display "omitted": blocks with a signature and no text
     budget_tokens: int | None = None
     stop_sequences: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # accepted, not sent upstream (the decision record)
 
 
 def _bad(message: str, param: str | None = None) -> InvalidRequest:
@@ -118,6 +138,10 @@ def _tool_result(block: dict[str, Any], where: str) -> dict[str, Any]:
             if isinstance(b, dict) and b.get("type") == "image":
                 # OpenAI's tool messages carry text only
                 raise _bad(f"{where}.content.{i}: images inside tool_result are not supported", where)
+            if isinstance(b, dict) and b.get("type") == "tool_reference" and isinstance(b.get("tool_name"), str):
+                # a tool search's answer: the named deferred tool is offered from now on (tools_of)
+                parts.append(f"Tool {b['tool_name']} is now available.")
+                continue
             if not isinstance(b, dict) or b.get("type") != "text" or not isinstance(b.get("text"), str):
                 raise _bad(f"{where}.content.{i}: Input should be a text block", where)
             parts.append(b["text"])
@@ -150,7 +174,7 @@ def _message(m: Any, i: int) -> list[dict[str, Any]]:
         raise _bad(f"{where}: Input should be an object", where)
     role = m.get("role")
     if role not in ("user", "assistant"):
-        raise _bad(f"{where}.role: Input should be 'user' or 'assistant'", where)
+        raise _bad(f"{where}.role: Input should be 'user', 'assistant' or 'system'", where)
     content = m.get("content")
     if isinstance(content, str):
         return [{"role": role, "content": content}]
@@ -196,7 +220,10 @@ def _message(m: Any, i: int) -> list[dict[str, Any]]:
     return out
 
 
-def tools_of(tools: Any) -> list[dict[str, Any]]:
+def tools_of(tools: Any, loaded: set[str] | None = None, dropped: list[str] | None = None) -> list[dict[str, Any]]:
+    """Client tools as function tools. A `defer_loading` tool is held back unless its name
+    is in `loaded` (named by a tool_reference in the history); `dropped` collects the
+    tool keys accepted without upstream meaning."""
     if not isinstance(tools, list):
         raise _bad("tools: Input should be a list", "tools")
     out = []
@@ -214,11 +241,34 @@ def tools_of(tools: Any) -> list[dict[str, Any]]:
             raise _bad(f"{where}.name: Field required", where)
         if not isinstance(schema, dict):
             raise _bad(f"{where}.input_schema: Field required (a JSON schema object)", where)
+        if dropped is not None:
+            for k in t:
+                if k not in _TOOL_HONOURED and f"tools.{k}" not in dropped:
+                    dropped.append(f"tools.{k}")
+        if t.get("defer_loading") is True and name not in (loaded or ()):
+            if dropped is not None and "tools.defer_loading" not in dropped:
+                dropped.append("tools.defer_loading")  # not offered until a tool search names it
+            continue
         fn: dict[str, Any] = {"name": name, "parameters": schema}
         if isinstance(t.get("description"), str):
             fn["description"] = t["description"]
+        if isinstance(t.get("strict"), bool):
+            fn["strict"] = t["strict"]
         out.append({"type": "function", "function": fn})
     return out
+
+
+def _referenced_tools(messages: list[Any]) -> set[str]:
+    """Tools named by tool_reference blocks inside tool results (Anthropic's tool search)."""
+    names: set[str] = set()
+    for m in messages:
+        content = m.get("content") if isinstance(m, dict) else None
+        for b in content if isinstance(content, list) else ():
+            if isinstance(b, dict) and b.get("type") == "tool_result" and isinstance(b.get("content"), list):
+                for r in b["content"]:
+                    if isinstance(r, dict) and r.get("type") == "tool_reference" and isinstance(r.get("tool_name"), str):
+                        names.add(r["tool_name"])
+    return names
 
 
 def _tool_choice(tc: Any, body: dict[str, Any]) -> None:
@@ -246,8 +296,8 @@ def _thinking(data: dict[str, Any], max_tokens: int) -> tuple[bool, int | None, 
     if th["type"] == "disabled":
         return False, None, False
     display = th.get("display")
-    if display not in (None, "summarized", "omitted"):
-        raise _bad("thinking.display: Input should be 'summarized' or 'omitted'", "thinking")
+    if display is not None and not isinstance(display, str):
+        raise _bad("thinking.display: Input should be a string", "thinking")
     if th["type"] != "enabled":
         return True, None, display == "omitted"
     budget = th.get("budget_tokens")
@@ -271,19 +321,109 @@ def _output_config(oc: Any, body: dict[str, Any]) -> None:
     body["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"]}}
 
 
-def messages_of(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """The OpenAI messages of an Anthropic body (system first); also for count_tokens."""
-    messages = data.get("messages")
+def messages_of(data: dict[str, Any], messages: list[Any] | None = None) -> list[dict[str, Any]]:
+    """The OpenAI messages of an Anthropic body (system first); also for count_tokens.
+    `messages`: the body's, after context-management edits (default: as sent).
+
+    A `role: "system"` turn inside `messages` is appended to the system prompt where it
+    stands among the system parts: many upstreams (llama.cpp's chat templates, vLLM's
+    for several models) refuse a system message after the first turn."""
+    if messages is None:
+        messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad("messages: Field required (a non-empty list)", "messages")
-    out: list[dict[str, Any]] = []
+    system: list[str] = []
     if data.get("system") is not None:
-        system = _text_blocks(data["system"], "system")
-        if system:
-            out.append({"role": "system", "content": system})
+        text = _text_blocks(data["system"], "system")
+        if text:
+            system.append(text)
+    out: list[dict[str, Any]] = []
     for i, m in enumerate(messages):
+        if isinstance(m, dict) and m.get("role") == "system":
+            where = f"messages.{i}.content"
+            if "content" not in m:
+                raise _bad(f"{where}: Field required (a string or a list of text blocks)", where)
+            text = _text_blocks(m["content"], where)
+            if text:
+                system.append(text)
+            continue
         out.extend(_message(m, i))
+    if not out:
+        raise _bad("messages: needs at least one user or assistant turn", "messages")
+    if system:
+        out.insert(0, {"role": "system", "content": "\n\n".join(system)})
     return out
+
+
+def _edits(cm: Any) -> list[dict[str, Any]]:
+    if not isinstance(cm, dict):
+        raise _bad("context_management: Input should be an object", "context_management")
+    edits = cm.get("edits", [])
+    if not isinstance(edits, list):
+        raise _bad("context_management.edits: Input should be a list", "context_management")
+    for i, e in enumerate(edits):
+        kind = e.get("type") if isinstance(e, dict) else None
+        if not isinstance(kind, str) or not kind.startswith(("clear_thinking_", "clear_tool_uses_")):
+            raise _bad(
+                f"context_management.edits.{i}.type: Input should be a clear_thinking_* or clear_tool_uses_* edit",
+                "context_management",
+            )
+    return edits
+
+
+def _count(messages: list[Any]) -> int:
+    """Input tokens as the rate limits estimate them (~4 characters a token)."""
+    return math.ceil(len(json.dumps(messages, ensure_ascii=False)) / 4)
+
+
+def _param(edit: dict[str, Any], name: str, kind: str, default: int) -> int:
+    v = edit.get(name)
+    if v is None:
+        return default
+    n = v.get("value") if isinstance(v, dict) and v.get("type") == kind else None
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise _bad(f"context_management: {name} should be {{type: '{kind}', value: N}}", "context_management")
+    return n
+
+
+def _clear_tool_uses(messages: list[Any], edit: dict[str, Any]) -> tuple[list[Any], int]:
+    """Anthropic's clear_tool_uses edit, on the history: once the input is over `trigger`
+    tokens (default 100000), every tool result but the last `keep` tool uses (default 3)
+    becomes a placeholder (and the call's input too with `clear_tool_inputs`), except
+    tools in `exclude_tools`. The messages are copied, never changed in place; the
+    number of results cleared is returned."""
+    trigger = _param(edit, "trigger", "input_tokens", 100_000)
+    keep = _param(edit, "keep", "tool_uses", 3)
+    exclude = edit.get("exclude_tools") or []
+    if not isinstance(exclude, list):
+        raise _bad("context_management: exclude_tools should be a list of tool names", "context_management")
+    if _count(messages) <= trigger:
+        return messages, 0
+    names: dict[str, str] = {}  # tool_use id -> tool name, in order
+    for m in messages:
+        for b in m.get("content") if isinstance(m, dict) and isinstance(m.get("content"), list) else ():
+            if isinstance(b, dict) and b.get("type") == "tool_use" and isinstance(b.get("id"), str):
+                names[b["id"]] = str(b.get("name"))
+    ids = [i for i, n in names.items() if n not in exclude]
+    clear = set(ids[: max(len(ids) - keep, 0)])
+    if not clear:
+        return messages, 0
+    inputs = edit.get("clear_tool_inputs") is True
+    out, n = [], 0
+    for m in messages:
+        content = m.get("content") if isinstance(m, dict) else None
+        if not isinstance(content, list):
+            out.append(m)
+            continue
+        blocks = []
+        for b in content:
+            if isinstance(b, dict) and b.get("type") == "tool_result" and b.get("tool_use_id") in clear:
+                b, n = {**b, "content": CLEARED}, n + 1
+            elif inputs and isinstance(b, dict) and b.get("type") == "tool_use" and b.get("id") in clear:
+                b = {**b, "input": {}}
+            blocks.append(b)
+        out.append({**m, "content": blocks})
+    return out, n
 
 
 def check_model(data: dict[str, Any]) -> str:
@@ -293,21 +433,45 @@ def check_model(data: dict[str, Any]) -> str:
     return model
 
 
+def _uses_cache_control(data: dict[str, Any]) -> bool:
+    """Whether any block sets cache_control (system, messages' blocks; tools are counted
+    by tools_of): Anthropic's prompt caching, which an OpenAI upstream does by itself."""
+    for part in (data.get("system"), *(m.get("content") for m in data.get("messages") or () if isinstance(m, dict))):
+        if isinstance(part, list) and any(isinstance(b, dict) and "cache_control" in b for b in part):
+            return True
+    return False
+
+
 def translate(data: Any) -> Translated:
     if not isinstance(data, dict):
         raise _bad("the request body must be a JSON object")
+    dropped: list[str] = []
     for name in data:
         if name in _REFUSED and data[name] is not None:
             raise _bad(f"{name}: {_REFUSED[name]}", name)
         if name not in _FIELDS and name not in _IGNORED and name not in _REFUSED:
             raise _bad(f"{name}: Extra inputs are not permitted", name)
+        if name in _IGNORED:
+            dropped.append(name)
     model = check_model(data)
     max_tokens = _int(data, "max_tokens", 1)
     if max_tokens is None:  # required, as in Anthropic's API
         raise _bad("max_tokens: Field required", "max_tokens")
     if not isinstance(data.get("stream", False), bool):
         raise _bad("stream: Input should be a valid boolean", "stream")
-    body: dict[str, Any] = {"model": model, "messages": messages_of(data), "max_tokens": max_tokens}
+    messages = data.get("messages")
+    if data.get("context_management") is not None:
+        for edit in _edits(data["context_management"]):
+            if edit["type"].startswith("clear_thinking_"):
+                # honoured by construction: no earlier turn's thinking is sent upstream
+                dropped.append("context_management.clear_thinking")
+            elif isinstance(messages, list):
+                messages, n = _clear_tool_uses(messages, edit)
+                if n:
+                    dropped.append(f"context_management.clear_tool_uses: {n} tool results")
+    if _uses_cache_control({"system": data.get("system"), "messages": messages}) and "cache_control" not in dropped:
+        dropped.append("cache_control")
+    body: dict[str, Any] = {"model": model, "messages": messages_of(data, messages), "max_tokens": max_tokens}
     for name, lo, hi in (("temperature", 0.0, 1.0), ("top_p", 0.0, 1.0)):
         v = _number(data, name, lo, hi)
         if v is not None:
@@ -324,7 +488,8 @@ def translate(data: Any) -> Translated:
         if stops:
             body["stop"] = list(stops)
     if data.get("tools") is not None:
-        tools = tools_of(data["tools"])
+        loaded = _referenced_tools(messages) if isinstance(messages, list) else set()
+        tools = tools_of(data["tools"], loaded, dropped)
         if tools:
             body["tools"] = tools
     if data.get("tool_choice") is not None:
@@ -340,7 +505,8 @@ def translate(data: Any) -> Translated:
         if user is not None and not isinstance(user, str):
             raise _bad("metadata.user_id: Input should be a string", "metadata")
         if user:
-            body["user"] = user
+            body["user"] = user  # its upstream form: server.upstream_user (router/upstreams/user_field.py)
+        dropped.extend(f"metadata.{k}" for k in meta if k != "user_id")
     if data.get("output_config") is not None:
         _output_config(data["output_config"], body)
     if data.get("thinkgate") is not None:
@@ -348,6 +514,17 @@ def translate(data: Any) -> Translated:
     if data.get("stream"):
         body["stream"] = True
     thinking, budget, omit = _thinking(data, max_tokens)
+    display = data["thinking"].get("display") if thinking else None
+    if display is not None and display not in _DISPLAYS:
+        display = f"{display} (undocumented)"
+    if display is not None:
+        # how thinking is shown, not what is answered: "omitted" is honoured (reply), the
+        # rest stream thinking as it comes; one not documented yet is accepted the same way
+        if display not in ("summarized", "omitted"):
+            dropped.append(f"thinking.display={display} (streamed as summarized)")
+    if isinstance(data.get("output_config"), dict) and "effort" in data["output_config"]:
+        dropped.append("output_config.effort")  # the route decides how much a prompt reasons
     return Translated(
-        body=body, thinking=thinking, omit_thinking=omit, budget_tokens=budget, stop_sequences=list(stops or [])
+        body=body, thinking=thinking, omit_thinking=omit, budget_tokens=budget, stop_sequences=list(stops or []),
+        dropped=dropped,
     )

@@ -27,12 +27,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from router.access.auth import caller_of
 from router import errors
 from router.access.auth import check_alias
 from router.config import EmbeddingModelSettings, Settings
 from router.embedding.encoders import DIM, EMBEDDER_ID, sentence
 from router.embedding.static import STATIC_ID
 from router.types import Caller
+from router.settings.aliases import match, route_key
+from router.upstreams import user_field
 from router.upstreams.embeddings import RemoteEmbeddings, build_remote
 
 log = logging.getLogger("thinkgate.embeddings")
@@ -42,12 +45,6 @@ _FIELDS = {"model", "input", "encoding_format", "dimensions", "user"}
 
 def _bad(message: str, param: str | None = None, code: str = "invalid_value") -> errors.InvalidRequest:
     return errors.InvalidRequest(message, param=param, code=code)
-
-
-def _caller(request: Request) -> Caller:
-    state = request.scope.get("state") or {}
-    caller = state.get("caller") if isinstance(state, dict) else None
-    return caller if isinstance(caller, Caller) else Caller()
 
 
 def _is_tokens(x: Any) -> bool:
@@ -84,6 +81,32 @@ def _encode(vec: list[float] | np.ndarray, fmt: str) -> Any:
     return vec.tolist() if isinstance(vec, np.ndarray) else vec
 
 
+LOCAL_CHARS = 8000  # an input's characters the local model is given (as for routing, policies/features.py)
+
+
+async def until_disconnect(request: Request, work: Any) -> Any:
+    """`work`'s result, or None with `work` cancelled when the client goes away first
+    (its queued texts then leave the shared embedder unembedded)."""
+    task = asyncio.ensure_future(work)
+
+    async def gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():  # the client left (or this handler was cancelled): stop the work
+            task.cancel()
+            log.info("embeddings: the client left; its work is cancelled")
+            await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
+        raise errors.ThinkgateError("the client closed the connection", status=499, code="client_closed")
+    return task.result()
+
+
 class Embeddings:
     def __init__(self, settings: Settings, embedder: Any = None) -> None:
         self.settings = settings
@@ -105,6 +128,16 @@ class Embeddings:
         for key, m in self.cfg.models.items():  # the local model also answers to its full id
             if m.provider == "local" and name == EMBEDDER_ID:
                 return key, m
+        pattern = match(self.cfg.models, name)  # `text-embedding-*`, `*` (router/settings/aliases.py)
+        if pattern is not None:
+            return pattern, self.cfg.models[pattern]
+        # a chat route's or model's name (`auto`): a client that sends one model name for
+        # everything gets the configured embedding model. Any other name stays a 404: a
+        # vector from another model than the one asked for would not fit the client's index
+        chat = self.settings
+        if self.cfg.models and (name in chat.models or route_key(chat.routes, chat.models, name) is not None):
+            first = next(iter(self.cfg.models))
+            return first, self.cfg.models[first]
         raise errors.ModelNotFound(
             f"The embedding model '{name}' does not exist; available: {', '.join(self.cfg.models) or 'none'}",
             param="model",
@@ -143,7 +176,9 @@ class Embeddings:
         if user is not None and not isinstance(user, str):
             raise _bad("'user' must be a string", "user", "invalid_type")
         key, ms = self._model(name)
-        check_alias(_caller(request), name)
+        caller = caller_of(request.scope)
+        if caller.aliases is None or key not in caller.aliases:  # a key allowed the pattern may use what it serves
+            check_alias(caller, name)
         inputs, tokens = parse_input(data["input"], self.cfg.max_inputs)
 
         if ms.provider == "local":
@@ -155,7 +190,13 @@ class Embeddings:
                     "dimensions",
                     "unsupported_value",
                 )
-            vectors, n_tokens = await self._local(inputs)
+            texts = [t[:LOCAL_CHARS] for t in inputs]  # the model reads 256 word pieces; the rest is work for nothing
+            if sum(map(len, texts)) > self.cfg.max_local_chars:
+                raise _bad(
+                    f"'input' is over the local model's budget of {self.cfg.max_local_chars} characters a request; "
+                    "send it in several requests", "input",
+                )
+            vectors, n_tokens = await until_disconnect(request, self._local(texts))
             data_out = [
                 {"object": "embedding", "index": i, "embedding": _encode(v, fmt)} for i, v in enumerate(vectors)
             ]
@@ -168,6 +209,7 @@ class Embeddings:
                 body["dimensions"] = dims
             if user:
                 body["user"] = user
+                user_field.apply(body, self.settings.server.upstream_user, self.settings.server.upstream_user_key)
             out = await self.remote[key].embed(body)
             rows = sorted(out["data"], key=lambda d: d.get("index", 0))
             data_out = [
@@ -184,7 +226,8 @@ class Embeddings:
     async def _local(self, texts: list[str]) -> tuple[list[np.ndarray], int]:
         embedder = self._embedder or await self._build_embedder()
         # one call per text: the batcher groups concurrent ones into forward passes
-        vecs = await asyncio.gather(*(embedder.embed_text(t) for t in texts))
+        # bulk: these wait behind every routing text in the shared embedder
+        vecs = await asyncio.gather(*(embedder.embed_text(t, bulk=True) for t in texts))
         n = await asyncio.to_thread(self._count_tokens, texts)
         return [np.asarray(sentence(v), dtype=np.float32) for v in vecs], n
 

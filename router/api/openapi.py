@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from router.config import Settings
+from router.settings.aliases import is_pattern
 
 Paths = dict[str, dict[str, Any]]
 
@@ -108,7 +109,7 @@ def _common(settings: Settings) -> dict[str, Any]:
         "temperature": {"type": "number", "minimum": 0, "maximum": 2},
         "top_p": {"type": "number", "minimum": 0, "maximum": 1},
         "n": {"type": "integer", "minimum": 1, "maximum": lim.max_n},
-        "max_tokens": {"type": "integer", "minimum": 1, "maximum": lim.max_tokens},
+        "max_tokens": _max_tokens(settings),
         "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
         "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
         "seed": {"type": "integer"},
@@ -132,13 +133,29 @@ def _models(settings: Settings) -> list[str]:
     return [*settings.routes, *(m for m in settings.models if m not in settings.routes)]
 
 
+def _model_schema(settings: Settings) -> dict[str, Any]:
+    """An enum of the names served, or any string when a `routes:` pattern serves names
+    no list can hold (router/settings/aliases.py)."""
+    names = _models(settings)
+    if any(is_pattern(n) for n in names):
+        return {"type": "string", "description": "served by the routes: " + ", ".join(names)}
+    return {"enum": names}
+
+
+def _max_tokens(settings: Settings) -> dict[str, Any]:
+    """limits.max_tokens bounds the schema only where a larger ask is refused, not clamped."""
+    if settings.limits.over_max_tokens == "refuse":
+        return {"type": "integer", "minimum": 1, "maximum": settings.limits.max_tokens}
+    return {"type": "integer", "minimum": 1}
+
+
 def chat_paths(settings: Settings) -> Paths:
     lim = settings.limits
     props = {
         **_common(settings),
-        "model": {"enum": _models(settings)} if settings.routes else {"type": "string"},
+        "model": _model_schema(settings) if settings.routes else {"type": "string"},
         "messages": {"type": "array", "minItems": 1, "maxItems": lim.max_messages, "items": {"anyOf": _message_schemas()}},
-        "max_completion_tokens": {"type": "integer", "minimum": 1, "maximum": lim.max_tokens},
+        "max_completion_tokens": _max_tokens(settings),
         "logprobs": {"type": "boolean"},
         "tools": {
             "type": "array",
@@ -171,7 +188,7 @@ def chat_paths(settings: Settings) -> Paths:
 def completions_paths(settings: Settings) -> Paths:
     props = {
         **_common(settings),
-        "model": {"enum": _models(settings)},
+        "model": _model_schema(settings),
         "prompt": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 1}]},
         "logprobs": {"type": ["integer", "null"], "minimum": 0, "maximum": 20},
         "echo": {"type": "boolean"},
@@ -207,7 +224,7 @@ def responses_paths(settings: Settings) -> Paths:
         "type": "object",
         "required": ["model", "input"],
         "properties": {
-            "model": {"enum": _models(settings)},
+            "model": _model_schema(settings),
             "input": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
             "instructions": {"type": "string"},
             "stream": {"type": "boolean"},
@@ -243,7 +260,7 @@ def messages_paths(settings: Settings) -> Paths:
         "role": {"enum": ["user", "assistant"]},
         "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]}}}
     base = {
-        "model": {"enum": _models(settings)},
+        "model": _model_schema(settings),
         "messages": {"type": "array", "items": message},
         "system": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
         "tools": {"type": "array", "items": {"type": "object"}},
@@ -265,6 +282,45 @@ def messages_paths(settings: Settings) -> Paths:
     }  # fmt: skip
 
 
+_GOOGLE_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["code", "message", "status"], "properties": {
+        "code": {"type": "integer"}, "message": {"type": "string"}, "status": {"type": "string"}}}},
+}  # fmt: skip
+
+
+def gemini_paths(settings: Settings) -> Paths:
+    # router/api/gemini/request.py validates contents and parts itself; this is the outer shape
+    model = [{"name": "model", "in": "path", "required": True, "schema": {"enum": _models(settings)}}]
+    generate = {"type": "object", "required": ["contents"], "properties": {
+        "contents": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+        "systemInstruction": {"type": "object"}, "tools": {"type": "array", "items": {"type": "object"}},
+        "toolConfig": {"type": "object"}, "generationConfig": {"type": "object"},
+        "safetySettings": {"type": "array", "items": {"type": "object"}}}}
+    errors = {str(c): {"description": why, "content": {"application/json": {"schema": _GOOGLE_ERROR}}}
+              for c, why in ((400, "INVALID_ARGUMENT"), (401, "UNAUTHENTICATED"), (404, "NOT_FOUND"), (429, "RESOURCE_EXHAUSTED"), (503, "UNAVAILABLE"))}
+    def op(op_id: str, summary: str, ok: str, streams: bool = False) -> dict[str, Any]:
+        params = [*model, {"name": "alt", "in": "query", "schema": {"enum": ["sse", "json"]}}] if streams else model
+        return {"post": {"operationId": op_id, "summary": summary, "parameters": params,
+                         "requestBody": {"required": True, "content": {"application/json": {"schema": generate}}},
+                         "responses": {"200": _json_ok(ok), **errors}}}
+    get = {"operationId": "gemini.getModel", "parameters": model, "responses": {"200": _json_ok("a model"), **errors}}
+    calls = {
+        ":generateContent": ("generateContent", "Gemini generateContent (over the routed chat pipeline)", "a GenerateContentResponse", False),
+        ":streamGenerateContent": ("streamGenerateContent", "Gemini streaming (SSE with alt=sse, else a JSON array)", "GenerateContentResponse objects", True),
+        ":countTokens": ("countTokens", "Gemini token count (thinkgate's estimate)", "totalTokens", False),
+    }
+    paths: Paths = {
+        "/v1beta/models": {"get": {"operationId": "gemini.listModels", "responses": {"200": _json_ok("models"), **errors}}},
+        "/v1beta/models/{model}": {"get": get},
+    }
+    for version in ("v1beta", "v1"):  # google-genai >= 3 calls v1
+        for suffix, (name, summary, ok, streams) in calls.items():
+            paths[f"/{version}/models/{{model}}{suffix}"] = op(f"gemini.{version}.{name}", summary, ok, streams)
+    return paths  # fmt: skip
+
+
 def embeddings_paths(settings: Settings) -> Paths:
     strings = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]}
     schema = {"type": "object", "required": ["model", "input"], "properties": {
@@ -275,7 +331,7 @@ def embeddings_paths(settings: Settings) -> Paths:
 
 # One entry per front end: add yours here (its paths are shown only when routed).
 SECTIONS: tuple[Callable[[Settings], Paths], ...] = (
-    chat_paths, completions_paths, service_paths, responses_paths, messages_paths, embeddings_paths
+    chat_paths, completions_paths, service_paths, responses_paths, messages_paths, gemini_paths, embeddings_paths
 )  # fmt: skip
 
 
@@ -296,7 +352,8 @@ def document(settings: Settings, served: Iterable[str] | None = None, sections: 
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},  # the same key, Anthropic's way
+                "googApiKey": {"type": "apiKey", "in": "header", "name": "x-goog-api-key"},  # and Google's
             },
         },
-        "security": [{}, {"bearer": []}, {"apiKey": []}],
+        "security": [{}, {"bearer": []}, {"apiKey": []}, {"googApiKey": []}],
     }

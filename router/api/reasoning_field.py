@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from router.config import Settings
+from router.settings.aliases import route_key
 from router.types import ChatRequest
 
 DEFAULT = "reasoning_content"
@@ -19,7 +20,8 @@ DEFAULT = "reasoning_content"
 def wanted(settings: Settings, req: ChatRequest) -> str:
     if req.controls.reasoning_field:
         return req.controls.reasoning_field
-    rs = settings.routes.get(req.alias)
+    key = route_key(settings.routes, settings.models, req.alias)
+    rs = settings.routes[key] if key is not None else None
     if rs is not None and rs.reasoning_field:
         return rs.reasoning_field
     return settings.server.reasoning_field

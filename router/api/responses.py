@@ -6,13 +6,15 @@ DEER, limits, decision log and x-thinkgate-* headers apply unchanged):
 responses_input turns the request into a chat request, responses_output turns
 the completion or chunk stream back into a response object or typed events.
 `previous_response_id` continues the chat history stored with that response
-(the tenant's own only); a store that does not answer fails that lookup with a
+(the tenant's own only), and `item_reference` inputs are resolved from the
+items stored with earlier responses (responses_refs.py); a store that does not answer fails that lookup with a
 clear 503, while storing a new response only logs the failure and serving goes
 on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -26,13 +28,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from router.access.auth import caller_of
 from router import errors
 from router.api.responses_input import ParsedResponses, parse
 from router.api.responses_output import EventStream, events, history_messages, to_response
+from router.api.responses_refs import ITEM_PREFIX, item_key, resolve
 from router.cache.stored_responses import ResponseStore, StoreUnavailable
 from router.config import Settings
 from router.pipeline.core import Pipeline
-from router.types import Caller
 
 log = logging.getLogger("thinkgate.responses")
 
@@ -41,12 +44,6 @@ class StoreError(errors.ThinkgateError):
     status = 503
     type = "server_error"
     code = "response_store_unavailable"
-
-
-def _caller(request: Request) -> Caller:
-    state = request.scope.get("state") or {}
-    caller = state.get("caller") if isinstance(state, dict) else None
-    return caller if isinstance(caller, Caller) else Caller()
 
 
 def _not_found(response_id: str) -> errors.NotFound:
@@ -70,22 +67,52 @@ class ResponsesAPI:
     ) -> None:
         if not (p.store and self.settings.responses.store):
             return
+        items = [i for i in response["output"] if isinstance(i.get("id"), str)]
         record = {
             "response": response,
             "input_items": p.input_items,
             "history": [*history, *p.messages, *history_messages(response["output"])],
+            "item_ids": [i["id"] for i in items],
         }
         try:
             await self.store.put(tenant, response["id"], record)
+            # each output item on its own, for the item_reference inputs of later turns
+            await asyncio.gather(
+                *(self.store.put(tenant, item_key(i["id"]), {"item": i, "response_id": response["id"]}) for i in items)
+            )
         except StoreUnavailable as e:  # the answer still goes out; only its continuation is lost
             log.warning("response %s not stored: %s", response["id"], e)
 
-    async def create(self, request: Request) -> Response:
-        raw = await request.body()
+    async def _load_response(self, tenant: str, response_id: str) -> dict[str, Any] | None:
+        if response_id.startswith(ITEM_PREFIX):  # an item's key, not a response
+            return None
+        rec = await self._load(tenant, response_id)
+        return rec if rec is not None and "response" in rec else None
+
+    def _body(self, raw: bytes, request: Request) -> dict[str, Any] | None:
+        """The JSON body (parsed once by the middleware when it could), or None when it
+        is not a JSON object: then `parse` gives the client its error."""
         state = request.scope.get("state")
         pre = state.get("parsed_body") if isinstance(state, dict) else None
-        p = parse(raw, request.headers, pre[1] if pre is not None and pre[0] == raw else None)
-        caller = _caller(request)
+        if pre is not None and pre[0] == raw:
+            return pre[1] if isinstance(pre[1], dict) else None
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    async def create(self, request: Request) -> Response:
+        raw = await request.body()
+        t_parse = time.perf_counter()
+        caller = caller_of(request.scope)
+        data = self._body(raw, request)
+        hosted = "drop"
+        if data is not None:
+            data = await resolve(data, lambda key: self._load(caller.tenant, key))
+            hosted = self.settings.responses.hosted_tools_policy(data.get("model"))
+        p = parse(raw, request.headers, data, hosted_tools=hosted)
+        parse_ms = (time.perf_counter() - t_parse) * 1000  # with item_reference resolution
         history: list[dict[str, Any]] = []
         if p.previous_response_id is not None:
             prev = await self._load(caller.tenant, p.previous_response_id)
@@ -96,9 +123,18 @@ class ResponsesAPI:
                     code="previous_response_not_found",
                 )
             # a copy: the stored record is shared (in-process store), the pipeline may edit what it is given
-            history = json.loads(json.dumps(prev.get("history") or []))
+            kept = json.dumps(prev.get("history") or [])
+            # the merged conversation goes upstream whole: the body limit bounds it, not each turn
+            if len(kept) + len(raw) > self.settings.server.max_body_bytes:
+                raise errors.PayloadTooLarge(
+                    f"the conversation (the history of previous_response_id plus this request) is larger than "
+                    f"the limit of {self.settings.server.max_body_bytes} bytes; start a new one",
+                    param="previous_response_id",
+                )
+            history = json.loads(kept)
         req = p.chat_request(history)
         req.caller = caller
+        req.api, req.parse_ms = "responses", parse_ms
         limits = self.settings.limits
         if len(req.messages) > limits.max_messages:
             raise errors.InvalidRequest(
@@ -150,15 +186,19 @@ class ResponsesAPI:
             raise errors.InvalidRequest(
                 "streaming a stored response is not supported", param="stream", code="unsupported_value"
             )
-        rec = await self._load(_caller(request).tenant, response_id)
+        rec = await self._load_response(caller_of(request.scope).tenant, response_id)
         if rec is None:
             raise _not_found(response_id)
         return JSONResponse(rec["response"])
 
     async def delete(self, request: Request) -> Response:
         response_id = request.path_params["response_id"]
+        tenant = caller_of(request.scope).tenant
+        rec = await self._load_response(tenant, response_id)
         try:
-            found = await self.store.delete(_caller(request).tenant, response_id)
+            found = rec is not None and await self.store.delete(tenant, response_id)
+            for item_id in (rec or {}).get("item_ids") or []:
+                await self.store.delete(tenant, item_key(item_id))
         except StoreUnavailable as e:
             raise StoreError(str(e)) from None
         if not found:
@@ -177,7 +217,7 @@ class ResponsesAPI:
         order = q.get("order") or "desc"
         if order not in ("asc", "desc"):
             raise errors.InvalidRequest("'order' must be asc or desc", param="order", code="invalid_value")
-        rec = await self._load(_caller(request).tenant, response_id)
+        rec = await self._load_response(caller_of(request.scope).tenant, response_id)
         if rec is None:
             raise _not_found(response_id)
         items = list(rec.get("input_items") or [])

@@ -24,7 +24,7 @@ from typing import Any
 from router.api.protocol import parse_controls
 from router.api.responses_fields import bad, check_type
 from router.api.responses_items import input_to_messages, item_id
-from router.api.responses_tools import chat_response_format, chat_tool_choice, chat_tools
+from router.api.responses_tools import HOSTED_TOOLS, chat_response_format, chat_tool_choice, chat_tools
 from router.errors import InvalidRequest
 from router.types import ChatRequest
 
@@ -55,6 +55,8 @@ _FIELDS: dict[str, tuple[type, ...]] = {
     "service_tier": (str,),
     "safety_identifier": (str,),
     "prompt_cache_key": (str,),
+    "client_metadata": (dict,),
+    "max_tool_calls": (int,),
     "top_logprobs": (int,),
     "background": (bool,),
     "thinkgate": (dict,),
@@ -62,9 +64,15 @@ _FIELDS: dict[str, tuple[type, ...]] = {
 _UNSUPPORTED = {
     "conversation": "conversations are not supported; use previous_response_id",
     "prompt": "stored prompt templates are not supported",
-    "max_tool_calls": "max_tool_calls is not supported",
 }
 _EFFORTS = {"none", "minimal", "low", "medium", "high", "xhigh"}
+# `include` values this front end honours; the others ask for data of hosted tools or of
+# OpenAI's own storage, which a chat upstream never produces: accepted and recorded
+_INCLUDE_HONOURED = {"reasoning.encrypted_content"}
+# fields that do not change the answer and that a chat upstream does not take: accepted,
+# left out of the upstream request and named in the decision record
+# (max_tool_calls caps calls of hosted tools, which never run here)
+_DROPPED = ("client_metadata", "prompt_cache_key", "service_tier", "safety_identifier", "max_tool_calls")
 
 
 @dataclass
@@ -81,6 +89,9 @@ class ParsedResponses:
     store: bool = True
     previous_response_id: str | None = None
     summary: bool = False  # reasoning.summary asked for: the thinking also goes out as summary
+    encrypted_reasoning: bool = False  # include: reasoning.encrypted_content
+    namespaces: dict[str, str] = field(default_factory=dict)  # flattened function name -> its namespace
+    dropped: list[str] = field(default_factory=list)  # accepted, not sent upstream (the decision record)
     controls: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -100,14 +111,17 @@ class ParsedResponses:
             stream=self.stream,
             include_usage=self.stream,  # the final event carries usage
             controls=self.controls,
+            dropped=list(self.dropped),
         )
-
 
 
 # -- the request ----------------------------------------------------------------------
 
 
-def parse(raw: bytes, headers: Mapping[str, str], parsed: dict[str, Any] | None = None) -> ParsedResponses:
+def parse(
+    raw: bytes, headers: Mapping[str, str], parsed: dict[str, Any] | None = None, *, hosted_tools: str = "drop"
+) -> ParsedResponses:
+    """`hosted_tools`: drop | refuse, for hosted tools (web_search, ...) in `tools`."""
     if parsed is not None:
         data: Any = parsed
     else:
@@ -158,15 +172,22 @@ def parse(raw: bytes, headers: Mapping[str, str], parsed: dict[str, Any] | None 
         if d["top_logprobs"]:
             body["logprobs"], body["top_logprobs"] = True, d["top_logprobs"]
     tools = d.get("tools") or []
-    if tools:
-        body["tools"] = chat_tools(tools)
-    echo["tools"] = tools
+    converted = chat_tools(tools, hosted_tools)
+    dropped = list(converted.dropped)
+    if converted.tools:
+        body["tools"] = converted.tools
+    # the response names the tools its answer was made with: not the hosted ones dropped
+    echo["tools"] = [t for t in tools if not (isinstance(t, dict) and t.get("type") in HOSTED_TOOLS)]
     if "tool_choice" in d:
-        body["tool_choice"] = chat_tool_choice(d["tool_choice"])
+        choice = chat_tool_choice(d["tool_choice"])
         echo["tool_choice"] = d["tool_choice"]
+        if converted.tools:
+            body["tool_choice"] = choice
+        elif choice != "none":  # only dropped hosted tools: nothing left to choose from
+            dropped.append("tool_choice")
     if "parallel_tool_calls" in d:
         echo["parallel_tool_calls"] = d["parallel_tool_calls"]
-        if tools:  # chat APIs refuse parallel_tool_calls without tools
+        if converted.tools:  # chat APIs refuse parallel_tool_calls without tools
             body["parallel_tool_calls"] = d["parallel_tool_calls"]
     text = d.get("text") or {}
     fmt = chat_response_format(text)
@@ -201,12 +222,14 @@ def parse(raw: bytes, headers: Mapping[str, str], parsed: dict[str, Any] | None 
     truncation = d.get("truncation")
     if truncation is not None and truncation not in ("auto", "disabled"):
         raise bad("'truncation' must be auto or disabled", "truncation")
+    include = d.get("include") or []
+    if not all(isinstance(x, str) for x in include):
+        raise bad("'include' must be an array of strings", "include", "invalid_type")
+    dropped += [f"include:{x}" for x in include if x not in _INCLUDE_HONOURED]
     for key in ("include", "service_tier", "safety_identifier", "prompt_cache_key", "truncation"):
-        # accepted for compatibility: they change nothing a chat upstream can do
         if key in d:
-            if key == "include" and not all(isinstance(x, str) for x in d[key]):
-                raise bad("'include' must be an array of strings", "include", "invalid_type")
             echo[key] = d[key]
+    dropped += [key for key in _DROPPED if key in d]
     stream_options = d.get("stream_options") or {}
     if stream_options and not d.get("stream"):
         raise bad("'stream_options' is only allowed with stream: true", "stream_options")
@@ -223,5 +246,8 @@ def parse(raw: bytes, headers: Mapping[str, str], parsed: dict[str, Any] | None 
         store=bool(d.get("store", True)),
         previous_response_id=d.get("previous_response_id"),
         summary=summary,
+        encrypted_reasoning="reasoning.encrypted_content" in include,
+        namespaces=converted.namespaces,
+        dropped=dropped,
         controls=parse_controls(headers, d.get("thinkgate")),
     )

@@ -8,12 +8,21 @@ chunk stream into the typed SSE events the openai SDKs parse
 (`event: <type>` + `data: {..., "sequence_number": n}`), ending with
 response.completed / response.incomplete, or `error` + response.failed.
 `history_messages` gives the chat messages that continue a stored response.
+
+A call of a function that came in inside a `namespace` tool goes out with that
+`namespace` (the name is the function's own, as flattened). With `include:
+["reasoning.encrypted_content"]` each reasoning item carries `encrypted_content`:
+an opaque token of the thinking thinkgate returned (compressed, not encrypted:
+it is the client's own data) that the client may send back with `store: false`;
+like any reasoning input it is never sent upstream.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -80,6 +89,19 @@ def reasoning_item(rid: str, text: str, summary: bool, status: str = "completed"
     }
 
 
+def encrypted_reasoning(text: str) -> str:
+    """The opaque `encrypted_content` of a reasoning item (see the module doc)."""
+    return "tg1." + base64.urlsafe_b64encode(zlib.compress(text.encode())).decode()
+
+
+def _finish_items(p: ParsedResponses, item: dict[str, Any]) -> None:
+    """What an output item gains from the request: its namespace, its encrypted thinking."""
+    if item["type"] == "function_call" and item["name"] in p.namespaces:
+        item["namespace"] = p.namespaces[item["name"]]
+    elif item["type"] == "reasoning" and p.encrypted_reasoning:
+        item["encrypted_content"] = encrypted_reasoning(item["content"][0]["text"])
+
+
 def message_item(mid: str, text: str, status: str = "completed") -> dict[str, Any]:
     return {
         "id": mid,
@@ -132,6 +154,8 @@ def to_response(
         r["output"].append(
             call_item(item_id("fc"), tc.get("id") or item_id("call"), fn.get("name") or "", fn.get("arguments") or "")
         )
+    for item in r["output"]:
+        _finish_items(p, item)
     _finish(r, choice.get("finish_reason"))
     if r["status"] == "incomplete":
         for item in r["output"]:
@@ -239,6 +263,7 @@ class EventStream:
             return []
         i = self.r["output"].index(item)
         item["status"] = status
+        _finish_items(self.p, item)
 
         def ev(type_: str, **fields: Any) -> bytes:  # an event about this item
             return self._ev(type_, item_id=item["id"], output_index=i, **fields)

@@ -120,7 +120,7 @@ def numbers_of(message: dict[str, Any]) -> list[str]:
 
 def request_keys(req: ChatRequest) -> RequestKeys:
     messages = [canonical_message(m) for m in req.messages]
-    head = _dumps([req.caller.tenant, req.alias, req.endpoint, output_params(req)])
+    head = _dumps([req.caller.tenant, req.alias, req.endpoint, output_params(req), req.rule])
     last = _last_user(messages)
     context = messages[:last] + messages[last + 1 :] if last >= 0 else messages
     if last >= 0:

@@ -11,11 +11,13 @@ leaves open) the routes answer.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse as _StarletteJSON
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from router.decisions.log import DecisionLog, Filters
@@ -34,6 +36,44 @@ POLL_MS = 2000
 # so a browser can load the page and then send an admin key with its API calls.
 PUBLIC_PATHS = ("/dashboard", "/dashboard/static/dashboard.js", "/dashboard/static/dashboard.css")
 MAX_LIMIT = 1000
+
+
+# The page loads only its own script and calls only its own API: anything else (an injected
+# script, a frame on another site, a sniffed content type) is refused. Its SVG charts set style
+# attributes, hence 'unsafe-inline' for styles (only); checked in headless Chromium: 0 violations.
+PAGE_HEADERS = {
+    "content-security-policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
+
+
+class JSONResponse(_StarletteJSON):
+    """ASCII JSON: a record holding a string that is not valid Unicode (a lone
+    surrogate from an old record) is still rendered, as an escape, instead of a 500."""
+
+    def __init__(self, content: Any, status_code: int = 200, headers: Any = None) -> None:
+        super().__init__(content, status_code=status_code, headers={"x-content-type-options": "nosniff", **(headers or {})})
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":"), default=str).encode()
+        except ValueError:  # a NaN or infinity in some record: null, as JSON has no such number
+            return json.dumps(_finite(content), ensure_ascii=True, separators=(",", ":"), default=str).encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _error(err: ThinkgateError) -> JSONResponse:
@@ -94,7 +134,7 @@ def routes(log: DecisionLog, metrics: Metrics | None = None, settings: Any = Non
     config = {"poll_ms": POLL_MS, "thresholds": _thresholds(settings)}
 
     async def index(request: Request) -> Response:
-        return denied(request) or Response(page, media_type="text/html; charset=utf-8", headers={"cache-control": "no-cache"})
+        return denied(request) or Response(page, media_type="text/html; charset=utf-8", headers={"cache-control": "no-cache", **PAGE_HEADERS})
 
     async def slash(request: Request) -> Response:
         return RedirectResponse("/dashboard", status_code=308)
@@ -103,7 +143,7 @@ def routes(log: DecisionLog, metrics: Metrics | None = None, settings: Any = Non
         name = request.path_params["name"]
         if name not in assets:
             return _error(NotFound(f"no dashboard asset {name!r}"))
-        return Response(assets[name], media_type=ASSETS[name], headers={"cache-control": "no-cache"})
+        return Response(assets[name], media_type=ASSETS[name], headers={"cache-control": "no-cache", **PAGE_HEADERS})
 
     async def summary(request: Request) -> Response:
         if (resp := denied(request)) is not None:

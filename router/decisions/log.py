@@ -38,6 +38,9 @@ SINCE_SLACK_S = 600.0
 # -- records -------------------------------------------------------------------
 
 
+FIELD_CHARS = 256  # any one text field of a record but the prompt (which has decisions.prompt_chars)
+
+
 def to_record(decision: Decision, settings: DecisionLogSettings | None = None) -> dict[str, Any]:
     """The JSON-ready record stored for `decision`, with config's privacy rules applied."""
     s = settings or DecisionLogSettings()
@@ -52,6 +55,12 @@ def to_record(decision: Decision, settings: DecisionLogSettings | None = None) -
         rec["embedding"] = None
     else:
         rec["embedding"] = [round(float(x), 5) for x in emb]
+    for k, v in rec.items():
+        # the model name, user, conversation id, error text... may come from a client:
+        # each is cut, so a record's size is bounded whatever a request holds (20
+        # requests with a 1 MB model name added 21 MB to Redis before)
+        if k != "prompt" and isinstance(v, str) and len(v) > FIELD_CHARS:
+            rec[k] = v[:FIELD_CHARS] + "…"
     return rec
 
 
@@ -323,6 +332,8 @@ class RedisDecisionLog:
                 try:
                     rec = json.loads(fields[b"d"])
                 except (KeyError, ValueError):
+                    continue
+                if not isinstance(rec, dict):
                     continue
                 if filters is not None and filters.since is not None and float(rec.get("created") or 0) < filters.since - SINCE_SLACK_S:
                     return out

@@ -15,15 +15,20 @@ or the Redis stream itself) and re-decides each one offline:
 - **Cost**: what the log observed is used as is (a fast request's cost, a reasoning
   request's cost, DEER savings included). What it did not observe is estimated: the
   reasoning cost of a fast request is its `baseline_cost` (what the always-reasoning
-  route would have cost); the fast cost of a reasoning request is its baseline times
-  the median fast/baseline cost ratio in the log (`--fast-cost-ratio` when the log
-  has no fast request). Escalation pays both.
+  route would have cost); the fast cost of a reasoning request is its tokens at the
+  fast model's configured price (`--config`, the gateway's config), else its baseline
+  times the median fast/baseline cost ratio of the classifier-routed fast requests in
+  the log (a pinned alias's baseline is its own cost, so those are left out), else
+  `--fast-cost-ratio`. The report says which. Escalation pays both.
 - **Quality** (with `--outcomes`, the calibrate outcome format
   `{"id", "prompt", "fast", "strong"}`): a record is joined to an outcome by id
   (the record's `prompt_id` or `id`), else by prompt text: whitespace-normalised,
   the logged (possibly truncated) prompt must equal the start of the outcome's last
   user turn — so log with `decisions.store_prompt: true`. Quality is the chosen
   model's score (`strong` when on the reasoning route or escalated).
+
+What replay could not do is said in its report with the reason (no outcome
+joined, no embedding stored), never left as a bare "-" or a silent 0.
 """
 
 from __future__ import annotations
@@ -149,6 +154,18 @@ class Plan:
     selfref_threshold: float | None = None  # None: each record's logged one
     fast_cost_ratio: float = 0.1
     classifier: Any = None  # a DifficultyClassifier for --artifact
+    # alias -> (fast price, reasoning price), each (input, output) USD per 1M tokens, from --config
+    prices: dict[str, tuple[tuple[float, float], tuple[float, float]]] | None = None
+
+
+def prices_from(settings: Any) -> dict[str, tuple[tuple[float, float], tuple[float, float]]]:
+    """Each classifier-routed alias's fast and reasoning prices from a loaded config."""
+    out = {}
+    for alias, rs in settings.routes.items():
+        if rs.pin is None and rs.fast in settings.models and rs.reasoning in settings.models:
+            f, r = settings.models[rs.fast].price, settings.models[rs.reasoning].price
+            out[alias] = ((f.input, f.output), (r.input, r.output))
+    return out
 
 
 @dataclass
@@ -189,18 +206,38 @@ class Tally:
 
 
 def fast_cost_ratio(records: Iterable[dict[str, Any]], default: float) -> float:
+    return _fast_cost_ratio(records, default)[0]
+
+
+def _fast_cost_ratio(records: Iterable[dict[str, Any]], default: float) -> tuple[float, str]:
+    # only requests the classifier sent to fast: a pinned alias's baseline is its own cost (ratio 1)
     ratios = [
         float(r["cost"]) / float(r["baseline_cost"])
         for r in records
-        if r.get("route") == "fast" and not r.get("escalated") and float(r.get("baseline_cost") or 0) > 0 and not r.get("error")
+        if r.get("route") == "fast" and r.get("reason") in RE_ROUTABLE and not r.get("escalated")
+        and float(r.get("baseline_cost") or 0) > 0 and not r.get("error")
     ]
-    return statistics.median(ratios) if ratios else default
+    if ratios:
+        return statistics.median(ratios), f"the median of {len(ratios)} classifier-routed fast requests in the log"
+    return default, "--fast-cost-ratio (the log has no classifier-routed fast request; pass --config for the prices)"
 
 
-def _costs(rec: dict[str, Any], ratio: float) -> tuple[float, float]:
+def _costs(rec: dict[str, Any], ratio: float, prices: dict[str, Any] | None = None) -> tuple[float, float]:
     """(fast cost, reasoning cost) of one request: observed where the log has it, else estimated."""
     cost = float(rec.get("cost") or 0.0)
     baseline = float(rec.get("baseline_cost") or 0.0)
+    priced = (prices or {}).get(rec.get("alias") or "")
+    if priced is not None:  # the same tokens at the configured prices
+        pt, ct = int(rec.get("prompt_tokens") or 0), int(rec.get("completion_tokens") or 0)
+        (fi, fo), (ri, ro) = priced
+        at_fast, at_reasoning = (pt * fi + ct * fo) / 1e6, (pt * ri + ct * ro) / 1e6
+        if rec.get("escalated"):
+            return cost - at_reasoning if cost > at_reasoning else at_fast, at_reasoning
+        if rec.get("route") == "fast":
+            return cost, baseline or at_reasoning
+        if rec.get("route") == "reasoning":
+            return at_fast, cost
+        return at_fast, baseline or at_reasoning
     if rec.get("escalated"):
         fast = baseline * ratio
         return fast, max(cost - fast, 0.0)
@@ -212,7 +249,9 @@ def _costs(rec: dict[str, Any], ratio: float) -> tuple[float, float]:
 
 
 def replay(records: list[dict[str, Any]], plan: Plan, outcomes: OutcomeIndex | None = None) -> dict[str, Any]:
-    ratio = fast_cost_ratio(records, plan.fast_cost_ratio)
+    ratio, ratio_from = _fast_cost_ratio(records, plan.fast_cost_ratio)
+    if plan.prices:
+        ratio_from = "configured prices"
     logged, new = Tally(), Tally()
     always_fast: list[float] = []
     always_strong: list[float] = []
@@ -221,7 +260,7 @@ def replay(records: list[dict[str, Any]], plan: Plan, outcomes: OutcomeIndex | N
     changed = 0
     for rec in records:
         route = rec.get("route") or "none"
-        fast, reasoning = _costs(rec, ratio)
+        fast, reasoning = _costs(rec, ratio, plan.prices)
         baseline = float(rec.get("baseline_cost") or 0.0)
         o = outcomes.find(rec) if outcomes is not None and route != "cache" else None
         if o is not None:
@@ -280,6 +319,11 @@ def replay(records: list[dict[str, Any]], plan: Plan, outcomes: OutcomeIndex | N
         "difficulty_rescored": re_scored_difficulty,
         "difficulty_not_rescorable": too_narrow,
         "fast_cost_ratio": ratio,
+        "fast_cost_from": ratio_from,
+        # what replay can use at all: say so when it is nothing (format_report)
+        "with_prompt": sum(1 for r in records if r.get("prompt")),
+        "with_embedding": sum(1 for r in records if r.get("embedding")),
+        "artifact": plan.classifier is not None,
         "threshold": plan.threshold,
         "selfref_threshold": plan.selfref_threshold,
         "logged": logged.as_dict(),
@@ -344,9 +388,33 @@ def format_report(res: dict[str, Any], source: str) -> str:
     if res["outcomes"] is not None:
         o = res["outcomes"]
         lines.append(f"  {'quality (n=' + str(o['matched']) + ')':24}{_q(lg['quality']):>14}{_q(rp['quality']):>14}")
-        lines.append(f"  always fast {_q(o['always_fast'])}, always reasoning {_q(o['always_strong'])} on the matched requests")
-    lines.append(f"  (fast cost estimated as {res['fast_cost_ratio']:.3f} x the always-reasoning cost where it was not observed)")
+        if o["matched"]:
+            lines.append(f"  always fast {_q(o['always_fast'])}, always reasoning {_q(o['always_strong'])} on the matched requests")
+        else:
+            lines.append("  " + no_join_reason(res))
+    if res.get("artifact") and not res["difficulty_rescored"]:
+        lines.append(
+            f"  --artifact re-scored 0 of {res['records']:,} records: "
+            + ("none has a stored embedding (set decisions.store_embedding: true and collect new traffic)"
+               if not res.get("with_embedding") else "their stored embeddings are narrower than the artifact reads")
+            + "; the logged difficulty was used"
+        )
+    if res.get("fast_cost_from") == "configured prices":
+        lines.append("  (a fast cost the log did not observe: the request's tokens at the fast model's configured price)")
+    else:
+        lines.append(
+            f"  (fast cost estimated as {res['fast_cost_ratio']:.3f} x the always-reasoning cost where it was not observed, "
+            f"from {res.get('fast_cost_from', 'the log')})"
+        )
     return "\n".join(lines)
+
+
+def no_join_reason(res: dict[str, Any]) -> str:
+    """Why no decision joined an outcome, in words an operator can act on."""
+    why = "no decision joined an outcome: decision ids (req-...) are not outcome ids"
+    if not res.get("with_prompt"):
+        return why + ", and no record stores its prompt (set decisions.store_prompt: true, then replay new traffic)"
+    return why + f", and none of the {res['with_prompt']:,} stored prompts begins an outcome's prompt (at least {MIN_PROMPT_JOIN} characters, unambiguous)"
 
 
 def format_sweep(rows: list[dict[str, Any]]) -> str:
@@ -370,7 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--selfref-threshold", type=float, help="Self-Ref confidence threshold (default: logged)")
     ap.add_argument("--outcomes", metavar="JSONL", help="outcome labels {id, prompt, fast, strong} for quality")
     ap.add_argument("--artifact", help="re-score difficulty with this classifier artifact (needs stored embeddings)")
-    ap.add_argument("--fast-cost-ratio", type=float, default=0.1, help="fast/reasoning cost ratio when the log has no fast request")
+    ap.add_argument("--config", help="the gateway's YAML config: fast costs the log did not observe at its prices")
+    ap.add_argument("--fast-cost-ratio", type=float, default=0.1, help="fast/reasoning cost ratio when the log has no fast request and no --config")
     ap.add_argument("--sweep", action="store_true", help="also print a sweep of thresholds 0.0..1.0")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return ap
@@ -401,6 +470,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"thinkgate replay: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     plan = Plan(threshold=args.threshold, selfref_threshold=args.selfref_threshold, fast_cost_ratio=args.fast_cost_ratio)
+    if args.config:
+        from router import config
+
+        try:
+            plan.prices = prices_from(config.load(args.config))
+        except config.ConfigError as e:
+            print(f"thinkgate replay: {e}", file=sys.stderr)
+            return 2
     if args.artifact:
         try:
             from policies.difficulty import DifficultyClassifier
@@ -419,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep = []
     if args.sweep:
         for i in range(11):
-            p = Plan(threshold=i / 10, selfref_threshold=plan.selfref_threshold, fast_cost_ratio=plan.fast_cost_ratio, classifier=plan.classifier)
+            p = Plan(threshold=i / 10, selfref_threshold=plan.selfref_threshold, fast_cost_ratio=plan.fast_cost_ratio, classifier=plan.classifier, prices=plan.prices)
             sweep.append(replay(records, p, index))
     if args.json:
         if sweep:

@@ -65,6 +65,31 @@ def agent_sessions(recs: list[dict[str, Any]], limit: int = MAX_SESSIONS) -> dic
             s["models"].append(model)
     newest = sorted(sessions.values(), key=lambda s: float(s.get("last") or 0), reverse=True)
     return {"turns": {k: turns.get(k, 0) for k in TURN_KEYS}, "sessions_total": len(sessions), "sessions": newest[:limit]}
+_NUMBERS = ("created", "status", "confidence", "similarity", "difficulty", "threshold", "total_ms", "upstream_ms",
+            "routing_ms", "cost", "baseline_cost")  # fmt: skip
+_LABELS = ("route", "cache", "alias", "tenant", "error")
+_DEER_NUMBERS = ("thinking_tokens", "probe_tokens", "probes", "exit_step", "saved_tokens")
+
+
+def _number(v: Any) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+
+
+def sound(r: Any) -> bool:
+    """Whether `summarize` can read record `r`: the fields it does arithmetic on are
+    finite numbers (or absent), the ones it counts by are strings."""
+    if not isinstance(r, dict):
+        return False
+    if not all(_number(r.get(k)) for k in _NUMBERS):
+        return False
+    if not all(r.get(k) is None or isinstance(r.get(k), str) for k in _LABELS):
+        return False
+    deer = r.get("deer")
+    if deer is None:
+        return True
+    return isinstance(deer, dict) and all(_number(deer.get(k)) for k in _DEER_NUMBERS) and (
+        deer.get("reason") is None or isinstance(deer.get("reason"), str)
+    )
 
 
 def summarize(records: Iterable[dict[str, Any]], *, now: float | None = None, bins: int = 20) -> dict[str, Any]:
@@ -78,7 +103,9 @@ def summarize(records: Iterable[dict[str, Any]], *, now: float | None = None, bi
       tokens it used; None when there is no full-length run to compare with.
     - cost: estimated cost vs what the always-reasoning route would have cost.
     """
-    recs = sorted(records, key=lambda r: float(r.get("created") or 0))
+    # a record that is not what this code writes (edited in Redis, an older version, a
+    # bug) is left out rather than failing the whole dashboard
+    recs = sorted((r for r in records if sound(r)), key=lambda r: float(r.get("created") or 0))
     now = time.time() if now is None else now
     n = len(recs)
     routes = Counter(r.get("route", "none") for r in recs)

@@ -90,13 +90,17 @@ class DeerCalls:
     ) -> tuple[Probe | None, int, dict[str, Any]]:
         cpu0 = time.process_time()
         s = self.settings
-        stops = probe_stops(run.kind, self.close_tag, s.require_think_close)
+        stops = probe_stops(run.kind, self.close_tag, s.require_think_close, s.family)
         payload = self.payload(
             run, run.prompt + prefix + s.answer_suffix.get(run.kind, s.answer_suffix.get("text", "")),
-            s.probe_max_tokens, stops, temperature=0.0, logprobs=1,
+            s.probe_max_tokens, stops, logprobs=1,
         )  # fmt: skip
-        for k in ("seed", "top_p", "top_k", "min_p"):
-            payload.pop(k, None)  # greedy and deterministic
+        # the probe's own sampling, not the client's: greedy (0), the reference's sampled
+        # probe (1.0, plain sampling), or None: whatever the server defaults to
+        for k in ("temperature", "seed", "top_p", "top_k", "min_p"):
+            payload.pop(k, None)
+        if s.probe_temperature is not None:
+            payload["temperature"] = s.probe_temperature
         trace: dict[str, Any] = {"step": step, "cpu_ms": 0.0}
         trace["detect_to_send_ms"] = (time.perf_counter() - detected_at) * 1000
         cpu = time.process_time() - cpu0
@@ -107,11 +111,13 @@ class DeerCalls:
                 sp.set("gen_ai.usage.output_tokens", (data.get("usage") or {}).get("completion_tokens"))
         except (errors.UpstreamError, TimeoutError) as e:
             trace.update(error=type(e).__name__, latency_ms=(time.perf_counter() - t0) * 1000, cpu_ms=cpu * 1000)
+            run.stats.probe_ms += trace["latency_ms"]
             # a rejected probe (4xx) is a configuration problem, not load: say so loudly
             level = logging.WARNING if isinstance(e, errors.UpstreamRejected) else logging.INFO
             log.log(level, "deer probe %d failed (%s: %s); thinking continues", step, type(e).__name__, getattr(e, "message", ""))
             return None, 0, trace
         trace["latency_ms"] = (time.perf_counter() - t0) * 1000
+        run.stats.probe_ms += trace["latency_ms"]
         cpu1 = time.process_time()
         try:
             probe, n = parse_probe(data, self.close_tag)
@@ -126,7 +132,7 @@ class DeerCalls:
 
     async def answer(self, run: Run) -> AsyncIterator[str]:
         budget = max(1, run.max_tokens - run.stats.thinking_tokens)
-        payload = self.payload(run, run.prompt + run.thinking + self.settings.think_close, budget, run.answer_stop)
+        payload = self.payload(run, run.prompt + run.thinking + self.settings.think_close, budget, answer_stops(run.answer_stop, self.close_tag, self.settings.think_open))
         if self.settings.template == "server":
             payload["stream_options"] = {"include_usage": True}
         tokens = 0
@@ -142,3 +148,14 @@ class DeerCalls:
                 yield piece.text
         run.stats.answer_tokens = usage_tokens if usage_tokens is not None else tokens
         run.finish_reason = finish
+
+
+def answer_stops(client_stop: Any, close_tag: str, think_open: str) -> list[str]:
+    """The answer ends where the model opens or closes a thinking block again: SmolLM2
+    told to think in tags wrote "...rounding.\n</think>" and went on (markup in the answer,
+    and generation up to the token budget); the client's own stops come first."""
+    stops = [client_stop] if isinstance(client_stop, str) else list(client_stop or [])
+    for tag in (close_tag.strip(), think_open.strip()):
+        if tag and tag not in stops:
+            stops.append(tag)
+    return stops

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 from router.config import ModelSettings, Settings
 from router.upstreams import LocalServers, Upstream, build_upstream, endpoint
+from router.upstreams.markup import CleanAnswers
 
 
 def build_model(name: str, ms: ModelSettings, local: LocalServers | None = None) -> Upstream:
     """One configured model's client: a reasoning model with DEER on and an
     OpenAI-compatible URL gets the DEER driver, every other model a plain upstream."""
     api_base, gguf = endpoint(name, ms, local)
+    upstream: Upstream
     if ms.reasoning and ms.deer is not None and ms.deer.enabled and api_base:
         from router.deer.upstream import DeerUpstream
 
-        return DeerUpstream.from_settings(name, ms, api_base=api_base, gguf=gguf)
-    return build_upstream(name, ms, api_base)
+        upstream = DeerUpstream.from_settings(name, ms, api_base=api_base, gguf=gguf)
+    else:
+        upstream = build_upstream(name, ms, api_base)
+    # thinking delimiters never reach answer text, for the gateway and collect alike
+    return CleanAnswers(upstream)
 
 
 def build_upstreams(settings: Settings, local: LocalServers | None = None) -> dict[str, Upstream]:

@@ -7,6 +7,7 @@ and the response shaping (`router.deer.response`) share one state type.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +19,8 @@ from policies.deer import (
     PolicyConfig,
     Probe,
     ThinkState,
-    answer_kind,
     decide,
+    probe_kind,
 )
 from policies.features import message_text
 from router.config import DeerSettings
@@ -43,6 +44,25 @@ _SAMPLING = (
 # -- per-request state -----------------------------------------------------------
 
 
+class TokenMarks:
+    """How many tokens the thinking text up to a position spans: the count after
+    each streamed piece, so a transition's position maps to the tokens before it
+    (a token the position cuts through counts, as re-tokenising the kept text would)."""
+
+    def __init__(self) -> None:
+        self.ends: list[int] = [0]  # text length after each piece
+        self.counts: list[int] = [0]  # tokens after each piece
+
+    def add(self, text_len: int, tokens: int) -> None:
+        if text_len > self.ends[-1]:
+            self.ends.append(text_len)
+            self.counts.append(tokens)
+
+    def before(self, pos: int) -> int:
+        i = bisect.bisect_right(self.ends, pos) - 1
+        return self.counts[i] + (1 if pos > self.ends[i] else 0)
+
+
 @dataclass
 class Run:
     prompt: str  # rendered chat prompt + think_open
@@ -61,9 +81,10 @@ class Run:
     prompt_tokens: int | None = None
     finish_reason: str = "stop"
     trace: list[dict[str, Any]] = field(default_factory=list)
+    marks: TokenMarks = field(default_factory=TokenMarks)
 
 
-def chat_messages(body: dict[str, Any], thinking_prompt: str) -> list[dict[str, Any]]:
+def chat_messages(body: dict[str, Any], thinking_prompt: str | None) -> list[dict[str, Any]]:
     if "messages" in body:
         messages = [{**m, "content": message_text(m.get("content"))} for m in body["messages"]]
     else:
@@ -86,7 +107,11 @@ async def start_run(body: dict[str, Any], ctx: CallContext, settings: DeerSettin
     if opener.strip() and not prompt.rstrip().endswith(opener.strip()):
         prompt += opener  # templates such as DeepSeek-R1's open the block themselves
     last_user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-    kind = answer_kind(last_user)
+    # the client's own messages (not the configured thinking prompt) say what answer it wants
+    own = chat_messages(body, None)
+    kind, kind_source = probe_kind(
+        [str(m.get("content") or "") for m in own], last_user, body.get("response_format"), s.probe_kind
+    )
     control = ctx.controls.deer
     enabled = s.enabled and control.enabled
     threshold = control.threshold if control.threshold is not None else s.threshold
@@ -98,10 +123,15 @@ async def start_run(body: dict[str, Any], ctx: CallContext, settings: DeerSettin
         max_probes=s.max_probes if enabled else 0,
         on_max_probes=s.on_max_probes,
         kind=kind,
+        scoring=s.family,
+        close_tag=s.think_close.strip() or "</think>",
+        exit_margin_tokens=s.exit_margin_tokens,
     )
     loop = asyncio.get_running_loop()
     stats = ctx.deer if ctx.deer is not None else DeerStats()  # filled in place: the caller may hold it
     ctx.deer = stats
+    stats.family, stats.probe_kind, stats.kind_source = s.family, kind, kind_source
+    stats.probe_temperature = s.probe_temperature
     # a client's own budget (Anthropic `thinking.budget_tokens`) replaces the configured share
     budget = control.budget_tokens if control.budget_tokens is not None else int(max_tokens * s.thinking_budget)
     if control.thinking_tokens is not None:  # routing.effort's budget for this P; the client's caps it
@@ -132,8 +162,13 @@ def usage(run: Run) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def record_verdict(run: Run, probe: Probe | None, n: int, trace: dict[str, Any]) -> Continue | Exit:
+def record_verdict(
+    run: Run, probe: Probe | None, n: int, trace: dict[str, Any], tokens_at_probe: int | None = None
+) -> Continue | Exit:
+    """Decide on a probe; `tokens_at_probe`: the tokens the thinking before its transition spans."""
     cpu0 = time.process_time()
+    run.state.tokens_at_probe = tokens_at_probe
+    trace["tokens_at_probe"] = tokens_at_probe
     run.stats.probe_tokens += n
     run.state.elapsed_s = time.perf_counter() - run.started
     verdict = decide(run.state, probe, run.cfg)
@@ -150,3 +185,6 @@ def exit_thinking(run: Run, reason: str, step: int | None, thinking: str) -> Non
     run.stats.reason = reason
     run.stats.exit_step = step
     run.thinking = thinking
+    # the thinking the answer is conditioned on, in tokens (the paper's count; the
+    # generated count, discarded tails included, is thinking_tokens)
+    run.stats.kept_thinking_tokens = run.marks.before(len(thinking))

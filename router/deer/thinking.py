@@ -75,6 +75,7 @@ async def think_concurrent(calls: DeerCalls, run: Run) -> AsyncIterator[str]:
     hold = max((len(t) for t in s.transitions), default=1) - 1
     usage_tokens: int | None = None
     ended = False
+    marks = run.marks
     detected_at = time.perf_counter()
     try:
         while True:
@@ -95,6 +96,7 @@ async def think_concurrent(calls: DeerCalls, run: Run) -> AsyncIterator[str]:
                 if item.usage and isinstance(item.usage.get("completion_tokens"), int):
                     usage_tokens = item.usage["completion_tokens"]
                     run.state.thinking_tokens = usage_tokens  # the server's count wins
+                marks.add(len(text), run.state.thinking_tokens)
                 if item.finish_reason:
                     ended = True
                     run.finish_reason = item.finish_reason
@@ -104,7 +106,7 @@ async def think_concurrent(calls: DeerCalls, run: Run) -> AsyncIterator[str]:
             elif kind == "probe":
                 pos, word, step, (probe_result, n, trace) = item
                 prober, held_at = None, None
-                verdict = record_verdict(run, probe_result, n, trace)
+                verdict = record_verdict(run, probe_result, n, trace, marks.before(pos))
                 if isinstance(verdict, Exit):
                     exit_thinking(run, verdict.reason, step, text[:pos])
                     break
@@ -174,6 +176,7 @@ async def think_sequential(calls: DeerCalls, run: Run) -> AsyncIterator[str]:
     scan = 0
     probing = run.probing
     hold = max(len(t) for t in s.transitions) - 1
+    marks = run.marks
     while True:
         run.state.elapsed_s = time.perf_counter() - run.started
         limit = check_limits(run.state)
@@ -191,6 +194,7 @@ async def think_sequential(calls: DeerCalls, run: Run) -> AsyncIterator[str]:
                 async for piece in segment:
                     run.state.thinking_tokens += piece.tokens
                     text += piece.text
+                    marks.add(len(text), run.state.thinking_tokens)
                     finish = piece.finish_reason or finish
                     if watch and (found := find_transition(text, scan, s.transitions)) is not None:
                         detected_at = piece.at
@@ -221,7 +225,7 @@ async def think_sequential(calls: DeerCalls, run: Run) -> AsyncIterator[str]:
         except TimeoutError:
             exit_thinking(run, "wall_clock", None, text[:pos])
             break
-        verdict = record_verdict(run, probe_result, n, trace)
+        verdict = record_verdict(run, probe_result, n, trace, marks.before(pos))
         if isinstance(verdict, Exit):
             exit_thinking(run, verdict.reason, step, text[:pos])
             break

@@ -140,6 +140,7 @@ class DeerUpstream:
         ctx.extra["deer_trace"] = run.trace
         calls = DeerCalls(self._api, self.model, self.settings, self.close_tag, self._timeout(ctx))
         think = think_concurrent if self.settings.probe_mode == "concurrent" else think_sequential
+        run.stats.sequential = self.settings.probe_mode == "sequential"  # probes then pause thinking
         agen = think(calls, run)
         try:
             async for text in agen:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from policies.features import conversation_text
+from router import errors
 from router.embedding.encoders import EMBEDDER_ID, MAX_TOKENS, Encoder, HashEncoder, make_encoder
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class AsyncEmbedder:
         self.workers = workers
         self.batch_wait = batch_wait_ms / 1000.0
         self._pending: list[tuple[str, asyncio.Future[np.ndarray]]] = []
+        self._bulk: list[tuple[str, asyncio.Future[np.ndarray]]] = []
         self._drainers: set[asyncio.Task[None]] = set()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="thinkgate-embed")
         # Recently embedded texts (retries, cache replays, repeated prompts).
@@ -72,7 +74,10 @@ class AsyncEmbedder:
     async def embed(self, messages: list[dict[str, Any]]) -> np.ndarray:
         return await self.embed_text(conversation_text(messages))
 
-    async def embed_text(self, text: str) -> np.ndarray:
+    async def embed_text(self, text: str, *, bulk: bool = False) -> np.ndarray:
+        """`bulk`: a /v1/embeddings input. Those wait behind every routing text, so a
+        client embedding thousands of documents never delays another's chat request;
+        a bulk caller that goes away (cancelled) leaves its texts unembedded."""
         hit = self._memo.get(text)
         if hit is not None:
             self._memo.move_to_end(text)
@@ -82,8 +87,9 @@ class AsyncEmbedder:
         if any(d.get_loop() is not loop for d in self._drainers):
             # first use under a new event loop (the old one is gone): drop its waiters
             self._pending = [(t, f) for t, f in self._pending if f.get_loop() is loop]
+            self._bulk = [(t, f) for t, f in self._bulk if f.get_loop() is loop]
             self._drainers = {d for d in self._drainers if d.get_loop() is loop}
-        self._pending.append((text, fut))
+        (self._bulk if bulk else self._pending).append((text, fut))
         self._drainers = {d for d in self._drainers if not d.done()}
         if len(self._drainers) < self.workers:
             self._drainers.add(loop.create_task(self._drain()))
@@ -94,40 +100,54 @@ class AsyncEmbedder:
         tokens (the batch pads to its longest text); at least one."""
         batch: list[tuple[str, asyncio.Future[np.ndarray]]] = []
         longest = 0
-        while self._pending and len(batch) < self.batch_max:
-            text, fut = self._pending[0]
-            if fut.done():  # its caller went away
-                self._pending.pop(0)
-                continue
-            longest_with = max(longest, approx_tokens(text))
-            if batch and longest_with * (len(batch) + 1) > self.batch_tokens:
-                break
-            batch.append(self._pending.pop(0))
-            longest = longest_with
+        for queue in (self._pending, self._bulk):  # routing texts first, bulk inputs after
+            while queue and len(batch) < self.batch_max:
+                text, fut = queue[0]
+                if fut.done():  # its caller went away
+                    queue.pop(0)
+                    continue
+                longest_with = max(longest, approx_tokens(text))
+                if batch and longest_with * (len(batch) + 1) > self.batch_tokens:
+                    return batch
+                batch.append(queue.pop(0))
+                longest = longest_with
         return batch
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         # Let callers scheduled in the same loop iteration join the first batch.
         await asyncio.sleep(self.batch_wait)
-        while self._pending:
+        while self._pending or self._bulk:
             batch = self._next_batch()
             if not batch:
                 continue
             texts = list(dict.fromkeys(t for t, _ in batch))
+            by_text: dict[str, Any] = {}
             try:
                 vecs = await loop.run_in_executor(self._executor, self.encoder.encode, texts)
-            except Exception as e:  # hand the failure to every waiter, keep serving
-                log.exception("embedding failed for a batch of %d", len(texts))
-                for _, f in batch:
-                    if not f.done():
-                        f.set_exception(e)
-                continue
-            self.batches += 1
-            by_text = dict(zip(texts, vecs))
+                by_text = dict(zip(texts, vecs))
+                self.batches += 1
+            except Exception:
+                if len(texts) == 1:
+                    log.exception("embedding failed for one text")
+                else:
+                    # one text may have broken the batch: each is tried alone, so only the
+                    # text that fails on its own fails its caller (one tenant's input never
+                    # fails another's request)
+                    log.warning("embedding failed for a batch of %d; retrying each text alone", len(texts))
+                for t in texts if len(texts) > 1 else ():
+                    try:
+                        by_text[t] = (await loop.run_in_executor(self._executor, self.encoder.encode, [t]))[0]
+                        self.batches += 1
+                    except Exception:
+                        log.exception("embedding failed for one text")
             for t, f in batch:
-                if not f.done():
+                if f.done():
+                    continue
+                if t in by_text:
                     f.set_result(by_text[t])
+                else:
+                    f.set_exception(errors.EmbeddingFailed("the request's text could not be embedded"))
             for t, v in by_text.items():
                 self._memo[t] = v
                 if len(self._memo) > self._memo_max:

@@ -28,11 +28,13 @@ from typing import Any
 from policies.agent_turn import classify, routing_messages
 from policies.features import conversation_text, message_text
 from policies.judge import JUDGE_VERSION, pairwise_messages, pairwise_scores, parse_verdict
-from router.config import Settings
+from router.config import RouteSettings, Settings
+from router.settings.aliases import route_key
 from router.learning.budget import HourlyBudget
 from router.learning.outcome_log import OutcomeLog
 from router.types import ChatRequest, Decision, DeerStats
 from router.upstreams.base import CallContext, Upstream
+from router.upstreams import user_field
 from router.upstreams.hygiene import clean_body
 
 log = logging.getLogger("thinkgate.learning")
@@ -146,11 +148,17 @@ class Learner:
     def _shadowable(self, d: Decision) -> bool:
         if d.reason not in SHADOW_REASONS or d.route not in ("fast", "reasoning") or d.status != 200:
             return False
-        rs = self.settings.routes.get(d.alias)
+        rs = self._route(d)
         return rs is not None and rs.pin is None and self._other(d) is not None
 
+    def _route(self, d: Decision) -> RouteSettings | None:
+        # the alias may have been served by a pattern key (router/settings/aliases.py)
+        key = route_key(self.settings.routes, self.settings.models, d.alias)
+        return self.settings.routes[key] if key is not None else None
+
     def _other(self, d: Decision) -> str | None:
-        rs = self.settings.routes[d.alias]
+        rs = self._route(d)
+        assert rs is not None
         name = rs.reasoning if d.route == "fast" else rs.fast
         return name if name != d.upstream and name in self.upstreams else None
 
@@ -169,7 +177,8 @@ class Learner:
             taken_name = str(d.upstream)
             if job.source == "escalation":
                 fast_c, strong_c = job.fast or {}, job.taken
-                fast_name = self.settings.routes[d.alias].fast if d.alias in self.settings.routes else taken_name
+                rs = self._route(d)
+                fast_name = rs.fast if rs is not None else taken_name
                 strong_name = taken_name
             else:
                 other = self._other(d)
@@ -196,6 +205,7 @@ class Learner:
         upstream = self.upstreams[name]
         # the same message hygiene as the pipeline's calls: a strict upstream rejects client extras
         body = clean_body(req.upstream_body(upstream.model), self.settings.models[name].accepts_reasoning_history)
+        user_field.apply(body, self.settings.server.upstream_user, self.settings.server.upstream_user_key)
         body.pop("stream", None)  # the client may have streamed; the shadow answer is read whole
         body.pop("stream_options", None)
         ctx = CallContext(controls=req.controls)

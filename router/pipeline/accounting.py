@@ -10,6 +10,7 @@ from typing import Any
 
 from policies.features import message_text
 from router.config import Settings
+from router.settings.aliases import route_key
 from router.pipeline.parts import _Target
 from router.pipeline.replies import completion_text, estimate_tokens
 from router.types import ChatRequest, Decision
@@ -28,7 +29,8 @@ def account(settings: Settings, req: ChatRequest, d: Decision, target: _Target, 
     d.route = target.route
     d.fanout = d.n > 1 and not settings.models[target.model_name].native_n
     d.cost += price(settings, target.model_name, int(pt), int(ct))
-    rs = settings.routes.get(req.alias)
+    key = route_key(settings.routes, settings.models, req.alias)
+    rs = settings.routes[key] if key is not None else None
     reasoning_name = rs.reasoning if rs and rs.pin is None else None
     if reasoning_name and reasoning_name in settings.models:
         rp = settings.models[reasoning_name].price

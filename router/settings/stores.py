@@ -3,7 +3,7 @@ and the Responses API's stored responses (each Redis or in-process)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -58,6 +58,9 @@ class DecisionLogSettings(Section):
     store_prompt: bool = False
     prompt_chars: int = Field(200, ge=0)
     store_embedding: bool = False
+    slow_request_ms: float | None = Field(
+        30_000.0, gt=0, description="a request slower than this logs a warning naming its slowest step (null: never)"
+    )
 
 
 class ResponsesSettings(Section):
@@ -70,3 +73,11 @@ class ResponsesSettings(Section):
     max_entries: int = Field(10_000, ge=1, description="in-process backend: responses kept")
     timeout_ms: float = Field(250.0, gt=0, description="per Redis command")
     namespace: str = "thinkgate"
+    # hosted tools (web_search, file_search, code_interpreter, ...) that a chat upstream
+    # cannot run: drop them (named in the decision record; the model answers without them)
+    # or refuse the request with a 400; `hosted_tools_by_route` overrides it per route (the request's `model`, a name under `routes:`)
+    hosted_tools: Literal["drop", "refuse"] = "drop"
+    hosted_tools_by_route: dict[str, Literal["drop", "refuse"]] = Field(default_factory=dict)
+
+    def hosted_tools_policy(self, model: Any) -> str:
+        return self.hosted_tools_by_route.get(model, self.hosted_tools) if isinstance(model, str) else self.hosted_tools

@@ -4,6 +4,7 @@ first use (its import costs seconds) and its exceptions never leave this module.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 from router import errors, tracing
 from router.upstreams.base import CallContext
 from router.upstreams.hygiene import normalize_chunk, normalize_reply
+
+log = logging.getLogger("thinkgate.upstreams")
 
 _litellm: Any = None
 
@@ -37,8 +40,10 @@ def _map(exc: Exception, upstream: str) -> errors.UpstreamError:
     if isinstance(exc, ex.RateLimitError):
         return errors.UpstreamRateLimited(f"upstream {upstream} is rate limited", upstream=upstream)
     if isinstance(exc, (ex.BadRequestError, ex.NotFoundError, ex.UnprocessableEntityError)):
-        msg = str(getattr(exc, "message", "") or exc)[:500]
-        return errors.UpstreamRejected(f"upstream {upstream} rejected the request: {msg}", upstream=upstream)
+        msg = str(getattr(exc, "message", "") or exc)[:2000]
+        # the provider's words go to the log only: they may echo the request's credentials
+        log.warning("upstream %s rejected the request: %s", upstream, msg)
+        return errors.UpstreamRejected(f"upstream {upstream} rejected the request; the gateway logged the details", upstream=upstream)
     if isinstance(exc, ex.ContextWindowExceededError):
         return errors.UpstreamRejected(f"upstream {upstream}: context window exceeded", upstream=upstream)
     status = getattr(exc, "status_code", None)

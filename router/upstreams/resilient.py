@@ -30,6 +30,21 @@ from router.config import BreakerSettings, ModelSettings
 from router.upstreams.base import CallContext, Upstream
 
 log = logging.getLogger("thinkgate.resilience")
+calls_log = logging.getLogger("thinkgate.upstream")  # one INFO line per upstream call, any client library
+
+
+def log_call(name: str, model: str, kind: str, t0: float, attempts: int, usage: Any = None, err: BaseException | None = None) -> None:
+    """The one line every upstream call leaves: target, status, tokens, duration."""
+    ms = (time.perf_counter() - t0) * 1000
+    usage = usage if isinstance(usage, dict) else {}
+    tokens = f"{usage.get('prompt_tokens', '?')}+{usage.get('completion_tokens', '?')}"
+    tries = "" if attempts <= 1 else f", {attempts} attempts"
+    if err is None:
+        calls_log.info("upstream %s (%s) %s: 200, tokens %s, %.0f ms%s", name, model, kind, tokens, ms, tries)
+    elif isinstance(err, errors.ThinkgateError):
+        calls_log.info("upstream %s (%s) %s: %d %s, %.0f ms%s", name, model, kind, err.status, err.code, ms, tries)
+    else:  # cancelled: the client left, or a bound elsewhere ended it
+        calls_log.info("upstream %s (%s) %s: cancelled (%s), %.0f ms%s", name, model, kind, type(err).__name__, ms, tries)
 
 State = Literal["closed", "open", "half_open"]
 STATE_VALUE: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}
@@ -177,6 +192,16 @@ class ResilientUpstream:
         return ctx.timeout or self.timeout
 
     async def complete(self, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
+        t0, n0 = time.perf_counter(), self.attempts
+        try:
+            result = await self._complete(body, ctx)
+        except BaseException as e:
+            log_call(self.name, self.model, "complete", t0, self.attempts - n0, err=e)
+            raise
+        log_call(self.name, self.model, "complete", t0, self.attempts - n0, usage=result.get("usage"))
+        return result
+
+    async def _complete(self, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
         attempt = 0
         while True:
             if not self.breaker.acquire():
@@ -211,12 +236,32 @@ class ResilientUpstream:
         if retry and self.breaker.state == "closed":
             # the breaker judges calls, not attempts: only the final failure counts
             self.retried += 1
+            # said at INFO: a retried timeout is where a slow request's minutes go (the first
+            # request on the embedded default spent 2 x 120 s in attempts that timed out)
+            calls_log.info("upstream %s: attempt %d failed (%d %s: %s); retrying", self.name, attempt + 1, err.status, err.code,
+                           getattr(err, "message", ""))
             await self._sleep(self._backoff(attempt))
             return True
         self.breaker.failure()
         return False
 
     async def stream(self, body: dict[str, Any], ctx: CallContext) -> AsyncIterator[dict[str, Any]]:
+        t0, n0 = time.perf_counter(), self.attempts
+        usage: Any = None
+        agen = self._stream(body, ctx)
+        try:
+            async for chunk in agen:
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+                yield chunk
+        except BaseException as e:
+            log_call(self.name, self.model, "stream", t0, self.attempts - n0, err=e)
+            raise
+        finally:
+            await _aclose(agen)
+        log_call(self.name, self.model, "stream", t0, self.attempts - n0, usage=usage)
+
+    async def _stream(self, body: dict[str, Any], ctx: CallContext) -> AsyncIterator[dict[str, Any]]:
         attempt = 0
         while True:
             if not self.breaker.acquire():
@@ -297,7 +342,18 @@ def wrap(upstream: Upstream, ms: ModelSettings, settings: BreakerSettings | None
     timeout = ms.timeout
     if ms.reasoning and ms.deer is not None and ms.deer.enabled:
         timeout += ms.deer.wall_clock_s
-    return ResilientUpstream(upstream, retries=ms.retries, timeout=timeout, settings=settings)
+    return ResilientUpstream(upstream, retries=retries_for(ms), timeout=timeout, settings=settings)
+
+
+def retries_for(ms: ModelSettings) -> int:
+    """A local llama.cpp server answers one request at a time and finishes a non-streamed
+    one even after its client gave up (llama-cpp-python runs it in a thread holding the
+    model's lock): a retry after a timeout queues behind the abandoned attempt. The
+    embedded default's first request spent 2 x 120 s that way (3 attempts, 274 s for a
+    15-token answer), so such a model is not retried unless `retries` is set explicitly."""
+    if ms.provider == "llamacpp" and "retries" not in ms.model_fields_set:
+        return 0
+    return ms.retries
 
 
 def wrap_all(

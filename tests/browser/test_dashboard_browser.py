@@ -241,6 +241,10 @@ def browser() -> Iterator[Any]:
                   "--disable-sync", "--no-first-run"],  # fmt: skip
             viewport={"width": 1440, "height": 900},
             device_scale_factor=1,
+            # Playwright evaluates wait_for_function's string predicates with eval, which the
+            # dashboard's CSP (script-src 'self') rightly forbids; test_dashboard_operator.py
+            # runs the dashboard under its CSP
+            bypass_csp=True,
         )
         yield ctx
         ctx.close()

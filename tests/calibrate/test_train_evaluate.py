@@ -179,3 +179,22 @@ def test_a_fold_without_a_gap_does_not_void_the_evaluation(tmp_path, capsys):
     assert f"{s['apgr_folds']} of 5 folds" in out
     nan = [f for f in s["folds"] if f["apgr"] is None]
     assert len(nan) == 5 - s["apgr_folds"]
+
+
+def test_evaluate_model_is_the_cold_start_report(subset, tmp_path, capsys):
+    """evaluate --model: a CI against random and, paired on the same draws, against
+    another artifact (--against; the shipped models/default unless --model is it)."""
+    art = tmp_path / "mine"
+    assert main(["train", "--outcomes", str(subset), "--out", str(art), "--cv", "0", "--quiet", "--target-share", "0.3"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--outcomes", str(subset), "--model", str(art), "--against", str(art), "--bootstrap", "200",
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    s = last_json(out)
+    ci = s["ci"]
+    assert ci["apgr_ci"][0] <= s["apgr"] <= ci["apgr_ci"][1]
+    # against itself the paired difference is exactly 0: "not distinguishable", named after the artifact
+    assert ci["diff"] == 0 and ci["diff_ci"] == [0.0, 0.0]
+    assert "not distinguishable from mine" in ci["verdict"] and "APGR − mine (" in out
+    assert main(["evaluate", "--outcomes", str(subset), "--against", str(art), "--quiet"]) != 0
+    assert "--against compares a trained artifact" in capsys.readouterr().err

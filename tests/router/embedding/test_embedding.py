@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from router import errors
 from router.config import ClassifierSettings
 from router.embedding.batcher import AsyncEmbedder, build_router_model, fake_embedder
 from router.embedding.encoders import HashEncoder
@@ -129,7 +130,8 @@ async def test_failure_reaches_every_waiter_and_service_continues():
     enc = CountingEncoder(fail=True)
     emb = AsyncEmbedder(enc)
     results = await asyncio.gather(*(emb.embed(msg(f"x{i}")) for i in range(3)), return_exceptions=True)
-    assert all(isinstance(r, RuntimeError) for r in results)
+    # each text failed alone too (the batch is retried text by text): every waiter is told
+    assert all(isinstance(r, errors.EmbeddingFailed) for r in results)
     enc.fail = False
     assert (await emb.embed(msg("ok"))).shape == (384,)
     emb.close()
