@@ -71,13 +71,15 @@ async def test_one_pass_serves_classifier_cache_and_log():
 
 def test_static_is_the_default_and_the_cache_follows_it():
     s = config.from_dict({"models": {"fast": {"provider": "fake", "model": "f"}}, "routes": {"auto": {"fast": "fast", "reasoning": "fast"}}})
-    from router.settings.stores import SEMANTIC_THRESHOLDS
-
     assert s.classifier.encoder == "static" and s.classifier.artifact == "static-default"
-    assert s.cache.semantic_threshold == SEMANTIC_THRESHOLDS["static"]
+    # candidates on the static vector at 0.85, each confirmed by MiniLM at 0.95
+    assert s.cache.semantic_check is True and s.cache.semantic_threshold == 0.85 and s.cache.semantic_check_threshold == 0.95
+    alone = config.from_dict({"models": {"fast": {"provider": "fake", "model": "f"}}, "routes": {"auto": {"fast": "fast", "reasoning": "fast"}},
+                              "cache": {"semantic_check": False}})
+    assert alone.cache.semantic_check is False and alone.cache.semantic_threshold == 0.95
     m = config.from_dict({"models": {"fast": {"provider": "fake", "model": "f"}}, "routes": {"auto": {"fast": "fast", "reasoning": "fast"}},
                           "classifier": {"encoder": "minilm"}})
-    assert m.classifier.artifact == "default" and m.cache.semantic_threshold == 0.95
+    assert m.classifier.artifact == "default" and m.cache.semantic_threshold == 0.95 and m.cache.semantic_check is False
     # what the config names stays
     o = config.from_dict({"models": {"fast": {"provider": "fake", "model": "f"}}, "routes": {"auto": {"fast": "fast", "reasoning": "fast"}},
                           "classifier": {"encoder": "minilm", "artifact": "mine"}, "cache": {"semantic_threshold": 0.9}})
