@@ -43,7 +43,7 @@ ENV THINKGATE_CACHE=/opt/thinkgate-cache THINKGATE_ONNX_REDUCE_RANGE=1
 # COPY to the final stage may round a fractional mtime up (seen with buildah), so the
 # weights get a whole-second mtime first and the name holds in the final stage.
 RUN find /opt/venv -name model.safetensors -exec sh -c 'touch -d "@$(stat -c %Y "$1")" "$1"' _ {} \; \
-    && thinkgate calibrate export-onnx && pip uninstall -y torch
+    && thinkgate calibrate export-onnx && python -m router.embedding.static && pip uninstall -y torch
 
 FROM ${BASE}
 # the manifests' user, written directly: a minimal base may lack useradd

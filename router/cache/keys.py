@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,13 +103,28 @@ def beyond_text(message: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_NUMBERS_CHARS = 16_000  # the numbers of a longer turn are read from its start (bounded cost)
+
+
+def numbers_of(message: dict[str, Any]) -> list[str]:
+    """The numbers a turn states, in order. In the semantic scope: a sentence embedding
+    barely moves when one number of a word problem changes (bench/semantic_cache.py,
+    near-miss/number), but the answer does, so only prompts stating the same numbers
+    may share one."""
+    content = message.get("content")
+    if isinstance(content, list):
+        content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return _NUMBER.findall(content[:_NUMBERS_CHARS]) if isinstance(content, str) else []
+
+
 def request_keys(req: ChatRequest) -> RequestKeys:
     messages = [canonical_message(m) for m in req.messages]
     head = _dumps([req.caller.tenant, req.alias, req.endpoint, output_params(req), req.rule])
     last = _last_user(messages)
     context = messages[:last] + messages[last + 1 :] if last >= 0 else messages
     if last >= 0:
-        context = [*context, {"~last_user": beyond_text(messages[last])}]
+        context = [*context, {"~last_user": beyond_text(messages[last]), "~numbers": numbers_of(messages[last])}]
     scope = hashlib.blake2b(b"scope\0" + head + b"\0" + _dumps(context), digest_size=16).hexdigest()
     exact = hashlib.blake2b(b"exact\0" + head + b"\0" + _dumps(messages), digest_size=20).hexdigest()
     return RequestKeys(exact=exact, scope=scope, tenant=req.caller.tenant, alias=req.alias)

@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from policies.features import conversation_text
 from router.cache.keys import is_deterministic, opted_in, request_keys
+from router.cache.second_look import MAX_CANDIDATES, TEXT_CHARS, SecondLook
 from router.cache.store import Entry, Store
 from router.config import CacheSettings
 from router.types import ChatRequest
@@ -38,9 +40,10 @@ def _complete(response: dict[str, Any]) -> bool:
 
 
 class ResponseCache:
-    def __init__(self, settings: CacheSettings, store: Store | None) -> None:
+    def __init__(self, settings: CacheSettings, store: Store | None, second_look: SecondLook | None = None) -> None:
         self.settings = settings
         self.store = store  # None: caching disabled
+        self.second_look = second_look  # None: a semantic candidate is served on its cosine alone
         self.stats = {"exact": 0, "semantic": 0, "miss": 0, "stored": 0, "store_skipped": 0, "failed": 0}
 
     @property
@@ -100,6 +103,7 @@ class ResponseCache:
         if not self.settings.semantic or embedding is None:
             return None
         matches = await self.store.nearest(keys.scope, embedding, self.settings.semantic_threshold, min_created=min_created)
+        candidates: list[tuple[Entry, float]] = []
         for m in matches:
             if m.key == keys.entry and self.settings.exact and exact:
                 continue  # just looked it up: gone or too old
@@ -108,7 +112,25 @@ class ResponseCache:
                 self.store.forget(m.key)  # expired, evicted or invalidated elsewhere
                 continue
             if entry.created >= min_created and entry.scope == keys.scope:
-                return self._hit("semantic", entry, m.similarity, now)
+                if self.second_look is None:
+                    return self._hit("semantic", entry, m.similarity, now)
+                candidates.append((entry, m.similarity))
+                if len(candidates) == MAX_CANDIDATES:
+                    break
+        return await self._confirmed(req, candidates, now) if candidates else None
+
+    async def _confirmed(self, req: ChatRequest, candidates: list[tuple[Entry, float]], now: float) -> CacheHit | None:
+        """The best candidate MiniLM also finds the same question (router/cache/second_look.py).
+        An entry stored without its text (the check was off then) cannot be checked: not served."""
+        assert self.second_look is not None
+        checkable = [(e, sim) for e, sim in candidates if isinstance(e.data.get("text"), str)]
+        texts = [str(e.data["text"]) for e, _ in checkable]
+        sims = await self.second_look.similarities(conversation_text(req.messages), texts)
+        for (entry, sim), second in zip(checkable, sims):
+            if second >= self.second_look.threshold:
+                self.second_look.stats["confirmed"] += 1
+                return self._hit("semantic", entry, sim, now)
+        self.second_look.stats["refused"] += 1
         return None
 
     @staticmethod
@@ -145,6 +167,8 @@ class ResponseCache:
                 key=keys.entry, scope=keys.scope, tenant=keys.tenant, alias=keys.alias, route=route,
                 created=now, expires=now + ttl, data={"response": response, "chunks": chunks},
             )  # fmt: skip
+            if self.second_look is not None and embedding is not None:
+                entry.data["text"] = conversation_text(req.messages)[:TEXT_CHARS]  # what the second look reads
             vec = embedding if self.settings.semantic else None
             ok = await self.store.put(entry, vec)
         except Exception:  # the documented seam, as in get()
@@ -169,16 +193,34 @@ class ResponseCache:
             info = {"ok": False, "state": "error", "last_error": repr(e)}
         info["required"] = False  # a cache outage degrades, it never fails requests
         info["stats"] = dict(self.stats)
+        if self.second_look is not None:
+            info["second_look"] = dict(self.second_look.stats)
         return info
 
+    async def warmup(self) -> None:
+        """Loads the second look's encoder (on its own thread), so the first candidate does not wait for it."""
+        if self.second_look is None:
+            return
+        try:
+            await self.second_look.warmup()
+        except Exception:  # the check then tries again at the first candidate (and fails to a miss)
+            log.exception("cache: could not load the semantic second look's encoder")
+
     async def close(self) -> None:
+        if self.second_look is not None:
+            self.second_look.close()
         if self.store is not None:
             await self.store.close()
 
 
-def build_cache(settings: CacheSettings) -> ResponseCache:
+def build_cache(settings: CacheSettings, dim: int | None = None) -> ResponseCache:
+    """`dim`: the width of the vectors the gateway will store (its routing encoder's sentence
+    embedding: 256 static, 384 MiniLM); None: settings.dim."""
     if not settings.enabled:
         return ResponseCache(settings, None)
+    if dim is not None and dim != settings.dim:
+        settings = settings.model_copy(update={"dim": dim})
+    second_look = SecondLook(settings.semantic_check_threshold) if settings.semantic and settings.semantic_check else None
     store: Store
     if settings.redis_url:
         from router.cache.redis_store import RedisStore
@@ -203,4 +245,4 @@ def build_cache(settings: CacheSettings) -> ResponseCache:
             max_entry_bytes=settings.max_entry_bytes,
             dim=settings.dim,
         )
-    return ResponseCache(settings, store)
+    return ResponseCache(settings, store, second_look)

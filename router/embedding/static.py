@@ -1,7 +1,13 @@
 """A static (bag-of-token-vectors) encoder distilled from the packaged
-all-MiniLM-L6-v2 with model2vec, for the difficulty classifier only
-(`classifier.encoder: static`). The semantic cache keeps MiniLM: a bag of
-word vectors calls "dog bites man" and "man bites dog" the same prompt.
+all-MiniLM-L6-v2 with model2vec: the default routing encoder
+(`classifier.encoder: static`). Its one vector per request serves the
+difficulty classifier, the semantic cache, the decision log and shadow
+sampling (router/embedding/batcher.py), at ~0.5 ms a prompt on one core
+against 13-28 ms for MiniLM int8. What a bag of token vectors cannot tell
+apart ("dog bites man" / "man bites dog") the semantic cache's threshold
+and scope must: bench/semantic_cache.py measures both encoders on paraphrase
+and near-miss pairs, and the cache's default threshold is per encoder
+(router/settings/stores.py).
 
 The distillation (model2vec.distill: every vocabulary token through MiniLM,
 PCA to DIM, Zipf/SIF weights) runs once, locally, from the packaged weights
@@ -24,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from router.embedding.encoders import _file_lock, cache_dir, model_dir
+from router.embedding.encoders import MAX_TOKENS, _file_lock, cache_dir, model_dir
 
 log = logging.getLogger("thinkgate.embedding")
 
@@ -70,58 +76,33 @@ def distill_static(force: bool = False) -> Path:
 
 class StaticEncoder:
     """model2vec StaticModel: tokenise, average the token vectors, L2-normalise.
-    No forward pass, so ~1 ms per prompt on one core (bench/static_encoder.py)."""
+    No forward pass, so ~0.5-1 ms per prompt on one core (bench/static_encoder.py).
+    It reads the first MAX_TOKENS word pieces, as MiniLM does: the cost of a
+    decision does not grow with the prompt."""
 
     dim = STATIC_DIM
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, max_tokens: int = MAX_TOKENS) -> None:
+        # One text's tokens are too few to share out: the tokenizer's thread pool only adds
+        # waiting, and on a busy 2-core machine it took the p90 of one 128-token encode from
+        # 1.2 ms to 6.4 ms (p50 0.8-0.95 ms either way). Set before the tokenizer first runs.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         from model2vec import StaticModel
 
         self.path = Path(path) if path else distill_static()
         self._model: Any = StaticModel.from_pretrained(str(self.path))
         self.dim = int(self._model.dim)
         self.id = f"{STATIC_ID}@m2v-{self.dim}"
+        self.max_tokens = max_tokens
         self.forward_calls = 0
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         self.forward_calls += 1
-        v = np.asarray(self._model.encode(list(texts), show_progress_bar=False), np.float32)
+        v = np.asarray(self._model.encode(list(texts), show_progress_bar=False, max_length=self.max_tokens, use_multiprocessing=False), np.float32)
         n = np.linalg.norm(v, axis=1, keepdims=True)
         return np.divide(v, n, out=np.zeros_like(v), where=n > 0)
-
-
-class StaticClassifier:
-    """`classifier.encoder: static`: the artifact (trained with `calibrate
-    --embedder static`) reads the static vector of the conversation, computed
-    here from the messages; the pipeline's MiniLM vector, which the semantic
-    cache compares, is not used for routing. Static encoding is a table
-    look-up and a mean (~1 ms), so it runs inline."""
-
-    # the pipeline skips its MiniLM pass when nothing else (semantic cache, logged embedding) needs it
-    reads_vector = False
-
-    def __init__(self, classifier: Any, encoder: StaticEncoder) -> None:
-        self.classifier = classifier
-        self.encoder = encoder
-        self.meta = classifier.meta
-        self.threshold = classifier.threshold
-
-    def predict(self, messages: list[dict[str, Any]], vector: Any = None) -> float:
-        from policies.features import conversation_text
-
-        return float(self.classifier.predict(messages, self.encoder.encode([conversation_text(messages)])[0]))
-
-
-def build_static_classifier(artifact: str) -> StaticClassifier:
-    """The artifact is checked first (it must be trained on the static
-    encoder: a MiniLM artifact is refused with the fix), then the encoder
-    is built (distilled on first use)."""
-    from policies.difficulty import DifficultyClassifier
-
-    clf = DifficultyClassifier.load(artifact, embedder_id=STATIC_ID)
-    return StaticClassifier(clf, StaticEncoder())
 
 
 if __name__ == "__main__":  # install step: python -m router.embedding.static

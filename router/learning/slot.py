@@ -54,12 +54,13 @@ def artifact_version(path: str | Path) -> str:
     return f"{d.name}@{h.hexdigest()[:12]}"
 
 
-def load_checked(path: str | Path, embedding_dim: int | None) -> Loaded:
-    """Load and validate an artifact completely before anything may serve with it."""
+def load_checked(path: str | Path, embedding_dim: int | None, embedder_id: str | None = None) -> Loaded:
+    """Load and validate an artifact completely before anything may serve with it.
+    `embedder_id`: the encoder family it must be trained on (default MiniLM's)."""
     from policies.difficulty import ArtifactError, DifficultyClassifier, resolve
 
     version = artifact_version(path)  # hashed first: the version names exactly the bytes loaded
-    clf = DifficultyClassifier.load(path)
+    clf = DifficultyClassifier.load(path, **({"embedder_id": embedder_id} if embedder_id else {}))
     if embedding_dim is not None and clf.embedding_dim > embedding_dim:
         raise ArtifactError(
             f"{path}: the classifier reads {clf.embedding_dim} embedding values but the running embedder gives "
@@ -79,6 +80,8 @@ class ClassifierSlot:
         self.current = loaded
         self.embedding_dim = embedding_dim
         self.default_path = default_path
+        # a reload must be trained on the encoder the serving one was (static or MiniLM)
+        self.embedder_id: str | None = (getattr(loaded.classifier, "meta", None) or {}).get("embedder")
         self.reloads = 0
         self.refused = 0
         self.last_error: str | None = None
@@ -105,7 +108,7 @@ class ClassifierSlot:
         async with self._lock:  # one reload at a time; requests never wait on it
             t0 = time.perf_counter()
             try:
-                new = await asyncio.to_thread(load_checked, target, self.embedding_dim)
+                new = await asyncio.to_thread(load_checked, target, self.embedding_dim, self.embedder_id)
             except ArtifactError as e:
                 self.refused += 1
                 self.last_error = str(e)

@@ -100,23 +100,33 @@ class RoutingSettings(Section):
 
 
 class ClassifierSettings(Section):
-    """The difficulty router (issue 3): embedder + trained classifier."""
+    """The difficulty router (issue 3): encoder + trained classifier."""
 
     enabled: bool = True
-    artifact: str | None = "default"  # a directory under models/, a path, or null (embedder only)
-    # onnx: int8 MiniLM on onnxruntime (exported once to ~/.cache/thinkgate); torch:
-    # sentence-transformers; hash: no model (tests/demos); auto: onnx, else torch
+    # a directory under models/, a path, or null (embedder only); unset: the encoder's shipped
+    # artifact (static: models/static-default, minilm: models/default)
+    artifact: str | None = "static-default"
+    # the one vector per request that the classifier, the semantic cache, the decision log and
+    # shadow sampling all read (issue 28): static, a model2vec distillation of MiniLM
+    # (router/embedding/static.py, ~0.5 ms a prompt), or minilm: the `embedder` runtime below
+    # (13-28 ms a prompt int8 on one core). An artifact is trained for one (`calibrate --embedder`).
+    encoder: Literal["minilm", "static"] = "static"
+    # minilm's runtime: onnx: int8 MiniLM on onnxruntime (exported once to ~/.cache/thinkgate);
+    # torch: sentence-transformers; auto: onnx, else torch. hash: no model (tests/demos), either encoder
     embedder: Literal["onnx", "onnx-fp32", "torch", "hash", "auto"] = "auto"
-    # what the classifier reads: minilm (the embedder above), or static: a model2vec distillation
-    # of MiniLM (router/embedding/static.py; artifact trained with `calibrate --embedder static`).
-    # The semantic cache keeps the embedder above either way.
-    encoder: Literal["minilm", "static"] = "minilm"
     batch_max: int = Field(16, ge=1)  # throughput flattens past 16 on CPU (bench/routing.py)
     # a batch pads to its longest text and only short prompts gain from batching (router/embedding/batcher.py)
     batch_tokens: int = Field(256, ge=1, description="cap on a batch's padded tokens (estimated)")
     workers: int = Field(1, ge=1, description="batches run at once, each on its own thread (cores for the encoder)")
     threads: int | None = Field(None, ge=1, description="encoder threads; None: half the cores (THINKGATE_ORT_THREADS)")
     batch_wait_ms: float = Field(0.0, ge=0, description="extra wait to grow a batch; 0: batch only what queued up")
+
+    @model_validator(mode="after")
+    def _artifact_follows_encoder(self) -> ClassifierSettings:
+        # `encoder: minilm` alone serves the MiniLM artifact; an artifact named in the config stays
+        if "artifact" not in self.model_fields_set and self.encoder == "minilm":
+            self.__dict__["artifact"] = "default"  # not marked as set: a later encoder change follows too
+        return self
 
 
 class SelfRefSettings(Section):

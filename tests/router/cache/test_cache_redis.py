@@ -73,11 +73,11 @@ async def test_redis_killed_then_back(make: Callable[..., ResponseCache], redis_
     redis_server.start()
     await eventually(lambda: _is(cache, "up"))
     # the restarted server is empty (no persistence): no stale semantic rows survive
-    assert await cache.get(chat("q2"), near(v, 0.99, rng)) is None
+    assert await cache.get(chat("q again"), near(v, 0.99, rng)) is None
     await cache.put(chat("q"), v, completion("after"), None, "fast")
     hit = await cache.get(chat("q"), None)
     assert hit is not None and hit.response["choices"][0]["message"]["content"] == "after"
-    sem = await cache.get(chat("q2"), near(v, 0.99, rng))
+    sem = await cache.get(chat("q again"), near(v, 0.99, rng))
     assert sem is not None and sem.kind == "semantic"
     info = await cache.ready()
     assert info["reconnects"] >= 1 and info["trips"] >= 1 and info["down_s_total"] > 0

@@ -162,9 +162,9 @@ def test_build_router_model():
 def test_build_router_model_refuses_an_embedder_narrower_than_the_artifact():
     from policies.difficulty import ArtifactError
 
-    # the default artifact reads the layer means too; the hashed stand-in has none
+    # the MiniLM artifact reads the layer means too; the hashed stand-in has none
     with pytest.raises(ArtifactError, match="layer means"):
-        build_router_model(ClassifierSettings(embedder="hash"))
+        build_router_model(ClassifierSettings(encoder="minilm", embedder="hash"))
 
 
 # -- the real encoder ------------------------------------------------------------------
