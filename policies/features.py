@@ -134,6 +134,60 @@ _STRUCTURE = {
 }
 _STRUCTURE_RE = {k: re.compile(v, re.I if k != "names" else 0) for k, v in _STRUCTURE.items()}
 
+# The same counts, faster (the decision's budget is a millisecond: bench/routing.py): a
+# pattern that is a list of whole words counts the text's words (_WORD, already split for
+# log_words) found in that list, instead of scanning the text once more per pattern. A whole
+# word between \b...\b is exactly a \w+ run, so the counts are the patterns' own
+# (tests/policies/test_cheap_features_fast.py checks every prompt of ../shared/data and fuzz).
+# Patterns with other parts keep those as regular expressions, added to the word count:
+# their matches cannot overlap a word's.
+def _words(*stems: str) -> frozenset[str]:
+    out: set[str] = set()
+    for s in stems:
+        out.update(s.split())
+    return frozenset(out)
+
+
+_STRUCTURE_WORDS: dict[str, tuple[frozenset[str], re.Pattern[str] | None, str | None]] = {
+    # name: (the words, a regex for the rest, a literal for the rest)
+    "fractions": (_words("half halves third quarter fourth fifth twice double triple thrice"), re.compile(r"\d+/\d+"), None),
+    "money": (_words("dollar dollars cent cents"), None, "$"),
+    "time_units": (_words("hour hours minute minutes second seconds day days week weeks month months year years"), None, None),
+    "rates": (_words("each per every times rate"), None, None),
+    "comparisons": (_words("more less fewer than remaining left rest"), None, None),
+    "number_words": (_words("one two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty "
+                            "hundred thousand dozen"), None, None),
+    "units": (_words("feet foot inch inches mile miles yard yards pound pounds ounce ounces kg kilogram kilograms gram grams "
+                     "liter liters litre litres gallon gallons meter meters cm km mph"), None, None),
+    "conditions": (_words("if then after before until while when instead only"), None, None),
+    "ordinals": (_words("first second third fourth fifth last next later another"), None, None),
+    "conjunctions": (_words("and"), None, None),
+}
+
+
+def _structure_counts(text: str, words: list[str]) -> list[int]:
+    """len(findall) of each _STRUCTURE pattern, in order."""
+    lower: dict[str, int] = {}
+    for w in words:
+        if w.isascii():  # re.I also folds a few non-ASCII letters (ſ, K): those words go to the regex
+            k = w.lower()
+            lower[k] = lower.get(k, 0) + 1
+    exotic = any(not w.isascii() for w in words)
+    out = []
+    for key, rx in _STRUCTURE_RE.items():
+        spec = _STRUCTURE_WORDS.get(key)
+        if spec is None or exotic:
+            out.append(len(rx.findall(text)))
+            continue
+        vocab, rest, literal = spec
+        n = sum(c for w, c in lower.items() if w in vocab) if len(lower) < len(vocab) else sum(lower.get(w, 0) for w in vocab)
+        if rest is not None:
+            n += len(rest.findall(text))
+        if literal is not None:
+            n += text.count(literal)
+        out.append(n)
+    return out
+
 CHEAP_FEATURE_NAMES = (
     "log_chars",
     "log_words",
@@ -173,11 +227,12 @@ def cheap_features(messages: list[dict[str, Any]]) -> list[float]:
     def count(n: int) -> float:
         return n * scale
 
-    digits = sum(c.isdigit() for c in text)
+    digits = sum(map(str.isdigit, text))
     numbers = _NUMBER.findall(text)
+    words = _WORD.findall(text)
     return [
         math.log1p(chars),
-        math.log1p(count(len(_WORD.findall(text)))),
+        math.log1p(count(len(words))),
         math.log1p(count(len(_SENTENCE.findall(text)))),
         math.log1p(count(len(numbers))),
         digits / len(text) if text else 0.0,
@@ -191,7 +246,7 @@ def cheap_features(messages: list[dict[str, Any]]) -> list[float]:
         math.log1p(context),
         math.log1p(count(len(set(numbers)))),
         math.log1p(max((len(n) for n in numbers), default=0)),
-        *(math.log1p(count(len(r.findall(text)))) for r in _STRUCTURE_RE.values()),
+        *(math.log1p(count(n)) for n in _structure_counts(text, words)),
     ]
 
 
