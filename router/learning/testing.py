@@ -55,7 +55,8 @@ def config(tmp: Path, port: int, fast_base: str, reasoning_base: str, judge_base
             "judge": {"provider": "openai", "model": "judge-model", "api_base": judge_base, "logprobs": False, "retries": 0},
         },
         "routes": {"auto": {"fallback": False}},
-        "classifier": {"artifact": str(artifact), "embedder": "hash"},
+        # the hash embedder stands in for MiniLM (the artifact above is written for MiniLM's id)
+        "classifier": {"artifact": str(artifact), "embedder": "hash", "encoder": "minilm"},
         "selfref": {"enabled": False},
         "cache": {"enabled": False},
         "learning": {"shadow_rate": 1.0, "judge": "judge",

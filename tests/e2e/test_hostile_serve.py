@@ -62,7 +62,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "routes": {"auto": {}},
         "selfref": {"enabled": False},
         # the packaged classifier on the real MiniLM; batches of several texts (the attack's target)
-        "classifier": {"artifact": "default", "batch_max": 16, "batch_wait_ms": 2},
+        "classifier": {"encoder": "minilm", "artifact": "default", "batch_max": 16, "batch_wait_ms": 2},
         "cache": {"enabled": False},
         "auth": {"keys": [{"key": ATTACKER, "tenant": "attacker"}, {"key": VICTIM, "tenant": "victim"}]},
     }

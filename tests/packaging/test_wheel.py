@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CARRIED = [
     "share/thinkgate/models/default/meta.json",
     "share/thinkgate/models/default/weights.npz",
+    "share/thinkgate/models/static-default/meta.json",  # the default static encoder's artifact
+    "share/thinkgate/models/static-default/weights.npz",
     "router/dashboard/static/index.html",
     "router/dashboard/static/dashboard.js",
     "router/embedded.yaml",
@@ -76,7 +78,7 @@ def test_the_wheel_and_the_sdist_carry_what_runs(dist):
     assert not any(n.startswith(("tests/", "bench/", "models/")) for n in names)
     with tarfile.open(next(dist.glob("*.tar.gz"))) as t:
         members = {m.split("/", 1)[1] for m in t.getnames() if "/" in m}
-    assert {"models/default/weights.npz", "router/dashboard/static/index.html", "requirements.lock"} <= members
+    assert {"models/default/weights.npz", "models/static-default/weights.npz", "router/dashboard/static/index.html", "requirements.lock"} <= members
 
 
 @pytest.fixture(scope="module")

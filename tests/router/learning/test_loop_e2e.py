@@ -55,7 +55,7 @@ async def test_shadow_log_train_reload_loop(tmp_path):
     ):
         port = free_port()
         cfg = config(tmp_path, port, fast.api_base, reasoning.api_base, judge.api_base, tmp_path,
-                     max_concurrent=64, _top={"classifier": {"artifact": "default", "embedder": "onnx"},
+                     max_concurrent=64, _top={"classifier": {"artifact": "default", "embedder": "onnx", "encoder": "minilm"},
                                               "decisions": {"store_prompt": True}})  # fmt: skip
         proc = await start(cfg, port, timeout=120)
         try:
