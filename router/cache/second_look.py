@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from router.embedding.encoders import sentence
+
 log = logging.getLogger("thinkgate.cache")
 
 TEXT_CHARS = 2_000  # what an entry keeps of its text: MiniLM reads 256 word pieces, about 1,100 characters
@@ -52,8 +54,6 @@ class SecondLook:
     def _encode(self, texts: list[str]) -> np.ndarray:
         if self._encoder is None:
             self._encoder = self._factory()
-        from router.embedding.encoders import sentence
-
         vecs = np.asarray(sentence(self._encoder.encode(texts)), dtype=np.float32)
         return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
 
