@@ -1,8 +1,9 @@
-"""The cheap features' structure counts, side by side in one process: one regex scan
-per pattern (what the artifacts were trained on) against the word-count path that
-policies/features.py now takes (tests/policies/test_cheap_features_fast.py checks that
-both give the same counts). Real Arena-Hard v2 prompts cut to 16/128/256 word pieces,
-interleaved, p50 of 600 calls each.
+"""The cheap features side by side in one process: every count by its own regex scan
+(what the artifacts were trained on: `reference` in tests/policies/test_cheap_features_fast.py,
+which checks that both give the same features) against policies/features.py's path
+(whole-word patterns counted from the words, the code and reasoning patterns split into
+word, literal and gated regex parts). Real Arena-Hard v2 prompts cut to 16/128/256 word
+pieces, interleaved, p50 of 600 calls each.
 
     .venv/bin/python bench/cheap_features.py"""
 
@@ -13,37 +14,31 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import routing  # noqa: E402
 
 import policies.features as f  # noqa: E402
-
-
-def by_regex(text: str) -> tuple[list[int], int]:
-    return [len(r.findall(text)) for r in f._STRUCTURE_RE.values()], sum(c.isdigit() for c in text)
-
-
-def by_words(text: str) -> tuple[list[int], int]:
-    return f._structure_counts(text, f._WORD.findall(text)), sum(map(str.isdigit, text))
+from tests.policies.test_cheap_features_fast import reference  # noqa: E402
 
 
 def main() -> int:
     for n in (16, 128, 256):
-        texts = routing.prompts_of(n, 16)
+        convs = [[{"role": "user", "content": t}] for t in routing.prompts_of(n, 16)]
         a: list[float] = []
         b: list[float] = []
         for i in range(600):
-            t = texts[i % len(texts)]
+            c = convs[i % len(convs)]
             t0 = time.perf_counter()
-            by_regex(t)
+            reference(c)
             a.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            by_words(t)
+            f.cheap_features(c)
             b.append(time.perf_counter() - t0)
-        print(f"{n:>4} tokens: structure + digit counts p50, regex per pattern {1e3 * statistics.median(a):.3f} ms, "
-              f"from the words {1e3 * statistics.median(b):.3f} ms")
+        print(f"{n:>4} tokens: cheap features p50, a regex scan per count {1e3 * statistics.median(a):.3f} ms, "
+              f"policies/features.py {1e3 * statistics.median(b):.3f} ms ({statistics.median(a) / statistics.median(b):.1f}x)")
     return 0
 
 

@@ -60,6 +60,8 @@ async def main_async(args: argparse.Namespace) -> None:
             await up.close()
             assert ctx.deer is not None and ctx.deer.reason == "confident", ctx.deer
             for t in ctx.extra["deer_trace"]:
+                if t.get("verdict") == "abandoned":  # thinking ended first: never sent a verdict
+                    continue
                 detect.append(t["detect_to_send_ms"])
                 cpu.append(t["cpu_ms"])
     print(f"DEER controller overhead, {args.mode} mode, {args.runs} requests x {args.probes} probes (scripted server)")

@@ -92,15 +92,22 @@ def bench_mix(encoder, clf, sets: dict[str, list[str]], rounds: int = 2) -> list
     out = []
     for name, texts in sets.items():
         tokens = [len(e.ids) for e in tok.encode_batch(texts)]
-        times = []
-        for _ in range(rounds):
-            times += bench_sync(encoder, clf, texts, len(texts))
+        forget_words(encoder)  # each set starts with no word remembered: the first round is first sight
+        first = bench_sync(encoder, clf, texts, len(texts))
+        again = [t for _ in range(rounds - 1) for t in bench_sync(encoder, clf, texts, len(texts))]
         out.append({
             "set": name, "prompts": len(texts), "tokens_p50": float(np.median(tokens)),
             "share_at_cap": float(np.mean([t >= 256 for t in tokens])),
-            "p50_ms": pct(times, 50), "p99_ms": pct(times, 99),
+            "p50_ms": pct(first, 50), "p99_ms": pct(first, 99),
+            "again_p50_ms": pct(again, 50) if again else None, "again_p99_ms": pct(again, 99) if again else None,
         })
     return out
+
+
+def forget_words(encoder) -> None:  # type: ignore[no-untyped-def]
+    """The static encoder remembers each word's pieces; empty that memo."""
+    if hasattr(encoder, "forget_words"):
+        encoder.forget_words()
 
 
 def bench_batch_sizes(encoder, texts: dict[int, list[str]], sizes=(1, 4, 16), rounds: int = 3) -> dict[int, dict[int, float]]:  # type: ignore[no-untyped-def]
@@ -141,10 +148,13 @@ async def decide_async(embedder, clf, messages) -> str:  # type: ignore[no-untyp
     return decide(clf.predict(messages, emb), clf.threshold)
 
 
-def bench_sync(encoder, clf, texts: list[str], iters: int) -> list[float]:  # type: ignore[no-untyped-def]
+def bench_sync(encoder, clf, texts: list[str], iters: int, cold: bool = False) -> list[float]:  # type: ignore[no-untyped-def]
+    """cold: no word remembered before any decision (every word tokenised afresh)."""
     times = []
     for i in range(iters):
         msgs = [{"role": "user", "content": texts[i % len(texts)]}]
+        if cold:
+            forget_words(encoder)
         t0 = time.perf_counter()
         decide_sync(encoder, clf, msgs)
         times.append(time.perf_counter() - t0)
@@ -298,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     for n in lengths:
         t = bench_sync(encoder, clf, texts[n], args.iters)
         rows.append({"path": f"{label} sync", "tokens": n, "p50_ms": pct(t, 50), "p99_ms": pct(t, 99), "iters": len(t)})
+    if hasattr(encoder, "forget_words"):
+        for n in lengths:
+            t = bench_sync(encoder, clf, texts[n], args.iters, cold=True)
+            rows.append({"path": f"{label} sync, words cold", "tokens": n, "p50_ms": pct(t, 50), "p99_ms": pct(t, 99), "iters": len(t)})
     if args.encoder == "minilm":
         from router.embedding.encoders import OnnxEncoder
 
@@ -369,21 +383,25 @@ def main(argv: list[str] | None = None) -> int:
             f"mean batch {c['mean_batch']:.1f}"
         )
     if mix:
-        print(f"\nreal prompts as they come ({label} sync; the encoder reads <= 256 tokens)")
-        print(f"{'set':22s} {'prompts':>7s} {'tokens p50':>10s} {'at 256 cap':>10s} {'p50 ms':>8s} {'p99 ms':>8s}")
+        print(f"\nreal prompts as they come ({label} sync; the encoder reads <= 256 tokens): each prompt's first")
+        print("decision (the set's earlier prompts the only words remembered), then the same prompts again")
+        print(f"{'set':22s} {'prompts':>7s} {'tokens p50':>10s} {'at 256 cap':>10s} {'p50 ms':>8s} {'p99 ms':>8s} {'again p50':>9s} {'p99':>6s}")
         for m in mix:
+            again = f"{m['again_p50_ms']:>9.2f} {m['again_p99_ms']:>6.2f}" if m["again_p50_ms"] is not None else ""
             print(
                 f"{m['set']:22s} {m['prompts']:>7} {m['tokens_p50']:>10.0f} {100 * m['share_at_cap']:>9.0f}% "
-                f"{m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f}"
+                f"{m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {again}"
             )
-    window = next((r for r in rows if r["tokens"] == 256 and str(r["path"]).endswith("sync")), None)
+    # the window's target is held to the cold row where there is one: no word remembered
+    window = next((r for r in rows if r["tokens"] == 256 and str(r["path"]).endswith("words cold")), None) or next(
+        (r for r in rows if r["tokens"] == 256 and str(r["path"]).endswith("sync")), None)
     print("\ntargets (issue 28): decision p50 <= 1 ms and p99 <= 5 ms on each real set and at 256 tokens")
     for m in mix:
         ok = m["p50_ms"] <= 1 and m["p99_ms"] <= 5
         print(f"  {m['set']:22s} p50 {m['p50_ms']:.2f} ms, p99 {m['p99_ms']:.2f} ms: {'met' if ok else 'NOT met'}")
     if window is not None:
         ok = window["p50_ms"] <= 1 and window["p99_ms"] <= 5  # type: ignore[operator]
-        print(f"  {'256-token window':22s} p50 {window['p50_ms']:.2f} ms, p99 {window['p99_ms']:.2f} ms: {'met' if ok else 'NOT met'}")
+        print(f"  {'256-token window':22s} ({window['path']}) p50 {window['p50_ms']:.2f} ms, p99 {window['p99_ms']:.2f} ms: {'met' if ok else 'NOT met'}")
     if gateway is not None:
         print(f"  gateway at {args.concurrency} concurrent, real mix, {args.gateway} requests x {args.rounds} rounds: routed "
               f"{gateway['routed_rps']:.0f} req/s, proxied {gateway['proxied_rps']:.0f} req/s, ratio {gateway['ratio']:.2f} "

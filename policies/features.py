@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import zlib
+from collections import Counter
 from typing import Any
 
 # Bump when conversation_text() or cheap_features() change: artifacts record
@@ -25,7 +26,10 @@ LEXICAL_DIM = 1 << 18
 # Context beyond it would be truncated by the tokenizer anyway.
 _CONTEXT_CHARS = 1200
 _HEAD_CHARS = 8000
-FEATURE_CHARS = 16_000  # what cheap_features' regular expressions read (see there)
+# What cheap_features' regular expressions read (see there): ~0.45 ms per 1,000 characters
+# on this 2-core machine, so 4,096 keeps a decision's p99 within its 5 ms (bench/routing.py).
+# 15,356 of the 15,361 prompts the shipped artifacts were trained on are shorter.
+FEATURE_CHARS = 4096
 
 
 def message_text(content: Any) -> str:
@@ -165,28 +169,101 @@ _STRUCTURE_WORDS: dict[str, tuple[frozenset[str], re.Pattern[str] | None, str | 
 }
 
 
-def _structure_counts(text: str, words: list[str]) -> list[int]:
-    """len(findall) of each _STRUCTURE pattern, in order."""
-    lower: dict[str, int] = {}
-    for w in words:
-        if w.isascii():  # re.I also folds a few non-ASCII letters (ſ, K): those words go to the regex
-            k = w.lower()
-            lower[k] = lower.get(k, 0) + 1
-    exotic = any(not w.isascii() for w in words)
+def _lower_counts(words: list[str]) -> dict[str, int] | None:
+    """The words' counts, lower-cased; None when a word holds a letter that re.I folds
+    into ASCII (ſ, K...): such texts go to the regexes."""
+    joined = " ".join(words)  # one lower() and split() in C: words hold no spaces
+    if not joined.isascii() and _FOLDS_TO_ASCII.search(joined):
+        return None
+    return Counter(joined.lower().split(" ")) if words else {}
+
+
+# The only non-ASCII characters that re.I matches to an ASCII letter, or that lower() turns
+# into one (İ ı ſ K): any other non-ASCII word can never be one of the patterns' ASCII words,
+# so it is counted (and never matched) with the rest. tests/policies/test_cheap_features_fast.py
+# recomputes the set over all of Unicode.
+_FOLDS_TO_ASCII = re.compile("[\u0130\u0131\u017f\u212a]")
+
+
+def _in_words(lower: dict[str, int], vocab: frozenset[str]) -> int:
+    return sum(c for w, c in lower.items() if w in vocab) if len(lower) < len(vocab) else sum(lower.get(w, 0) for w in vocab)
+
+
+def _structure_counts(text: str, words: list[str], lower: dict[str, int] | None | bool = True) -> list[int]:
+    """len(findall) of each _STRUCTURE pattern, in order. `lower`: the lower-cased word
+    counts from _lower_counts, if already made (None: a word is not ASCII)."""
+    if lower is True:
+        lower = _lower_counts(words)
     out = []
     for key, rx in _STRUCTURE_RE.items():
         spec = _STRUCTURE_WORDS.get(key)
-        if spec is None or exotic:
+        if key == "decimals" and ("." not in text or not any(d in text for d in _ASCII_DIGITS) and text.isascii()):
+            out.append(0)
+            continue
+        if key == "names":
+            out.append(len(_NAMES.findall(text)))
+            continue
+        if lower is None or (spec is None and key != "percents"):
             out.append(len(rx.findall(text)))
             continue
+        if key == "percents":  # %|\bpercent: a word that starts with "percent"
+            out.append(text.count("%") + sum(c for w, c in lower.items() if w.startswith("percent")))
+            continue
+        assert spec is not None
         vocab, rest, literal = spec
-        n = sum(c for w, c in lower.items() if w in vocab) if len(lower) < len(vocab) else sum(lower.get(w, 0) for w in vocab)
+        n = _in_words(lower, vocab)
         if rest is not None:
-            n += len(rest.findall(text))
+            n += len(rest.findall(text)) if "/" in text else 0  # the one rest pattern is \d+/\d+
         if literal is not None:
             n += text.count(literal)
         out.append(n)
     return out
+
+
+# _REASONING_WORDS and _CODE split into parts whose matches cannot overlap (each part's
+# matches start with characters no other part's can hold), so the parts' counts add up to
+# the pattern's: single words come from the word counts, the rest from literals, and the
+# regexes left run only when their literal is in the text.
+_REASONING_SINGLE = _words("prove proof derive calculate compute solve probability optimise optimize algorithm "
+                           "complexity integral equation percent total remaining")
+_REASONING_PHRASES = re.compile(r"\b(?:how many|how much|step by step|explain why)\b")  # on lower-cased text
+# _STRUCTURE["names"] with the capital first, so the regex engine scans for it instead of
+# trying the lookbehinds at every position: (?<=\W[A-Z]) is \b and not at the start,
+# (?<![.!?]\s[A-Z]) the same sentence-start test one character later.
+_NAMES = re.compile(r"[A-Z](?<=\W[A-Z])(?<![.!?]\s[A-Z])[a-z]+\b")
+_CODE_KEYWORDS = re.compile(r"\b(?:def |class |import )")
+_CODE_LINE_END = re.compile(r"[{};]\s*$", re.M)
+
+
+def _reasoning_words(text: str, lower: dict[str, int] | None) -> int:
+    if lower is None:
+        return len(_REASONING_WORDS.findall(text))
+    n = _in_words(lower, _REASONING_SINGLE)
+    if "how" in lower or "step" in lower or "explain" in lower:
+        n += len(_REASONING_PHRASES.findall(text.lower()))  # re.I on ASCII words (lower is not None)
+    return n
+
+
+def _code_marks(text: str, words: list[str]) -> int:
+    n = text.count("```") + text.count("#include") + text.count("=>") + words.count("return") + words.count("function")
+    if "def " in text or "class " in text or "import " in text:
+        n += len(_CODE_KEYWORDS.findall(text))
+    if "{" in text or "}" in text or ";" in text:
+        n += len(_CODE_LINE_END.findall(text))
+    return n
+
+
+_ASCII_DIGITS = "0123456789"
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def _digit_count(text: str) -> int:
+    """sum(map(str.isdigit, text)), with the ASCII digits counted in C."""
+    n = sum(text.count(d) for d in _ASCII_DIGITS)
+    return n if text.isascii() else n + sum(map(str.isdigit, _NON_ASCII.findall(text)))
+
 
 CHEAP_FEATURE_NAMES = (
     "log_chars",
@@ -220,16 +297,17 @@ def cheap_features(messages: list[dict[str, Any]]) -> list[float]:
     # The regular expressions read the first FEATURE_CHARS only: ~20 of them over a 4 MB
     # prompt took 9 s. Counts over a longer text are scaled up from that sample (the
     # features are logs, so the estimate is as good as the model needs); shorter texts,
-    # all the training prompts among them, get exactly the features they always had.
+    # all but 5 of the 15,361 training prompts among them, get exactly their features.
     text = full[:FEATURE_CHARS]
     scale = chars / len(text) if text else 1.0
 
     def count(n: int) -> float:
         return n * scale
 
-    digits = sum(map(str.isdigit, text))
-    numbers = _NUMBER.findall(text)
+    digits = _digit_count(text)
+    numbers = _NUMBER.findall(text) if digits else []  # no digit (str.isdigit is wider than \d): no number
     words = _WORD.findall(text)
+    lower = _lower_counts(words)
     return [
         math.log1p(chars),
         math.log1p(count(len(words))),
@@ -237,16 +315,16 @@ def cheap_features(messages: list[dict[str, Any]]) -> list[float]:
         math.log1p(count(len(numbers))),
         digits / len(text) if text else 0.0,
         100.0 * count(len(_MATH.findall(text))) / (chars + 100.0),
-        math.log1p(count(len(_CODE.findall(text)))),
+        math.log1p(count(_code_marks(text, words))),
         min(count(len(_CHOICE.findall(text))), 10) / 4.0,
-        math.log1p(count(len(_REASONING_WORDS.findall(text)))),
+        math.log1p(count(_reasoning_words(text, lower))),
         math.log1p(count(text.count("?"))),
         math.log1p(sum(1 for m in messages if m.get("role") in ("user", "assistant"))),
         1.0 if any(m.get("role") in ("system", "developer") for m in messages) else 0.0,
         math.log1p(context),
         math.log1p(count(len(set(numbers)))),
         math.log1p(max((len(n) for n in numbers), default=0)),
-        *(math.log1p(count(n)) for n in _structure_counts(text, words)),
+        *(math.log1p(count(n)) for n in _structure_counts(text, words, lower)),
     ]
 
 

@@ -135,6 +135,11 @@ async def think_concurrent(calls: DeerCalls, run: Run) -> AsyncIterator[str]:
         if len(run.thinking) > released:
             yield run.thinking[released:]
     finally:
+        if prober is not None and not prober.done():
+            # thinking ended (on its own, at the wall clock or on an error) before this
+            # probe answered: its answer could no longer stop anything, so it is dropped,
+            # and the trace says so rather than leaving a sent probe unaccounted for
+            run.trace.append({"step": run.state.probes, "verdict": "abandoned", "tokens_at_probe": marks.before(held_at or 0)})
         for task in (reader, prober):
             if task is not None and not task.done():
                 task.cancel()

@@ -142,7 +142,9 @@ async def make(vllm_server: VllmServer) -> AsyncIterator:
 async def test_concurrent_probes_with_real_logprobs(make):
     up, rec = make(threshold=1.0, max_probes=2)  # never confident: every probe fires, thinking runs on
     ctx = CallContext()
-    out = await up.complete(dict(QUESTION), ctx)
+    # room for thinking to run on after the first probe, so that probe answers before
+    # the budget ends the stream even on two busy cores
+    out = await up.complete({**QUESTION, "max_tokens": 400}, ctx)
     msg = out["choices"][0]["message"]
     assert msg["role"] == "assistant" and msg["reasoning_content"] and msg["content"]
     stats = ctx.deer
@@ -162,8 +164,10 @@ async def test_concurrent_probes_with_real_logprobs(make):
     assert stats.probes >= 1, trace
     # every probe answered (vLLM rejects a request with more stop strings than VLLM_MAX_STOP_STRINGS, 4)
     assert not [t for t in trace if t.get("error")], trace
+    # a probe still out when thinking reached its budget is dropped, and traced as such
     scored = [t for t in trace if t.get("confidence") is not None]
-    assert len(scored) == stats.probes, trace
+    abandoned = [t for t in trace if t.get("verdict") == "abandoned"]
+    assert scored and len(scored) + len(abandoned) == stats.probes, trace
     assert all(0.0 < t["confidence"] < 1.0 for t in scored)  # real probabilities, not placeholders
     assert stats.probe_tokens > 0
     # concurrent mode: each probe (greedy, logprobs) was sent while the thinking stream was still open

@@ -110,6 +110,19 @@ async def test_never_confident_thinks_to_the_natural_end():
     assert stats.thinking_tokens == len(THINKING)
 
 
+async def test_a_probe_still_out_when_thinking_ends_is_traced_as_abandoned():
+    # the probe answers after the whole stream has ended: thinking keeps all its text,
+    # and the sent probe shows in the trace instead of silently vanishing
+    slow = ProbeReply(probs=[0.4, 0.99, 0.98], delay=2.0)
+    async with ScriptedServer(Script(THINKING, probes=[slow], token_delay=0.002)) as server:
+        out, stats, ctx = await run_complete(server, max_probes=1)
+    assert stats.reason == "natural_end" and stats.probes == 1 and stats.exit_step is None
+    assert out["choices"][0]["message"]["reasoning_content"] == "".join(THINKING)
+    trace = ctx.extra["deer_trace"]
+    assert trace == [{"step": 1, "verdict": "abandoned", "tokens_at_probe": 10}]
+    assert stats.probe_tokens == 0
+
+
 async def test_thinking_budget():
     body = {**MESSAGES, "max_tokens": 10}  # budget = 0.8 * 10 = 8 tokens
     async with ScriptedServer(Script(THINKING, probes=[UNSURE] * 5, token_delay=0.005)) as server:
