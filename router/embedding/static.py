@@ -2,7 +2,7 @@
 all-MiniLM-L6-v2 with model2vec: the default routing encoder
 (`classifier.encoder: static`). Its one vector per request serves the
 difficulty classifier, the semantic cache, the decision log and shadow
-sampling (router/embedding/batcher.py), at ~0.5 ms a prompt on one core
+sampling (router/embedding/batcher.py), at ~0.1-0.3 ms a prompt on one core
 against 13-28 ms for MiniLM int8. What a bag of token vectors cannot tell
 apart ("dog bites man" / "man bites dog") the semantic cache's threshold
 and scope must: bench/semantic_cache.py measures both encoders on paraphrase
