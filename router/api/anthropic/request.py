@@ -365,7 +365,9 @@ def check_model(data: dict[str, Any]) -> str:
 def _uses_cache_control(data: dict[str, Any]) -> bool:
     """Whether any block sets cache_control (system, messages' blocks; tools are counted
     by tools_of): Anthropic's prompt caching, which an OpenAI upstream does by itself."""
-    for part in (data.get("system"), *(m.get("content") for m in data.get("messages") or () if isinstance(m, dict))):
+    messages = data.get("messages")
+    turns = messages if isinstance(messages, list) else ()  # not a list: messages_of answers the 400
+    for part in (data.get("system"), *(m.get("content") for m in turns if isinstance(m, dict))):
         if isinstance(part, list) and any(isinstance(b, dict) and "cache_control" in b for b in part):
             return True
     return False

@@ -352,6 +352,8 @@ async def test_invalid_requests_get_anthropic_errors():
         (no_max, "max_tokens"),
         ({**BASIC, "temperature": 1.5}, "temperature"),
         ({**BASIC, "messages": []}, "messages"),
+        ({**BASIC, "messages": 1.5}, "messages"),  # found by the fuzz: was a 500 from the cache_control scan
+        ({**BASIC, "messages": {"role": "user"}}, "messages"),
         ({**BASIC, "messages": [{"role": "system", "content": "x"}]}, "user or assistant turn"),
         ({**BASIC, "messages": [{"role": "tool", "content": "x"}]}, "role"),
         ({**BASIC, "messages": [{"role": "user", "content": []}]}, "at least one content block"),
