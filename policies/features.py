@@ -185,15 +185,27 @@ def _lower_counts(words: list[str]) -> dict[str, int] | None:
 _FOLDS_TO_ASCII = re.compile("[\u0130\u0131\u017f\u212a]")
 
 
-def _in_words(lower: dict[str, int], vocab: frozenset[str]) -> int:
-    return sum(c for w, c in lower.items() if w in vocab) if len(lower) < len(vocab) else sum(lower.get(w, 0) for w in vocab)
+def _list_counts(lower: dict[str, int]) -> dict[str, int]:
+    """How many of the text's words each word list (by name, see _WORD_LISTS) holds: one
+    set intersection in C, then a loop over the few words that are in some list."""
+    hits: dict[str, int] = {}
+    for w in _ALL_LIST_WORDS.intersection(lower):
+        for name in _WORD_LISTS[w]:
+            hits[name] = hits.get(name, 0) + lower[w]
+    return hits
 
 
-def _structure_counts(text: str, words: list[str], lower: dict[str, int] | None | bool = True) -> list[int]:
+def _structure_counts(
+    text: str, words: list[str], lower: dict[str, int] | None | bool = True, hits: dict[str, int] | None = None
+) -> list[int]:
     """len(findall) of each _STRUCTURE pattern, in order. `lower`: the lower-cased word
-    counts from _lower_counts, if already made (None: a word is not ASCII)."""
+    counts from _lower_counts, if already made (None: a word is not ASCII); `hits`: their
+    _list_counts, if made."""
     if lower is True:
         lower = _lower_counts(words)
+    hits = _list_counts(lower) if lower is not None else None
+    if lower is not None and hits is None:
+        hits = _list_counts(lower)
     out = []
     for key, rx in _STRUCTURE_RE.items():
         spec = _STRUCTURE_WORDS.get(key)
@@ -207,11 +219,14 @@ def _structure_counts(text: str, words: list[str], lower: dict[str, int] | None 
             out.append(len(rx.findall(text)))
             continue
         if key == "percents":  # %|\bpercent: a word that starts with "percent"
-            out.append(text.count("%") + sum(c for w, c in lower.items() if w.startswith("percent")))
+            n = text.count("%")
+            if "percent" in text.lower():
+                n += sum(c for w, c in lower.items() if w.startswith("percent"))
+            out.append(n)
             continue
-        assert spec is not None
-        vocab, rest, literal = spec
-        n = _in_words(lower, vocab)
+        assert spec is not None and hits is not None
+        _, rest, literal = spec
+        n = hits.get(key, 0)
         if rest is not None:
             n += len(rest.findall(text)) if "/" in text else 0  # the one rest pattern is \d+/\d+
         if literal is not None:
@@ -235,10 +250,18 @@ _CODE_KEYWORDS = re.compile(r"\b(?:def |class |import )")
 _CODE_LINE_END = re.compile(r"[{};]\s*$", re.M)
 
 
-def _reasoning_words(text: str, lower: dict[str, int] | None) -> int:
+# every word of the word lists -> the lists that hold it (third, fourth, fifth and second are in two)
+_WORD_LISTS: dict[str, tuple[str, ...]] = {}
+for _name, _vocab in [*((k, v[0]) for k, v in _STRUCTURE_WORDS.items()), ("reasoning", _REASONING_SINGLE)]:
+    for _w in _vocab:
+        _WORD_LISTS[_w] = (*_WORD_LISTS.get(_w, ()), _name)
+_ALL_LIST_WORDS = frozenset(_WORD_LISTS)
+
+
+def _reasoning_words(text: str, lower: dict[str, int] | None, hits: dict[str, int] | None = None) -> int:
     if lower is None:
         return len(_REASONING_WORDS.findall(text))
-    n = _in_words(lower, _REASONING_SINGLE)
+    n = (hits if hits is not None else _list_counts(lower)).get("reasoning", 0)
     if "how" in lower or "step" in lower or "explain" in lower:
         n += len(_REASONING_PHRASES.findall(text.lower()))  # re.I on ASCII words (lower is not None)
     return n
@@ -308,6 +331,7 @@ def cheap_features(messages: list[dict[str, Any]]) -> list[float]:
     numbers = _NUMBER.findall(text) if digits else []  # no digit (str.isdigit is wider than \d): no number
     words = _WORD.findall(text)
     lower = _lower_counts(words)
+    hits = _list_counts(lower) if lower is not None else None
     return [
         math.log1p(chars),
         math.log1p(count(len(words))),
@@ -317,14 +341,14 @@ def cheap_features(messages: list[dict[str, Any]]) -> list[float]:
         100.0 * count(len(_MATH.findall(text))) / (chars + 100.0),
         math.log1p(count(_code_marks(text, words))),
         min(count(len(_CHOICE.findall(text))), 10) / 4.0,
-        math.log1p(count(_reasoning_words(text, lower))),
+        math.log1p(count(_reasoning_words(text, lower, hits))),
         math.log1p(count(text.count("?"))),
         math.log1p(sum(1 for m in messages if m.get("role") in ("user", "assistant"))),
         1.0 if any(m.get("role") in ("system", "developer") for m in messages) else 0.0,
         math.log1p(context),
         math.log1p(count(len(set(numbers)))),
         math.log1p(max((len(n) for n in numbers), default=0)),
-        *(math.log1p(count(n)) for n in _structure_counts(text, words, lower)),
+        *(math.log1p(count(n)) for n in _structure_counts(text, words, lower, hits)),
     ]
 
 
