@@ -256,12 +256,22 @@ server: {{log_level: warning}}
                 await asyncio.gather(*(worker() for _ in range(conc)))
                 return n / (time.perf_counter() - t)
 
+        gateway_pid = procs[-1].pid
+
+        def cpu_s() -> float:  # the gateway process's user + system CPU (all its threads)
+            fields = Path(f"/proc/{gateway_pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
         rps: dict[str, list[float]] = {"auto": [], "fast": []}
+        cpu: dict[str, list[float]] = {"auto": [], "fast": []}
         for r in range(rounds):
             for alias in ("fast", "auto") if r % 2 else ("auto", "fast"):
+                c0 = cpu_s()
                 rps[alias].append(asyncio.run(run(alias, 10 * n * (r + 1))))
+                cpu[alias].append(1e3 * (cpu_s() - c0) / (n + 4 * conc))  # warm-up requests included
         routed, proxied = statistics.median(rps["auto"]), statistics.median(rps["fast"])
-        return {"routed_rps": routed, "proxied_rps": proxied, "ratio": routed / proxied, "rounds": rps}
+        return {"routed_rps": routed, "proxied_rps": proxied, "ratio": routed / proxied, "rounds": rps,
+                "routed_cpu_ms": statistics.median(cpu["auto"]), "proxied_cpu_ms": statistics.median(cpu["fast"])}
     finally:
         for p in procs:
             p.terminate()
@@ -406,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  gateway at {args.concurrency} concurrent, real mix, {args.gateway} requests x {args.rounds} rounds: routed "
               f"{gateway['routed_rps']:.0f} req/s, proxied {gateway['proxied_rps']:.0f} req/s, ratio {gateway['ratio']:.2f} "
               f"(target >= 0.80: {'met' if gateway['ratio'] >= 0.8 else 'NOT met'})")  # type: ignore[operator]
+        print(f"  gateway CPU per request (user + system, all threads, median round): routed {gateway['routed_cpu_ms']:.2f} ms, "
+              f"proxied {gateway['proxied_cpu_ms']:.2f} ms")
     if floor is not None:
         print(int8_floor.report(floor))
     if args.json:
