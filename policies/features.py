@@ -203,13 +203,12 @@ def _structure_counts(
     _list_counts, if made."""
     if lower is True:
         lower = _lower_counts(words)
-    hits = _list_counts(lower) if lower is not None else None
     if lower is not None and hits is None:
         hits = _list_counts(lower)
     out = []
     for key, rx in _STRUCTURE_RE.items():
         spec = _STRUCTURE_WORDS.get(key)
-        if key == "decimals" and ("." not in text or not any(d in text for d in _ASCII_DIGITS) and text.isascii()):
+        if key == "decimals" and ("." not in text or (text.isascii() and not any(d in text for d in _ASCII_DIGITS))):
             out.append(0)
             continue
         if key == "names":
@@ -277,8 +276,6 @@ def _code_marks(text: str, words: list[str]) -> int:
 
 
 _ASCII_DIGITS = "0123456789"
-
-
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 

@@ -107,7 +107,7 @@ class StaticEncoder:
             raise ValueError(f"{self.path}: a vocabulary-quantised or weighted model2vec model is not supported")
         # float32 rows summed in float32 and cast back are numpy's float16 mean exactly (it
         # accumulates float16 in float32), without converting the rows on every call
-        self._table16 = m.embedding
+        self._half = m.embedding.dtype  # what model2vec's mean is stored in (float16)
         self._table = np.asarray(m.embedding, np.float32)
         self._chars = max_tokens * m.median_token_length  # model2vec cuts the text here before tokenising
         self._unk = m.unk_token_id
@@ -126,7 +126,7 @@ class StaticEncoder:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         self.forward_calls += 1
-        table, half = self._table, self._table16.dtype
+        table, half = self._table, self._half
         out = np.zeros((len(texts), self.dim), half)
         for row, text in enumerate(texts):
             ids = self.token_ids(text)
