@@ -9,13 +9,9 @@ import json
 import math
 from typing import Any
 
-from router.errors import InvalidRequest
+from router.api.anthropic.fields import bad as _bad
 
 CLEARED = "[tool result cleared by context management]"
-
-
-def _bad(message: str, param: str | None = None) -> InvalidRequest:
-    return InvalidRequest(message, param=param, code="invalid_request")
 
 
 def edits_of(cm: Any) -> list[dict[str, Any]]:

@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from router.api.anthropic.context import clear_tool_uses, edits_of
-from router.errors import InvalidRequest
+from router.api.anthropic.fields import bad as _bad
+from router.api.anthropic.tools import referenced_tools, tool_choice, tools_of
 
 # Anthropic fields accepted; everything else is refused, as Anthropic's API does.
 _FIELDS = {
@@ -49,9 +50,6 @@ _FIELDS = {
 _IGNORED = {"cache_control", "service_tier", "inference_geo", "speed", "diagnostics", "user_profile_id", "workspace_id"}
 _REFUSED = {"container": "code-execution containers are not supported", "mcp_servers": "MCP servers are not supported"}
 _MAX_STOP = 4  # what OpenAI-compatible upstreams accept
-# tool keys with no upstream meaning (prompt caching, Anthropic's own tool-use options):
-# accepted and recorded; a key not listed here or honoured is recorded too
-_TOOL_HONOURED = {"name", "description", "input_schema", "type", "strict", "defer_loading"}
 # every display Anthropic documents: "updates" is Claude Code 2.x's; all are about how
 # thinking is shown, never the answer
 _DISPLAYS = {"summarized", "omitted", "updates", "full"}
@@ -65,10 +63,6 @@ class Translated:
     budget_tokens: int | None = None
     stop_sequences: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # accepted, not sent upstream (the decision record)
-
-
-def _bad(message: str, param: str | None = None) -> InvalidRequest:
-    return InvalidRequest(message, param=param, code="invalid_request")
 
 
 def _number(data: dict[str, Any], name: str, lo: float, hi: float | None) -> float | None:
@@ -220,71 +214,6 @@ def _message(m: Any, i: int) -> list[dict[str, Any]]:
     return out
 
 
-def tools_of(tools: Any, loaded: set[str] | None = None, dropped: list[str] | None = None) -> list[dict[str, Any]]:
-    """Client tools as function tools. A `defer_loading` tool is held back unless its name
-    is in `loaded` (named by a tool_reference in the history); `dropped` collects the
-    tool keys accepted without upstream meaning."""
-    if not isinstance(tools, list):
-        raise _bad("tools: Input should be a list", "tools")
-    out = []
-    for i, t in enumerate(tools):
-        where = f"tools.{i}"
-        if not isinstance(t, dict):
-            raise _bad(f"{where}: Input should be an object", where)
-        if t.get("type") not in (None, "custom"):
-            raise _bad(
-                f"{where}: server tool {t.get('type')!r} is not supported; define a client tool with input_schema",
-                where,
-            )
-        name, schema = t.get("name"), t.get("input_schema")
-        if not isinstance(name, str) or not name:
-            raise _bad(f"{where}.name: Field required", where)
-        if not isinstance(schema, dict):
-            raise _bad(f"{where}.input_schema: Field required (a JSON schema object)", where)
-        if dropped is not None:
-            for k in t:
-                if k not in _TOOL_HONOURED and f"tools.{k}" not in dropped:
-                    dropped.append(f"tools.{k}")
-        if t.get("defer_loading") is True and name not in (loaded or ()):
-            if dropped is not None and "tools.defer_loading" not in dropped:
-                dropped.append("tools.defer_loading")  # not offered until a tool search names it
-            continue
-        fn: dict[str, Any] = {"name": name, "parameters": schema}
-        if isinstance(t.get("description"), str):
-            fn["description"] = t["description"]
-        if isinstance(t.get("strict"), bool):
-            fn["strict"] = t["strict"]
-        out.append({"type": "function", "function": fn})
-    return out
-
-
-def _referenced_tools(messages: list[Any]) -> set[str]:
-    """Tools named by tool_reference blocks inside tool results (Anthropic's tool search)."""
-    names: set[str] = set()
-    for m in messages:
-        content = m.get("content") if isinstance(m, dict) else None
-        for b in content if isinstance(content, list) else ():
-            if isinstance(b, dict) and b.get("type") == "tool_result" and isinstance(b.get("content"), list):
-                for r in b["content"]:
-                    if isinstance(r, dict) and r.get("type") == "tool_reference" and isinstance(r.get("tool_name"), str):
-                        names.add(r["tool_name"])
-    return names
-
-
-def _tool_choice(tc: Any, body: dict[str, Any]) -> None:
-    if not isinstance(tc, dict) or tc.get("type") not in ("auto", "any", "tool", "none"):
-        raise _bad("tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'", "tool_choice")
-    kind = tc["type"]
-    if kind == "tool":
-        if not isinstance(tc.get("name"), str) or not tc["name"]:
-            raise _bad("tool_choice.name: Field required", "tool_choice")
-        body["tool_choice"] = {"type": "function", "function": {"name": tc["name"]}}
-    else:
-        body["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]
-    if tc.get("disable_parallel_tool_use") is True and kind != "none":
-        body["parallel_tool_calls"] = False
-
-
 def _thinking(data: dict[str, Any], max_tokens: int) -> tuple[bool, int | None, bool]:
     """(thinking blocks wanted, budget, omitted). `adaptive` and `between_tools` leave
     the budget to DEER's configured share of max_tokens."""
@@ -419,12 +348,12 @@ def translate(data: Any) -> Translated:
         if stops:
             body["stop"] = list(stops)
     if data.get("tools") is not None:
-        loaded = _referenced_tools(messages) if isinstance(messages, list) else set()
+        loaded = referenced_tools(messages) if isinstance(messages, list) else set()
         tools = tools_of(data["tools"], loaded, dropped)
         if tools:
             body["tools"] = tools
     if data.get("tool_choice") is not None:
-        _tool_choice(data["tool_choice"], body)
+        tool_choice(data["tool_choice"], body)
         if "tools" not in body:
             body.pop("tool_choice", None)  # OpenAI refuses tool_choice without tools
             body.pop("parallel_tool_calls", None)

@@ -34,7 +34,8 @@ from router.access.auth import check_alias
 from router.access.limits import estimate_tokens
 from router.api import request_limits
 from router.api.anthropic import reply as anthropic_reply
-from router.api.anthropic.request import _IGNORED, check_model, messages_of, tools_of, translate
+from router.api.anthropic.request import _IGNORED, check_model, messages_of, translate
+from router.api.anthropic.tools import tools_of
 from router.api.protocol import parse_request
 from router.config import Settings
 from router.pipeline.core import Pipeline
