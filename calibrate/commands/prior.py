@@ -25,6 +25,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
     c.add_argument("--alpaca-eval", metavar="DIR", help="a tatsu-lab/alpaca_eval checkout (or its results/ folder)")
     c.add_argument("--table", action="append", default=[], metavar="SOURCE=FILE",
                    help="an outcome JSONL (e.g. RouteLLM GSM8K after `calibrate convert`) as a two-model source; repeatable")
+    c.add_argument("--rated", action="append", default=[], metavar="SOURCE=FILE:FIELD",
+                   help="items rated for difficulty instead of outcomes (e.g. math-levels=../shared/data/math/math.jsonl:level; "
+                        "the text is the `problem` field, or FILE:FIELD:TEXTFIELD); repeatable")
     c.add_argument("-o", "--out", required=True, help="corpus JSONL to write")
 
     pr = sub.add_parser("pair", help="an outcome table from two models of one corpus source")
@@ -42,8 +45,13 @@ def _configure(p: argparse.ArgumentParser) -> None:
                             "`loso` scores the held-out source's; repeatable")
         f.add_argument("--target", default="both", choices=["difficulty", "gain", "both"],
                        help="what the prompt predicts: item difficulty, the stronger model's gain on it, or their mean")
-        f.add_argument("--alpha", type=float, help="ridge penalty (default: chosen by item-level CV on the corpus)")
-        f.add_argument("--embedding-dim", type=int, help="384 (sentence embedding) or 2688 (+ layer means); default chosen by CV")
+        f.add_argument("--alpha", type=float, help="ridge penalty (default: chosen by CV on the corpus, see --select)")
+        f.add_argument("--embedding-dim", type=int,
+                       help="0 (cheap features alone), 384 (sentence embedding) or 2688 (+ layer means); 256 with the static "
+                            "encoder; default chosen by CV")
+        f.add_argument("--select", default="source", choices=["source", "item"],
+                       help="how alpha and width are chosen: holding out whole sources (default: the prior must carry to "
+                            "sources it never saw) or random items; `loso` chooses again inside every fold")
         f.add_argument("--embedder", default="auto", choices=["auto", "onnx", "onnx-fp32", "torch", "hash", "static"],
                        help="the encoder the artifact will be served with (default: the gateway's MiniLM ONNX int8)")
         f.add_argument("--no-cache", action="store_true", help="do not use the embedding cache")
@@ -79,13 +87,20 @@ def _corpus(args: argparse.Namespace) -> int:
         rows += list(corpus.read_alpaca_eval(args.alpaca_eval))
     for src, path in _pairs(args.table).items():
         rows += list(corpus.read_outcome_table(path, source=src))
+    for src, spec in _pairs(args.rated).items():
+        parts = spec.split(":")
+        path, field, text = (parts + ["problem"])[:3] if len(parts) in (2, 3) else ("", "", "")
+        if not path or not field or not text:
+            raise ValueError(f"expected SOURCE=FILE:FIELD[:TEXTFIELD], got {src}={spec}")
+        rows += list(corpus.read_rated(path, source=src, field=field, prompt=text))
     if not rows:
-        raise ValueError("nothing to read: give --alpaca-eval DIR and/or --table SOURCE=FILE")
+        raise ValueError("nothing to read: give --alpaca-eval DIR, --table SOURCE=FILE and/or --rated SOURCE=FILE:FIELD")
     n = corpus.write(rows, args.out)
     card = corpus.card(rows)
     Path(args.out).with_suffix(".card.json").write_text(json.dumps(card, indent=1) + "\n")
     for src, c in card.items():
-        _err(f"{src}: {c['items']} items x {c['models']} models = {c['outcomes']} outcomes ({c['licence']})")
+        what = f"{c['ratings']} ratings" if "ratings" in c else f"{c['items']} items x {c['models']} models = {c['outcomes']} outcomes"
+        _err(f"{src}: {what} ({c['licence']})")
     _out(_json({"rows": n, "sources": card}))
     return 0
 
@@ -127,14 +142,18 @@ def _items(args: argparse.Namespace) -> tuple[Any, np.ndarray, np.ndarray, str, 
     return items, E, F, enc, rows
 
 
-def _hyper(args: argparse.Namespace, items: Any, E: np.ndarray, F: np.ndarray) -> tuple[float, int, list[dict[str, Any]]]:
+def _hyper(
+    args: argparse.Namespace, items: Any, E: np.ndarray, F: np.ndarray, *, say: bool = True,
+) -> tuple[float, int, list[dict[str, Any]]]:
     from calibrate.prior.select import choose
 
     if args.alpha is not None and args.embedding_dim is not None:
         return args.alpha, args.embedding_dim, []
     alpha, dim, grid = choose(items, E, F, target=args.target, alphas=None if args.alpha is None else (args.alpha,),
-                              dims=None if args.embedding_dim is None else (args.embedding_dim,))
-    _err(f"chosen by item-level CV: alpha {alpha:g}, embedding width {dim}")
+                              dims=None if args.embedding_dim is None else (args.embedding_dim,), by=args.select)
+    if say:
+        _err(f"chosen by {args.select}-level CV on {', '.join(sorted(set(items.source)))}: alpha {alpha:g}, "
+             f"embedding width {dim}")
     return alpha, dim, grid
 
 
@@ -179,7 +198,6 @@ def _loso(args: argparse.Namespace) -> int:
     from policies.difficulty import DifficultyClassifier
 
     items, E, F, enc, _ = _items(args)
-    alpha, dim, _ = _hyper(args, items, E, F)
     pairs: dict[str, dict[str, Any]] = {}
     for src, path in _pairs(args.pairs).items():
         t = load(path)
@@ -189,13 +207,15 @@ def _loso(args: argparse.Namespace) -> int:
     for path in args.compare:
         clf = DifficultyClassifier.load(path, embedder_id=enc.split("@")[0])
         others[Path(path).name] = (lambda c: lambda s: c.predict_many(pairs[s]["F"], pairs[s]["E"], pairs[s]["msgs"]))(clf)
-    res = loso.run(items, E, F, pairs, embedding_dim=dim, alpha=alpha, feature_weight=1.0, target=args.target,
-                   others=others, draws=args.bootstrap)
+    # nested: each fold chooses alpha and width on its own training sources
+    res = loso.run(items, E, F, pairs, target=args.target, others=others, draws=args.bootstrap,
+                   select=lambda it, e, f: _hyper(args, it, e, f, say=False)[:2])
     for r in res:
-        cols = [f"prior {r['prior']['apgr']:.3f} [{r['prior']['ci'][0]:.3f}, {r['prior']['ci'][1]:.3f}]"]
+        cols = [f"prior {r['prior']['apgr']:.3f} [{r['prior']['ci'][0]:.3f}, {r['prior']['ci'][1]:.3f}] "
+                f"(alpha {r['alpha']:g}, width {r['embedding_dim']})"]
         cols += [f"{k} {r[k]['apgr']:.3f} [{r[k]['ci'][0]:.3f}, {r[k]['ci'][1]:.3f}]" for k in others]
         _out(f"held out {r['held_out']} (n={r['n']}, trained on {', '.join(r['trained_on'])}): " + "; ".join(cols))
-    _out(_json({"alpha": alpha, "embedding_dim": dim, "target": args.target, "results": res}))
+    _out(_json({"select": args.select, "target": args.target, "results": res}))
     return 0
 
 

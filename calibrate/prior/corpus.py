@@ -8,6 +8,10 @@ answer). Sources are read from public result dumps that keep per-item scores:
   Each (model, annotator) is one column: annotators use different baselines.
 - any thinkgate outcome table (RouteLLM's GSM8K / MMLU after `calibrate convert`, tables
   from `calibrate collect`): two models, `fast` and `strong`, named after the table.
+- rated items (`read_rated`): a JSONL whose items carry a difficulty rating instead of
+  outcomes, e.g. MATH-500's competition levels 1-5. Their rows have the reserved model
+  name `RATING` and the rating as score; the prior's targets take the rating as the
+  item's difficulty (what an item-response fit would estimate from outcomes).
 
 `SOURCES` records where each comes from and under which licence; the builder writes
 them into the corpus card so an artifact trained on it can say what it was made of."""
@@ -33,12 +37,20 @@ SOURCES: dict[str, dict[str, str]] = {
         "where": "lm-sys/RouteLLM routellm/evals/gsm8k (../shared/data/routellm/gsm8k_responses.csv)",
         "licence": "Apache-2.0",
     },
+    "math-levels": {
+        "what": "MATH-500: 500 competition problems with the MATH dataset's difficulty level (1-5), no outcomes",
+        "where": "iie-ycx/DEER data/math (../shared/data/math/math.jsonl), from hendrycks/math via PRM800K's MATH-500",
+        "licence": "MIT",
+    },
     "routellm-mmlu": {
         "what": "MMLU (57 subjects): correctness of Mixtral-8x7B-Instruct and GPT-4-1106",
         "where": "lm-sys/RouteLLM routellm/evals/mmlu/responses (../shared/data/routellm/mmlu/)",
         "licence": "Apache-2.0",
     },
 }
+
+
+RATING = "@rating"  # the model name of a rated item's row: its score is the rating, not an outcome
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,22 @@ def read_outcome_table(path: str | Path, *, source: str, fast: str | None = None
         yield Row(source, item, o.prompts[i], strong, float(o.strong[i]))
 
 
+def read_rated(path: str | Path, *, source: str, field: str, prompt: str = "problem") -> Iterator[Row]:
+    """Rows from a JSONL of rated items (`prompt` field: the text; `field`: a number,
+    higher = harder, e.g. MATH's `level`). Items without a number are skipped."""
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+                text, rating = d[prompt], float(d[field])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                raise OutcomeError(f"{path}:{n}: no {prompt!r} text with a numeric {field!r}") from None
+            if rating == rating and isinstance(text, str) and text:
+                yield Row(source, _item_id(text), text, RATING, rating)
+
+
 def _item_id(text: str) -> str:
     import hashlib
 
@@ -129,12 +157,14 @@ def read(path: str | Path) -> list[Row]:
 
 
 def card(rows: list[Row]) -> dict[str, Any]:
-    """Per source: items, models, outcomes, and where it came from."""
+    """Per source: items, models, outcomes (or ratings), and where it came from."""
     out: dict[str, Any] = {}
     for src in sorted({r.source for r in rows}):
         mine = [r for r in rows if r.source == src]
+        rated = sum(r.model == RATING for r in mine)
         out[src] = {
-            "items": len({r.item for r in mine}), "models": len({r.model for r in mine}), "outcomes": len(mine),
+            "items": len({r.item for r in mine}), "models": len({r.model for r in mine if r.model != RATING}),
+            "outcomes": len(mine) - rated, **({"ratings": rated} if rated else {}),
             **SOURCES.get(src, {"what": "a collected outcome table", "where": "local", "licence": "the collector's"}),
         }
     return out

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from calibrate.prior.corpus import Row
+from calibrate.prior.corpus import RATING, Row
 from calibrate.prior.irt import IRTFit, fit_rows
 
 TARGETS = ("difficulty", "gain", "both")
@@ -38,7 +38,7 @@ class ItemTable:
     prompt: list[Any]
     difficulty: np.ndarray
     gain: np.ndarray
-    fits: dict[str, IRTFit] = field(default_factory=dict)
+    fits: dict[str, IRTFit | None] = field(default_factory=dict)  # None: a rated source
 
     def __len__(self) -> int:
         return len(self.item)
@@ -66,11 +66,25 @@ def _z(x: np.ndarray) -> np.ndarray:
 
 
 def item_table(rows: list[Row]) -> ItemTable:
-    """Fit the IRT model per source and collect each item's z-scored targets."""
+    """Fit the IRT model per source and collect each item's z-scored targets. A rated
+    source (corpus.read_rated) needs no fit: its rating is the difficulty, and, having
+    no models to compare, the gain too (harder items are where a stronger model gains)."""
     src, item, prompt, diff, gain = [], [], [], [], []
-    fits = {}
+    fits: dict[str, IRTFit | None] = {}
     for s in sorted({r.source for r in rows}):
         mine = [r for r in rows if r.source == s]
+        if all(r.model == RATING for r in mine):
+            rated = {r.item: r for r in mine}  # one rating per item (the last if repeated)
+            fits[s] = None
+            src += [s] * len(rated)
+            item += list(rated)
+            prompt += [r.prompt for r in rated.values()]
+            z = _z(np.array([r.score for r in rated.values()], float))
+            diff.append(z)
+            gain.append(z)
+            continue
+        if any(r.model == RATING for r in mine):
+            raise ValueError(f"source {s!r} mixes ratings with outcomes: give them different source names")
         f = fit_rows(mine)
         fits[s] = f
         first = {}

@@ -29,24 +29,34 @@ def apgr_ci(probs: np.ndarray, fast: np.ndarray, strong: np.ndarray, draws: int 
     return point, float(lo), float(hi)
 
 
+Select = Callable[[ItemTable, np.ndarray, np.ndarray], tuple[float, int]]
+
+
 def run(
-    items: ItemTable, E: np.ndarray, F: np.ndarray, pairs: dict[str, dict[str, Any]], *, embedding_dim: int,
-    alpha: float, feature_weight: float, target: str, others: dict[str, Callable[[str], np.ndarray]] | None = None,
-    draws: int = 1000,
+    items: ItemTable, E: np.ndarray, F: np.ndarray, pairs: dict[str, dict[str, Any]], *, embedding_dim: int | None = None,
+    alpha: float | None = None, feature_weight: float = 1.0, target: str, others: dict[str, Callable[[str], np.ndarray]] | None = None,
+    draws: int = 1000, select: Select | None = None,
 ) -> list[dict[str, Any]]:
     """pairs: source -> {"E", "F", "fast", "strong"} (its pair table, featurised);
-    others: name -> f(source) -> probabilities on that pair table (e.g. the old default)."""
+    others: name -> f(source) -> probabilities on that pair table (e.g. the old default).
+    `select` (nested selection): alpha and width chosen again for each held-out source,
+    on the other sources' items only, so the held-out source never helps choose them;
+    else the given `alpha` and `embedding_dim` for every fold."""
     out = []
     src = np.asarray(items.source)
     y = items.target(target)
     for held in sorted(pairs):
         keep = src != held
+        a_, d_ = select(items.subset(keep), E[keep], F[keep]) if select is not None else (alpha, embedding_dim)
+        if a_ is None or d_ is None:
+            raise ValueError("give alpha and embedding_dim, or select")
         prior = fit_prior(E[keep], F[keep], y[keep], [s for s, k in zip(items.source, keep) if k],
-                          embedding_dim=embedding_dim, alpha=alpha, feature_weight=feature_weight, target=target)
+                          embedding_dim=d_, alpha=a_, feature_weight=feature_weight, target=target)
         p = pairs[held]
         fast, strong = np.asarray(p["fast"], float), np.asarray(p["strong"], float)
         s = prior.scores(p["E"], p["F"])
-        row: dict[str, Any] = {"held_out": held, "n": len(fast), "trained_on": sorted(set(src[keep]))}
+        row: dict[str, Any] = {"held_out": held, "n": len(fast), "trained_on": sorted(set(src[keep])),
+                               "alpha": a_, "embedding_dim": d_}
         a, lo, hi = apgr_ci(s, fast, strong, draws=draws)
         row["prior"] = {"apgr": a, "ci": [lo, hi], "auroc": float(metrics.auroc(s, metrics.needs_strong(fast, strong)))}
         for name, fn in (others or {}).items():

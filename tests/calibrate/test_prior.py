@@ -116,3 +116,142 @@ def test_item_table_z_scores_targets_within_each_source() -> None:
         d = t.difficulty[np.asarray(t.source) == src]
         assert abs(d.mean()) < 1e-9 and abs(d.std() - 1) < 1e-9
     assert len(t) == 60 and set(t.fits) == {"a", "b"}
+
+
+def test_rated_items_become_a_source_whose_rating_is_the_difficulty(tmp_path: Path) -> None:
+    f = tmp_path / "levels.jsonl"
+    f.write_text("\n".join(json.dumps({"problem": f"problem {i}", "level": lv}) for i, lv in enumerate([1, 5, 3, 2, 4]))
+                 + "\n" + json.dumps({"problem": "unrated", "level": None}))
+    with pytest.raises(OutcomeError, match="levels.jsonl:6"):
+        list(corpus.read_rated(f, source="levels", field="level"))
+    f.write_text(f.read_text().rsplit("\n", 1)[0])
+    rated = list(corpus.read_rated(f, source="levels", field="level"))
+    assert [r.score for r in rated] == [1, 5, 3, 2, 4] and {r.model for r in rated} == {corpus.RATING}
+    table = tmp_path / "t.jsonl"
+    table.write_text("\n".join(json.dumps({"id": f"q{i}", "prompt": f"p{i}", "fast": i % 2, "strong": 1}) for i in range(6)))
+    t = item_table(rated + list(corpus.read_outcome_table(table, source="pair")))
+    lv = t.difficulty[np.asarray(t.source) == "levels"]
+    assert np.argsort(lv).tolist() == [0, 3, 2, 4, 1]  # the ratings' order, z-scored
+    assert abs(lv.mean()) < 1e-9 and np.array_equal(lv, t.gain[np.asarray(t.source) == "levels"])
+    assert t.fits["levels"] is None and t.fits["pair"] is not None
+    with pytest.raises(ValueError, match="mixes ratings"):
+        item_table(rated + [corpus.Row("levels", "x", "x", "m", 1.0)])
+    card = corpus.card(rated)
+    assert card["levels"]["ratings"] == 5 and card["levels"]["models"] == 0
+
+
+def _carry_and_memorise(seed: int = 0) -> tuple[object, np.ndarray, np.ndarray]:
+    """Three sources. A cheap feature carries difficulty in every one; each source also
+    has its own embedding direction for it, which means nothing in the others."""
+    from calibrate.prior.fit import ItemTable
+
+    rng = np.random.default_rng(seed)
+    n, src = 200, []
+    E, F, y = [], [], []
+    for k, name in enumerate(("a", "b", "c")):
+        f0 = rng.normal(size=n)
+        e = rng.normal(size=(n, 6))
+        d = 0.6 * f0 + 1.5 * e[:, k] + rng.normal(0, 0.3, n)
+        E.append(e)
+        F.append(np.column_stack([f0, rng.normal(size=n)]))
+        y.append((d - d.mean()) / d.std())
+        src += [name] * n
+    Y = np.concatenate(y)
+    items = ItemTable(src, [f"{s}{i}" for i, s in enumerate(src)], [""] * len(src), Y, Y)
+    return items, np.vstack(E), np.vstack(F)
+
+
+def test_source_level_selection_keeps_what_carries_to_an_unseen_source() -> None:
+    from calibrate.prior.select import choose
+
+    items, E, F = _carry_and_memorise()
+    _, dim_item, _ = choose(items, E, F, target="difficulty", dims=(0, 6), by="item")
+    _, dim_src, grid = choose(items, E, F, target="difficulty", dims=(0, 6), by="source")
+    assert dim_item == 6  # random item folds reward each source's own direction
+    assert dim_src == 0  # held-out sources show it does not carry; the shared feature does
+    assert {g["by"] for g in grid} == {"source"}
+
+
+def test_loso_chooses_inside_each_fold_without_the_held_out_source() -> None:
+    from calibrate.prior import loso
+
+    items, E, F = _carry_and_memorise(1)
+    rng = np.random.default_rng(2)
+    pairs = {}
+    for s in ("a", "c"):
+        m = np.asarray(items.source) == s
+        hard = items.difficulty[m] > 0
+        pairs[s] = {"E": E[m], "F": F[m], "fast": (~hard | (rng.random(m.sum()) < 0.2)).astype(float),
+                    "strong": np.ones(m.sum())}
+    seen: list[set[str]] = []
+
+    def select(it, e, f):  # type: ignore[no-untyped-def]
+        seen.append(set(it.source))
+        return 10.0, 0
+
+    res = loso.run(items, E, F, pairs, target="difficulty", select=select, draws=50)
+    assert seen == [{"b", "c"}, {"a", "b"}]
+    assert [r["held_out"] for r in res] == ["a", "c"] and all(r["embedding_dim"] == 0 for r in res)
+    assert all(r["prior"]["apgr"] > 0.55 for r in res)  # the shared feature carries to the held-out pair (random: 0.5)
+    with pytest.raises(ValueError, match="alpha and embedding_dim"):
+        loso.run(items, E, F, pairs, target="difficulty", draws=10)
+
+
+def test_a_fitted_prior_is_an_artifact_that_loads_routes_and_reloads(tmp_path: Path) -> None:
+    """`prior corpus` -> `prior fit` (hash embedder: no model) -> served by the gateway,
+    swapped in by the admin reload like any other artifact."""
+    import asyncio
+
+    import httpx
+
+    from calibrate.cli import main
+    from router import config
+    from router.app import create_app
+    from router.embedding.batcher import fake_embedder
+    from router.learning import admin
+    from router.learning.slot import ClassifierSlot, load_checked
+    from router.upstreams.fake import FakeUpstream
+
+    levels = tmp_path / "levels.jsonl"
+    words = ["add", "sum", "prove", "integral", "matrix", "prime", "limit", "graph"]
+    levels.write_text("\n".join(json.dumps({"problem": " ".join(words[: 1 + i % 8]) + f" {i} " + "x" * (i % 8 * 20),
+                                            "level": 1 + i % 5}) for i in range(40)))
+    table = tmp_path / "pair.jsonl"
+    table.write_text("\n".join(json.dumps({"id": f"q{i}", "prompt": f"question {i} " + "y" * (i % 10 * 30),
+                                           "fast": float(i % 10 < 5), "strong": 1.0}) for i in range(40)))
+    corpus_path, art = tmp_path / "corpus.jsonl", tmp_path / "prior"
+    assert main(["prior", "corpus", "--rated", f"levels={levels}:level", "--table", f"pair={table}", "-o", str(corpus_path)]) == 0
+    assert main(["prior", "fit", "--corpus", str(corpus_path), "--pairs", f"pair={table}", "--embedder", "hash",
+                 "--no-cache", "--quiet", "-o", str(art)]) == 0
+    meta = json.loads((art / "meta.json").read_text())
+    assert meta["procedure"] == "prior-irt/1" and set(meta["training_data"]["corpus"]) == {"levels", "pair"}
+
+    s = config.from_dict({
+        "models": {"fast": {"provider": "fake", "model": "f"}, "reasoning": {"provider": "fake", "model": "r", "reasoning": True}},
+        "selfref": {"enabled": False}, "cache": {"enabled": False},
+    })  # fmt: skip
+    again = tmp_path / "prior-again"  # refitted on another target: a new version to reload
+    assert main(["prior", "fit", "--corpus", str(corpus_path), "--pairs", f"pair={table}", "--embedder", "hash",
+                 "--target", "difficulty", "--alpha", "100", "--embedding-dim", "0", "--no-cache", "--quiet",
+                 "-o", str(again)]) == 0
+    embedder = fake_embedder()
+    # served with the embedder it was fitted on (the gateway's slot takes the family from its first artifact)
+    slot = ClassifierSlot(load_checked(str(art), embedder.dim, embedder.id), embedding_dim=embedder.dim, default_path=str(art))
+    ups = {"fast": FakeUpstream("fast", "f"), "reasoning": FakeUpstream("reasoning", "r")}
+    app = create_app(s, upstreams=ups, embedder=embedder, classifier=slot, routes=admin.routes(slot))
+
+    async def go() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tg") as c:
+            for version in (slot.current.version, None):
+                if version is None:
+                    rr = await c.post("/admin/router/reload", json={"artifact": str(again)})
+                    assert rr.status_code == 200, rr.text
+                    version = rr.json()["artifact"]["version"]
+                    assert rr.json()["previous"] != version
+                for body in ("question 1", "question 9 " + "y" * 270):
+                    r = await c.post("/v1/chat/completions", json={"model": "auto", "messages": [{"role": "user", "content": body}]})
+                    assert r.status_code == 200 and r.headers["x-thinkgate-router"] == version
+                    assert r.headers["x-thinkgate-route"] in ("fast", "reasoning")
+                    assert 0.0 <= float(r.headers["x-thinkgate-difficulty"]) <= 1.0
+
+    asyncio.run(go())

@@ -130,3 +130,29 @@ def test_the_letters_that_fold_into_ascii_are_all_known() -> None:
             found.add(c)
     assert found == set("\u0130\u0131\u017f\u212a")
     assert all(F._FOLDS_TO_ASCII.search(c) for c in found)
+
+
+def lexical_reference(messages: list[dict]) -> list[int]:
+    """lexical_indices as it was before its gram memo: encode + crc32 of every gram."""
+    import zlib
+
+    text = F.conversation_text(messages)[: F._LEX_CHARS].lower() if messages else ""
+    tokens = F._TOKEN.findall(text)
+    grams = tokens + [f"{a} {b}" for a, b in zip(tokens, tokens[1:])]
+    return sorted({zlib.crc32(g.encode()) % F.LEXICAL_DIM for g in grams})
+
+
+def test_lexical_buckets_are_the_crc32_ones_through_the_memo_and_its_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    prompts = real_prompts()[:3000] or ["What is 2 + 2?", "Prove that √2 is irrational.", "Привет, 北京 $5"]
+    rng = random.Random(2)
+    prompts += ["".join(rng.choice(["a", "B", " ", "é", "1", "=", "\n", "ſ", "İ", "北"]) for _ in range(rng.randint(0, 300)))
+                for _ in range(500)]
+    for small in (False, True):
+        F._BUCKETS.clear()
+        if small:  # a memo that fills every few prompts: the reset path, mid-stream
+            monkeypatch.setattr(F, "_BUCKETS_MAX", 64)
+        for p in prompts:
+            msgs = [{"role": "user", "content": p}]
+            assert F.lexical_indices(msgs) == lexical_reference(msgs), p[:80]
+            # bounded: past the cap, a text with a new gram starts the memo over with its own grams
+            assert len(F._BUCKETS) <= F._BUCKETS_MAX + 2 * F._LEX_CHARS
