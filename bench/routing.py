@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", default="1,2", help="embedder worker counts for the concurrency test")
     ap.add_argument("--gateway", type=int, default=2000, metavar="N",
                     help="requests per round through a real gateway, routed vs proxied at --concurrency (0 skips)")
-    ap.add_argument("--rounds", type=int, default=3, help="gateway rounds per alias (median reported)")
+    ap.add_argument("--rounds", type=int, default=5, help="gateway rounds per alias, interleaved (median reported; this VM moves ~15 %% between rounds)")
     ap.add_argument("--no-floor", action="store_true", help="skip the int8 GEMM floor")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)

@@ -16,7 +16,13 @@ table of bench/routing.py). A batch is therefore capped at `batch_tokens` padded
 (estimated from the text length) as well as `batch_max` texts. With
 `workers` > 1, that many batches run at once on their own threads (one core
 each at one ORT thread): the throughput of a gateway under load scales with
-the cores it is given. Forward passes never run on the event loop."""
+the cores it is given. Forward passes never run on the event loop.
+
+`embed(messages, then=f)` also runs `f(vector)` on the worker, in the same job as the
+batch's forward pass (the classifier's features and head): one thread handoff per batch
+instead of one more per request. On a 2-core machine each handoff of a request to a
+worker thread cost about as much CPU as the work it carried (bench/routing.py's gateway
+rows; README "Capacity")."""
 
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,6 +44,16 @@ if TYPE_CHECKING:
     from router.config import ClassifierSettings
 
 log = logging.getLogger("thinkgate.embedding")
+
+class _Raised:
+    """A waiter's `then` raised on the worker: the error its caller gets."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+_LATER = object()  # the batch failed and was retried text by text: `then` not run yet
+_Waiter = tuple[str, "asyncio.Future[Any]", "Callable[[np.ndarray], Any] | None"]
 
 # the static encoder's batch policy unless the config sets one (bench/routing.py, README "Capacity")
 STATIC_BATCH_TOKENS = 4096
@@ -62,8 +79,8 @@ class AsyncEmbedder:
         self.batch_tokens = batch_tokens
         self.workers = workers
         self.batch_wait = batch_wait_ms / 1000.0
-        self._pending: list[tuple[str, asyncio.Future[np.ndarray]]] = []
-        self._bulk: list[tuple[str, asyncio.Future[np.ndarray]]] = []
+        self._pending: list[_Waiter] = []
+        self._bulk: list[_Waiter] = []
         self._drainers: set[asyncio.Task[None]] = set()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="thinkgate-embed")
         # Recently embedded texts (retries, cache replays, repeated prompts).
@@ -71,38 +88,43 @@ class AsyncEmbedder:
         self._memo_max = memo
         self.batches = 0  # forward passes run (observability, tests)
 
-    async def embed(self, messages: list[dict[str, Any]]) -> np.ndarray:
-        return await self.embed_text(conversation_text(messages))
+    async def embed(self, messages: list[dict[str, Any]], then: Callable[[np.ndarray], Any] | None = None) -> Any:
+        """The conversation's vector; with `then`, (vector, then(vector)), `then` run on
+        the worker right after the forward pass. An exception in `then` is raised here,
+        with the vector lost for this caller only."""
+        return await self.embed_text(conversation_text(messages), then=then)
 
-    async def embed_text(self, text: str, *, bulk: bool = False) -> np.ndarray:
+    async def embed_text(self, text: str, *, bulk: bool = False, then: Callable[[np.ndarray], Any] | None = None) -> Any:
         """`bulk`: a /v1/embeddings input. Those wait behind every routing text, so a
         client embedding thousands of documents never delays another's chat request;
         a bulk caller that goes away (cancelled) leaves its texts unembedded."""
+        loop = asyncio.get_running_loop()
         hit = self._memo.get(text)
         if hit is not None:
             self._memo.move_to_end(text)
-            return hit
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[np.ndarray] = loop.create_future()
+            if then is None:
+                return hit
+            return hit, await loop.run_in_executor(self._executor, then, hit)
+        fut: asyncio.Future[Any] = loop.create_future()
         if any(d.get_loop() is not loop for d in self._drainers):
             # first use under a new event loop (the old one is gone): drop its waiters
-            self._pending = [(t, f) for t, f in self._pending if f.get_loop() is loop]
-            self._bulk = [(t, f) for t, f in self._bulk if f.get_loop() is loop]
+            self._pending = [w for w in self._pending if w[1].get_loop() is loop]
+            self._bulk = [w for w in self._bulk if w[1].get_loop() is loop]
             self._drainers = {d for d in self._drainers if d.get_loop() is loop}
-        (self._bulk if bulk else self._pending).append((text, fut))
+        (self._bulk if bulk else self._pending).append((text, fut, then))
         self._drainers = {d for d in self._drainers if not d.done()}
         if len(self._drainers) < self.workers:
             self._drainers.add(loop.create_task(self._drain()))
         return await fut
 
-    def _next_batch(self) -> list[tuple[str, asyncio.Future[np.ndarray]]]:
+    def _next_batch(self) -> list[_Waiter]:
         """The oldest waiters, up to batch_max texts and batch_tokens padded
         tokens (the batch pads to its longest text); at least one."""
-        batch: list[tuple[str, asyncio.Future[np.ndarray]]] = []
+        batch: list[_Waiter] = []
         longest = 0
         for queue in (self._pending, self._bulk):  # routing texts first, bulk inputs after
             while queue and len(batch) < self.batch_max:
-                text, fut = queue[0]
+                text, fut, _ = queue[0]
                 if fut.done():  # its caller went away
                     queue.pop(0)
                     continue
@@ -121,10 +143,11 @@ class AsyncEmbedder:
             batch = self._next_batch()
             if not batch:
                 continue
-            texts = list(dict.fromkeys(t for t, _ in batch))
+            texts = list(dict.fromkeys(w[0] for w in batch))
             by_text: dict[str, Any] = {}
+            extras: list[Any] = [_LATER] * len(batch)  # until the job says otherwise
             try:
-                vecs = await loop.run_in_executor(self._executor, self.encoder.encode, texts)
+                vecs, extras = await loop.run_in_executor(self._executor, self._run, texts, batch)
                 by_text = dict(zip(texts, vecs))
                 self.batches += 1
             except Exception:
@@ -141,17 +164,48 @@ class AsyncEmbedder:
                         self.batches += 1
                     except Exception:
                         log.exception("embedding failed for one text")
-            for t, f in batch:
+            for (t, f, then), extra in zip(batch, extras):
                 if f.done():
                     continue
-                if t in by_text:
-                    f.set_result(by_text[t])
-                else:
+                if t not in by_text:
                     f.set_exception(errors.EmbeddingFailed("the request's text could not be embedded"))
+                elif then is None:
+                    f.set_result(by_text[t])
+                elif extra is _LATER:  # the batch was retried text by text: its `then` runs now, off the loop
+                    try:
+                        extra = await loop.run_in_executor(self._executor, then, by_text[t])
+                    except Exception as e:
+                        extra = _Raised(e)
+                    if f.done():
+                        continue
+                    if isinstance(extra, _Raised):
+                        f.set_exception(extra.error)
+                    else:
+                        f.set_result((by_text[t], extra))
+                elif isinstance(extra, _Raised):
+                    f.set_exception(extra.error)
+                else:
+                    f.set_result((by_text[t], extra))
             for t, v in by_text.items():
                 self._memo[t] = v
                 if len(self._memo) > self._memo_max:
                     self._memo.popitem(last=False)
+
+    def _run(self, texts: list[str], batch: list[_Waiter]) -> tuple[np.ndarray, list[Any]]:
+        """On the worker: the forward pass, then each waiter's `then` on its vector. A
+        `then` that raises fails its own caller only (_Raised), never the batch."""
+        vecs = self.encoder.encode(texts)
+        by_text = dict(zip(texts, vecs))
+        extras: list[Any] = []
+        for text, fut, then in batch:
+            if then is None or fut.done():
+                extras.append(None)
+                continue
+            try:
+                extras.append(then(by_text[text]))
+            except Exception as e:
+                extras.append(_Raised(e))
+        return vecs, extras
 
     async def warmup(self) -> None:
         await self.embed_text("warm up")

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from policies.features import message_text
@@ -182,10 +183,17 @@ class Pipeline:
         # a classifier on its own encoder (classifier.encoder: static) needs no MiniLM pass:
         # with the semantic cache off and no embedding to log, that pass is skipped
         reads_vector = wants_classifier and getattr(snap[0], "reads_vector", True)
+        scored: float | None = None  # P, when the embedder's worker computed it with the vector
         if self.embedder is not None and (reads_vector or wants_semantic or (wants_classifier and self.settings.decisions.store_embedding)):
             with timings.step(d, "embed"):
                 try:
-                    vector = await self.embedder.embed(at.messages)
+                    if reads_vector:
+                        # the classifier runs on the embedding worker, in the batch's job: no
+                        # second thread handoff (features, lexical hashing and the head stay off
+                        # the event loop, so a huge prompt never stalls the other requests)
+                        vector, scored = await self.embedder.embed(at.messages, then=partial(snap[0].predict, at.messages))
+                    else:
+                        vector = await self.embedder.embed(at.messages)
                 except errors.EmbeddingFailed:
                     # degrade: no classifier, no semantic cache; the route's default answers
                     log.warning("embedding failed; routing without it")
@@ -201,7 +209,7 @@ class Pipeline:
                     return self._cache_reply(req, d, hit, t0)
 
         with timings.step(d, "classify") as sp:
-            route, pinned = await self._decide(req, rs, d, vector, effect, snap, at.messages)
+            route, pinned = await self._decide(req, rs, d, vector, effect, snap, at.messages, scored)
             held = at.hold(d)
             if held is not None:
                 route = held[0]
@@ -243,7 +251,7 @@ class Pipeline:
 
     async def _decide(
         self, req: ChatRequest, rs: RouteSettings, d: Decision, vector: Any, effect: rules.RuleEffect | None = None,
-        snap: tuple[Any, Any] | None = None, messages: list[dict[str, Any]] | None = None,
+        snap: tuple[Any, Any] | None = None, messages: list[dict[str, Any]] | None = None, scored: float | None = None,
     ) -> tuple[Route, str | None]:
         forced = req.controls.force_route
         if rs.pin is not None:
@@ -259,8 +267,10 @@ class Pipeline:
         classifier, d.artifact = snap if snap is not None else snapshot(self.classifier)
         if classifier is not None and (vector is not None or (self.embedder is not None and not getattr(classifier, "reads_vector", True))):
             # features, lexical hashing and the head are CPU work: off the event loop, so a
-            # huge prompt never stalls the other requests (or /healthz)
-            p = float(await asyncio.to_thread(classifier.predict, req.messages if messages is None else messages, vector))
+            # huge prompt never stalls the other requests (or /healthz); usually already
+            # done on the embedding worker (`scored`)
+            p = float(scored) if scored is not None else float(
+                await asyncio.to_thread(classifier.predict, req.messages if messages is None else messages, vector))
             threshold = rs.threshold if rs.threshold is not None else float(classifier.threshold)
             if effect is not None and effect.threshold is not None:
                 threshold = effect.threshold

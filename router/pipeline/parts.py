@@ -17,7 +17,9 @@ from router.upstreams.base import Upstream
 
 
 class Embedder(Protocol):
-    async def embed(self, messages: list[dict[str, Any]]) -> Any: ...
+    async def embed(self, messages: list[dict[str, Any]], then: Any = None) -> Any:
+        """The routing vector; with `then`, (vector, then(vector)), `then` run off the
+        event loop (router/embedding/batcher.py runs it in the batch's worker job)."""
 
 
 class Classifier(Protocol):

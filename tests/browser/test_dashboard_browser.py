@@ -45,11 +45,12 @@ def _text(messages: list[dict[str, Any]]) -> str:
 class WordEmbedder:
     """Deterministic 384-d unit vectors from the words (the real embedder is issue 3's)."""
 
-    async def embed(self, messages: list[dict[str, Any]]) -> np.ndarray:
+    async def embed(self, messages: list[dict[str, Any]], then: Any = None) -> Any:
         v = np.zeros(384, dtype=np.float32)
         for w in _text(messages).lower().split():
             v[int(hashlib.sha1(w.encode()).hexdigest(), 16) % 384] += 1.0
-        return v / (np.linalg.norm(v) or 1.0)
+        v = v / (np.linalg.norm(v) or 1.0)
+        return v if then is None else (v, then(v))
 
 
 class KeywordClassifier:

@@ -133,7 +133,7 @@ def test_the_letters_that_fold_into_ascii_are_all_known() -> None:
 
 
 def lexical_reference(messages: list[dict]) -> list[int]:
-    """lexical_indices as it was before its gram memo: encode + crc32 of every gram."""
+    """lexical_indices as it was before its ASCII bytes path: str grams, encode + crc32."""
     import zlib
 
     text = F.conversation_text(messages)[: F._LEX_CHARS].lower() if messages else ""
@@ -142,17 +142,20 @@ def lexical_reference(messages: list[dict]) -> list[int]:
     return sorted({zlib.crc32(g.encode()) % F.LEXICAL_DIM for g in grams})
 
 
-def test_lexical_buckets_are_the_crc32_ones_through_the_memo_and_its_reset(monkeypatch: pytest.MonkeyPatch) -> None:
-    prompts = real_prompts()[:3000] or ["What is 2 + 2?", "Prove that √2 is irrational.", "Привет, 北京 $5"]
+def test_lexical_buckets_are_the_str_ones_on_real_and_fuzzed_text() -> None:
+    import re
+
+    # the bytes path's premise, over all of ASCII: \w agrees, \s only at the separators it guards
+    str_space = {c for c in range(128) if re.fullmatch(r"\s", chr(c))}
+    bytes_space = {c for c in range(128) if re.fullmatch(rb"\s", bytes([c]))}
+    assert str_space - bytes_space == {0x1C, 0x1D, 0x1E, 0x1F} and bytes_space <= str_space
+    assert all(bool(re.fullmatch(r"\w", chr(c))) == bool(re.fullmatch(rb"\w", bytes([c]))) for c in range(128))
+    assert all(F._STR_ONLY_SPACE.search(chr(c)) for c in str_space - bytes_space)
+    prompts = real_prompts() or ["What is 2 + 2?", "Prove that √2 is irrational.", "Привет, 北京 $5"]
     rng = random.Random(2)
-    prompts += ["".join(rng.choice(["a", "B", " ", "é", "1", "=", "\n", "ſ", "İ", "北"]) for _ in range(rng.randint(0, 300)))
-                for _ in range(500)]
-    for small in (False, True):
-        F._BUCKETS.clear()
-        if small:  # a memo that fills every few prompts: the reset path, mid-stream
-            monkeypatch.setattr(F, "_BUCKETS_MAX", 64)
-        for p in prompts:
-            msgs = [{"role": "user", "content": p}]
-            assert F.lexical_indices(msgs) == lexical_reference(msgs), p[:80]
-            # bounded: past the cap, a text with a new gram starts the memo over with its own grams
-            assert len(F._BUCKETS) <= F._BUCKETS_MAX + 2 * F._LEX_CHARS
+    alphabet = ["a", "B", " ", "é", "1", "=", "\n", "_", "ſ", "İ", "K", "北", "\x1c", "\x1d", "\x1e", "\x1f", "\x0b",
+                "\x0c", "\t", "\x00", "\x7f", "-", "'", "$"]
+    prompts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 300))) for _ in range(3000)]
+    for p in prompts:
+        msgs = [{"role": "user", "content": p}]
+        assert F.lexical_indices(msgs) == lexical_reference(msgs), repr(p[:80])

@@ -146,6 +146,48 @@ async def test_repeated_text_is_memoised():
     emb.close()
 
 
+async def test_then_runs_in_the_batch_job_and_fails_only_its_caller():
+    enc = CountingEncoder(delay=0.05)
+    emb = AsyncEmbedder(enc, batch_max=32)
+    ran: list[int] = []
+
+    def then(i):  # e.g. the classifier: features and head on the vector
+        def f(v):
+            ran.append(threading.get_ident())
+            if i == 3:
+                raise ValueError("this caller's input")
+            return i, float(v[0])
+        return f
+
+    out = await asyncio.gather(*(emb.embed(msg(f"p{i}"), then=then(i)) for i in range(6)), emb.embed(msg("plain")),
+                               return_exceptions=True)
+    assert len(enc.calls) == 1 and emb.batches == 1  # one job: the pass and every `then`
+    assert set(ran) == enc.threads and threading.get_ident() not in enc.threads
+    assert isinstance(out[3], ValueError)
+    for i in (0, 1, 2, 4, 5):
+        v, (j, first) = out[i]
+        assert j == i and first == float(v[0]) and np.allclose(v, HashEncoder().encode([f"p{i}"])[0])
+    assert isinstance(out[6], np.ndarray)  # a caller without `then` gets the bare vector
+    # a remembered text still runs its `then` off the loop
+    v, (j, _) = await emb.embed(msg("p0"), then=then(9))
+    assert j == 9 and len(enc.calls) == 1 and ran[-1] != threading.get_ident()
+    emb.close()
+
+
+async def test_then_still_runs_when_the_batch_is_retried_text_by_text():
+    class FailsTogether(CountingEncoder):
+        def encode(self, texts):
+            if len(texts) > 1:
+                raise RuntimeError("a batch")
+            return super().encode(texts)
+
+    enc = FailsTogether(delay=0.0)
+    emb = AsyncEmbedder(enc, batch_max=32)
+    out = await asyncio.gather(*(emb.embed(msg(f"p{i}"), then=lambda v, i=i: i) for i in range(4)))
+    assert [j for _, j in out] == [0, 1, 2, 3] and all(len(c) == 1 for c in enc.calls[1:])
+    emb.close()
+
+
 async def test_fake_embedder_vectors_are_normalised():
     v = await fake_embedder().embed(msg("hello world"))
     assert v.dtype == np.float32 and v.shape == (384,)

@@ -103,9 +103,10 @@ class ViewEmbedder:
     def __init__(self) -> None:
         self.seen: list[list[dict[str, Any]]] = []
 
-    async def embed(self, messages: list[dict[str, Any]]) -> np.ndarray:
+    async def embed(self, messages: list[dict[str, Any]], then: Any = None) -> Any:
         self.seen.append(messages)
-        return np.ones(8, dtype=np.float32) / np.sqrt(8)
+        v = np.ones(8, dtype=np.float32) / np.sqrt(8)
+        return v if then is None else (v, then(v))
 
 
 async def run(clients: list[httpx.AsyncClient], tasks: list[Task], *, headers: dict[str, str] | None = None,

@@ -4,6 +4,7 @@ from one forward pass, through the real AsyncEmbedder."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import httpx
@@ -25,10 +26,12 @@ class SeenVector:
 
     def __init__(self) -> None:
         self.vectors: list[np.ndarray] = []
+        self.threads: list[str] = []
 
     def predict(self, messages: list[dict[str, Any]], vector: Any = None) -> float:
         assert vector is not None
         self.vectors.append(np.asarray(vector))
+        self.threads.append(threading.current_thread().name)
         return 0.9 if "hard" in str(messages[-1]["content"]) else 0.1
 
 
@@ -63,6 +66,8 @@ async def test_one_pass_serves_classifier_cache_and_log():
     assert r.status_code == 200 and r.headers["x-thinkgate-route"] == "reasoning"
     assert encoder.forward_calls == 1 and embedder.batches == 1  # one pass for all three
     assert len(clf.vectors) == 1 and len(cache.looked_up) == 1
+    # the classifier ran once, in the embedding worker's job: no second handoff to another thread
+    assert clf.threads == [t for t in clf.threads if t.startswith("thinkgate-embed")] and len(clf.threads) == 1
     logged = np.asarray(r.json()["thinkgate"]["embedding"])
     np.testing.assert_array_equal(cache.looked_up[0], clf.vectors[0])  # the very vector the classifier read
     np.testing.assert_allclose(logged, clf.vectors[0], atol=1e-5)  # the log keeps it (rounded to 5 places)

@@ -19,9 +19,10 @@ class CountingEmbedder:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def embed(self, messages: list[dict[str, Any]]) -> Any:
+    async def embed(self, messages: list[dict[str, Any]], then: Any = None) -> Any:
         self.calls += 1
-        return np.ones(384, dtype=np.float32) / np.sqrt(384)
+        v = np.ones(384, dtype=np.float32) / np.sqrt(384)
+        return v if then is None else (v, then(v))
 
 
 class OwnEncoderClassifier:

@@ -28,10 +28,11 @@ class FixedClassifier:
 
 
 class ConstEmbedder:
-    async def embed(self, messages: list[dict[str, Any]]) -> Any:
+    async def embed(self, messages: list[dict[str, Any]], then: Any = None) -> Any:
         import numpy as np
 
-        return np.ones(8, dtype=np.float32) / np.sqrt(8)
+        v = np.ones(8, dtype=np.float32) / np.sqrt(8)
+        return v if then is None else (v, then(v))
 
 
 class RecordingUpstream(FakeUpstream):
