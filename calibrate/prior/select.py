@@ -7,8 +7,8 @@ Two ways to hold items out:
   turn. The prior exists to carry to sources it never saw, and item-level folds reward
   what does not carry: an embedding learns each source's topics and their mean
   difficulty by heart. Measured on AlpacaEval + RouteLLM GSM8K/MMLU + MATH levels
-  (README): item-level CV chose the widest embedding, source-level CV the cheap
-  features with little or no embedding, which transferred better.
+  (README, nested leave-one-source-out): choosing by source instead of by item moved
+  held-out GSM8K 0.545 -> 0.560, MMLU 0.520 -> 0.583, AlpacaEval 0.523 -> 0.532.
 - `by="item"`: K random folds over items (the earlier procedure), for a corpus with a
   single source."""
 
