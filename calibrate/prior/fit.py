@@ -10,8 +10,9 @@ general, learned from many models' outcomes, written as an ordinary artifact.
 3. Its score becomes P(the strong answer is better) through a Platt map fitted on the
    training sources' pair tables (a calibrated function of the prior), and the
    threshold is chosen on them as `train` chooses one. No pair outcomes are needed to
-   serve it; once a pair has its own, `train --prior` adds the prior as a feature and
-   the no-harm selection decides whether the pair-specific fit takes over.
+   serve it; once a pair has its own, `calibrate train` fits that pair's artifact as for
+   any table, and `evaluate --model` compares the two on the pair's outcomes. Feeding
+   the prior into that fit as a feature is not built.
 
 The result is a `thinkgate-difficulty/2` artifact: serving is the same dot product,
 with no extra encoder pass."""
