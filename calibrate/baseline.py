@@ -26,15 +26,17 @@ def baseline_dim(E: np.ndarray) -> int:
     return min(DIM, E.shape[1])  # the baseline reads the sentence embedding only
 
 
-def fit_baseline(E: np.ndarray, labels: np.ndarray) -> Any:
+def fit_baseline(E: np.ndarray, labels: np.ndarray, width: int | None = None) -> Any:
     """The plain baseline: LogisticRegression (C=1) on the raw sentence
-    embedding, label "strong better than fast" (what `evaluate --baseline` runs)."""
+    embedding, label "strong better than fast" (what `evaluate --baseline` runs).
+    `width`: the columns it reads (default the sentence embedding's)."""
     from sklearn.dummy import DummyClassifier
     from sklearn.linear_model import LogisticRegression
 
+    X = E[:, : baseline_dim(E) if width is None else width]
     if labels.min() == labels.max():  # one class: a constant score (APGR 0.5 / undefined)
-        return DummyClassifier(strategy="prior").fit(E[:, : baseline_dim(E)], labels)
-    return LogisticRegression(C=1.0, max_iter=2000).fit(E[:, : baseline_dim(E)], labels)
+        return DummyClassifier(strategy="prior").fit(X, labels)
+    return LogisticRegression(C=1.0, max_iter=2000).fit(X, labels)
 
 
 def score_baseline(m: Any, E: np.ndarray) -> np.ndarray:

@@ -113,26 +113,34 @@ def repeated_cross_validate(
 
 def cross_validate_baseline(
     E: np.ndarray, fast: Any, strong: Any, folds: int = 5, seed: int = 0, groups: np.ndarray | None = None,
-    outer_groups: np.ndarray | None = None,
+    outer_groups: np.ndarray | None = None, prior: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The plain baseline under the same folds: LogisticRegression (C=1) on the
     raw sentence embeddings, label "strong better than fast"; for comparison
     (and the simplest candidate of select-lex/4). `scores`: its out-of-fold
-    scores, `splits` the folds (for the paired bootstrap)."""
+    scores, `splits` the folds (for the paired bootstrap). `prior`: one more
+    column, a prior artifact's logit on each prompt (fixed, not refitted), so the
+    fit can lean on the prior where the pair's own outcomes agree with it."""
     fast, strong = np.asarray(fast, float), np.asarray(strong, float)
     y = metrics.needs_strong(fast, strong)
+    if prior is not None:
+        # z-scored: against the embedding's small entries (unit-norm rows) one unit-scale
+        # column is barely penalised by C=1, so the fit follows it as far as the outcomes do
+        z = (prior - prior.mean()) / (prior.std() or 1.0)
+        E = np.hstack([E[:, : baseline_dim(E)], z[:, None]])
     probs = np.zeros(len(y))
     per_fold = []
     splits = kfold(len(y), folds, seed + 1, groups if outer_groups is None else outer_groups)
     with _one_blas_thread():
         for tr, te in splits:
-            m = fit_baseline(E[tr], y[tr])
-            probs[te] = m.predict_proba(E[te, : baseline_dim(E)])[:, -1] if len(m.classes_) > 1 else float(m.classes_[0])
+            m = fit_baseline(E[tr], y[tr], width=E.shape[1] if prior is not None else None)
+            X = E[te] if prior is not None else E[te, : baseline_dim(E)]
+            probs[te] = m.predict_proba(X)[:, -1] if len(m.classes_) > 1 else float(m.classes_[0])
             per_fold.append(metrics.summary(probs[te], probs[te], fast[te], strong[te]))
     out = metrics.summary(probs, probs, fast, strong)
     out["apgr"] = fold_mean([f["apgr"] for f in per_fold])
     out["apgr_std"] = fold_std([f["apgr"] for f in per_fold])
     out["cpt"] = {k: fold_mean([f["cpt"][k] for f in per_fold]) for k in out["cpt"]}
-    out["procedure"] = "baseline: LogisticRegression(C=1) on embeddings"
+    out["procedure"] = "baseline: LogisticRegression(C=1) on embeddings" + (" + the prior's logit" if prior is not None else "")
     out["scores"], out["splits"] = probs, splits
     return out

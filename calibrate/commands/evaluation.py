@@ -43,6 +43,9 @@ def _evaluate_configure(p: argparse.ArgumentParser) -> None:
                    help="with --model: the artifact it is compared with, paired on the same bootstrap draws "
                         "(default: the shipped prior, models/default, unless --model is it)")
     p.add_argument("--candidates", help=f"comma-separated subset of the inner-CV candidates ({', '.join(_candidates())})")
+    p.add_argument("--prior", metavar="ARTIFACT",
+                   help="also cross-validate the plain baseline with this artifact's logit as one more feature (e.g. a "
+                        "`calibrate prior fit` artifact), same folds, paired CI against the baseline alone")
 
 
 def _evaluate_run(args: argparse.Namespace) -> int:
@@ -51,6 +54,8 @@ def _evaluate_run(args: argparse.Namespace) -> int:
     from calibrate import bootstrap, crossval, folds, train
 
     o = load_outcomes(args.outcomes, getattr(args, "tenant", None))
+    if args.prior and (args.model or args.train_on):
+        raise ValueError("--prior adds a feature to the cross-validated baseline: not with --model or --train-on")
     if args.model:
         return _evaluate_artifact(args, o)
     if args.train_on:
@@ -59,7 +64,7 @@ def _evaluate_run(args: argparse.Namespace) -> int:
         return evaluate_transfer(args, o)
     if len(o) < 2 * args.cv:
         raise ValueError(f"{len(o)} outcomes are too few for {args.cv}-fold CV (at least {2 * args.cv}: two per fold; or lower --cv)")
-    E, F, _ = featurise(o, args.embedder, not args.no_cache, not args.quiet)
+    E, F, enc = featurise(o, args.embedder, not args.no_cache, not args.quiet)
     L = train.lexical_matrix([o.messages(i) for i in range(len(o))])
     if args.repeats < 1:
         raise ValueError("--repeats must be at least 1")
@@ -78,6 +83,24 @@ def _evaluate_run(args: argparse.Namespace) -> int:
         s["split_by"] = {"field": args.split_by, "groups": len(np.unique(outer))}
     if args.baseline and not args.json:
         _out(f"baseline (LR on embeddings): APGR {b['apgr']:.3f} ± {b['apgr_std']:.3f}, CPT(80%) {100 * b['cpt']['80']:.1f}%")
+    bp = _with_prior(args, o, E, F, enc, groups, outer) if args.prior else None
+    if bp is not None:
+        s["baseline_with_prior"] = {"apgr": folds.fold_mean([x["apgr"] for x in bp]),
+                                    "apgr_std": folds.fold_mean([x["apgr_std"] for x in bp]),
+                                    "auroc": folds.fold_mean([x["auroc"] for x in bp]), "prior": args.prior,
+                                    "procedure": bp[0]["procedure"]}
+        if args.bootstrap:
+            draw = outer if outer is not None else groups
+            s["baseline_with_prior"]["ci"] = bootstrap.intervals(
+                [(x["scores"], x["splits"]) for x in bp], o.fast, o.strong, draw, [(x["scores"], x["splits"]) for x in bs],
+                draws=args.bootstrap, seed=args.seed, baseline_name="the baseline alone")
+        if not args.json:
+            w = s["baseline_with_prior"]
+            line = f"baseline + prior {args.prior}: APGR {w['apgr']:.3f} ± {w['apgr_std']:.3f} (baseline alone {b['apgr']:.3f})"
+            c = w.get("ci") or {}
+            if c.get("diff_ci"):
+                line += f"; paired difference {c['diff']:+.3f} [{c['diff_ci'][0]:+.3f}, {c['diff_ci'][1]:+.3f}]"
+            _out(line)
     if args.compare:
         old = train.TrainConfig(seed=args.seed, candidates=("cheap", "full"))
         r = crossval.repeated_cross_validate(E, F, o.fast, o.strong, args.cv, args.repeats, old, not args.quiet, L=L, groups=groups,
@@ -98,6 +121,20 @@ def _evaluate_run(args: argparse.Namespace) -> int:
         _out(format_summary(s))
     _out(_json(s))
     return 0
+
+
+def _with_prior(
+    args: argparse.Namespace, o: Any, E: np.ndarray, F: np.ndarray, enc: str, groups: Any, outer: Any,
+) -> list[dict[str, Any]]:
+    """The baseline with a prior artifact's logit as one more column, on the baseline's folds."""
+    from calibrate import crossval
+    from policies.difficulty import DifficultyClassifier, resolve
+
+    clf = DifficultyClassifier.load(resolve(args.prior), embedder_id=enc.split("@")[0])
+    p = np.clip(clf.predict_many(F, E, [o.messages(i) for i in range(len(o))]), 1e-9, 1 - 1e-9)
+    logit = np.log(p / (1 - p))
+    return [crossval.cross_validate_baseline(E, o.fast, o.strong, args.cv, args.seed + r, groups, outer, prior=logit)
+            for r in range(args.repeats)]
 
 
 def _evaluate_artifact(args: argparse.Namespace, o: Any) -> int:

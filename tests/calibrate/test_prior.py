@@ -255,3 +255,36 @@ def test_a_fitted_prior_is_an_artifact_that_loads_routes_and_reloads(tmp_path: P
                     assert 0.0 <= float(r.headers["x-thinkgate-difficulty"]) <= 1.0
 
     asyncio.run(go())
+
+
+def test_evaluate_prior_adds_its_logit_to_the_baseline_on_the_same_folds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`evaluate --prior`: the CV line with and without the prior as a feature. Here the
+    outcomes follow prompt length, which the prior (cheap features) sees and a normalised
+    bag of hashed words does not (the same words, repeated), so the prior must help
+    beyond its paired CI."""
+    from calibrate.cli import main
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(200):
+        long = i % 2 == 1
+        words = " ".join([f"alpha beta gamma delta omega w{i}"] * (8 if long else 1))
+        rows.append({"id": f"q{i}", "prompt": words, "fast": float(not long or rng.random() < 0.1), "strong": 1.0})
+    table = tmp_path / "pair.jsonl"
+    table.write_text("\n".join(json.dumps(r) for r in rows))
+    corpus_path, art = tmp_path / "corpus.jsonl", tmp_path / "prior"
+    assert main(["prior", "corpus", "--table", f"pair={table}", "-o", str(corpus_path)]) == 0
+    assert main(["prior", "fit", "--corpus", str(corpus_path), "--pairs", f"pair={table}", "--embedder", "hash",
+                 "--embedding-dim", "0", "--alpha", "10", "--no-cache", "--quiet", "-o", str(art)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--outcomes", str(table), "--embedder", "hash", "--no-cache", "--quiet", "--prior", str(art),
+                 "--bootstrap", "200"]) == 0
+    out = capsys.readouterr().out
+    s = json.loads(out.strip().splitlines()[-1])
+    w = s["baseline_with_prior"]
+    assert w["procedure"].endswith("+ the prior's logit") and w["prior"] == str(art)
+    assert w["apgr"] > s["baseline"]["apgr"] + 0.1
+    assert w["ci"]["diff_ci"][0] > 0 and "baseline + prior" in out
+    capsys.readouterr()
+    assert main(["evaluate", "--outcomes", str(table), "--embedder", "hash", "--model", str(art), "--prior", str(art)]) == 1
+    assert "--prior adds a feature" in capsys.readouterr().err
