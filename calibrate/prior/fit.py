@@ -11,8 +11,10 @@ general, learned from many models' outcomes, written as an ordinary artifact.
    training sources' pair tables (a calibrated function of the prior), and the
    threshold is chosen on them as `train` chooses one. No pair outcomes are needed to
    serve it; once a pair has its own, `calibrate train` fits that pair's artifact as for
-   any table, and `evaluate --model` compares the two on the pair's outcomes. Feeding
-   the prior into that fit as a feature is not built.
+   any table, and `evaluate --model` compares the two on the pair's outcomes;
+   `evaluate --prior` measures what the prior adds as one more feature of the plain
+   baseline (README: nothing beyond its CI on the three tables measured), so `train`
+   does not use it.
 
 The result is a `thinkgate-difficulty/2` artifact: serving is the same dot product,
 with no extra encoder pass."""
