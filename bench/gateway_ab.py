@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import subprocess
 import sys
@@ -40,12 +39,6 @@ selfref: {{enabled: false}}
 cache: {{enabled: false}}
 server: {{log_level: warning}}
 """
-
-
-def cpu_s(pid: int, task: str | None = None) -> float:
-    stat = Path(f"/proc/{pid}/task/{task}/stat" if task else f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def drive(url: str, alias: str, texts: list[str], n: int, conc: int, offset: int) -> float:
@@ -102,10 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.rounds):
             for name in (list(gateways) if r % 2 == 0 else list(gateways)[::-1]):
                 url, alias, pid = gateways[name]
-                c0, m0 = cpu_s(pid), cpu_s(pid, str(pid))
+                c0, m0 = overhead.cpu_s(pid), overhead.cpu_s(pid, pid)
                 rps[name].append(asyncio.run(drive(url, alias, texts, args.requests, args.concurrency, (r + 1) * 10 * args.requests)))
-                cpu[name].append(1e3 * (cpu_s(pid) - c0) / args.requests)
-                main_cpu[name].append(1e3 * (cpu_s(pid, str(pid)) - m0) / args.requests)
+                cpu[name].append(1e3 * (overhead.cpu_s(pid) - c0) / args.requests)
+                main_cpu[name].append(1e3 * (overhead.cpu_s(pid, pid) - m0) / args.requests)
         print(f"{args.concurrency} concurrent, real prompt mix, {args.requests} requests x {args.rounds} alternating rounds (medians)")
         print(f"{'gateway':28s} {'req/s':>7s} {'CPU ms/req':>11s} {'main thread':>12s}")
         for name in gateways:
@@ -115,13 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             routed, proxied = statistics.median(rps[f"{code} routed"]), statistics.median(rps[f"{code} proxied"])
             print(f"{code}: routed / proxied {routed / proxied:.2f}")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        overhead.stop(procs)
         if args.ref:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(codes[args.ref])], check=False)
     return 0

@@ -66,11 +66,24 @@ def start(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux): what the gateway itself spends,
-    which a busy shared machine blurs far less than wall-clock latency."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_s(pid: int, thread: int | None = None) -> float:
+    """User + system CPU seconds of a process (Linux), all its threads, or of one of
+    them (`thread`: its id; the main thread's is the pid): what the gateway itself
+    spends, which a busy shared machine blurs far less than wall-clock latency."""
+    stat = Path(f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    """Terminate, then kill what has not exited after 15 s."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 async def cpu_per_request(pid: int, targets: dict[str, tuple[str, str]], n: int, block: int = 50) -> dict[str, float]:
@@ -249,13 +262,7 @@ litellm_settings: {{telemetry: false}}
             print(f"added p50 at c1: thinkgate {added_tg:.2f} ms vs litellm-proxy {added_lp:.2f} ms "
                   f"({added_lp / added_tg if added_tg > 0 else float('inf'):.1f}x less)")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
 
 
 if __name__ == "__main__":

@@ -259,8 +259,7 @@ server: {{log_level: warning}}
         gateway_pid = procs[-1].pid
 
         def cpu_s() -> float:  # the gateway process's user + system CPU (all its threads)
-            fields = Path(f"/proc/{gateway_pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return overhead.cpu_s(gateway_pid)
 
         rps: dict[str, list[float]] = {"auto": [], "fast": []}
         cpu: dict[str, list[float]] = {"auto": [], "fast": []}
@@ -273,13 +272,7 @@ server: {{log_level: warning}}
         return {"routed_rps": routed, "proxied_rps": proxied, "ratio": routed / proxied, "rounds": rps,
                 "routed_cpu_ms": statistics.median(cpu["auto"]), "proxied_cpu_ms": statistics.median(cpu["fast"])}
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        overhead.stop(procs)
 
 
 def main(argv: list[str] | None = None) -> int:

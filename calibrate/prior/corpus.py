@@ -112,7 +112,8 @@ def read_outcome_table(path: str | Path, *, source: str, fast: str | None = None
 
 def read_rated(path: str | Path, *, source: str, field: str, prompt: str = "problem") -> Iterator[Row]:
     """Rows from a JSONL of rated items (`prompt` field: the text; `field`: a number,
-    higher = harder, e.g. MATH's `level`). Items without a number are skipped."""
+    higher = harder, e.g. MATH's `level`). A NaN rating is skipped; a missing or
+    non-numeric one is an error naming its line."""
     with open(path, encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
